@@ -1,0 +1,622 @@
+//! The relay's configuration: one TOML file, strictly parsed, validated as a whole.
+//!
+//! Why strict: a typo in a gateway's config (`ack_timout_ms`) must not silently fall back to a default. Every
+//! table denies unknown keys, sizes and durations carry their unit in the key (`_bytes`, `_ms`), and
+//! [`Config::from_toml`] reports *every* semantic error with its key path, which `trigger-relay check-config`
+//! prints. Secrets come from the environment through `${VAR}` interpolation in string values.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::catalog::{Catalog, TriggerType};
+use crate::model::{AckMode, Secret, Subscription, SubscriptionType};
+
+/// The embedded development default: a `STDOUT` subscription, no broker needed.
+pub const DEV_CONFIG: &str = include_str!("../config/dev.toml");
+
+/// ISC gives a FIRE_AND_FORGET subscriber 10 s to answer.
+pub const ISC_RESPONSE_LIMIT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub sinks: SinksConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    #[serde(default = "default_ingress_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Required: credentials ISC sends, or `none = true` written out.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_ingress_listen(),
+            max_body_bytes: default_max_body(),
+            auth: None,
+        }
+    }
+}
+
+fn default_ingress_listen() -> SocketAddr {
+    ([0, 0, 0, 0], 8080).into()
+}
+fn default_max_body() -> u64 {
+    1024 * 1024
+}
+
+/// What the ingress accepts in `Authorization`, as an ISC subscription's `httpConfig` sends it. Several
+/// credentials may be listed at once, so a secret can be rotated without downtime.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accept requests without credentials. Must be written out; meant for development.
+    #[serde(default)]
+    pub none: bool,
+    #[serde(default)]
+    pub basic: Vec<BasicCredential>,
+    #[serde(default)]
+    pub bearer_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    ([0, 0, 0, 0], 9090).into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Default ack mode for subscriptions that do not set `ackMode`.
+    #[serde(default = "default_ack")]
+    pub ack: AckMode,
+    /// `delivered` mode: how long the ingress waits for the brokers before answering 503.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_ms: u64,
+    /// How long a sink keeps retrying one event before it is dropped (and counted).
+    #[serde(default = "default_delivery_timeout")]
+    pub delivery_timeout_ms: u64,
+    /// `Retry-After` seconds on 503 answers.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u64,
+    /// On SIGTERM: how long to drain queues and flush producers before exiting anyway.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            ack: default_ack(),
+            ack_timeout_ms: default_ack_timeout(),
+            delivery_timeout_ms: default_delivery_timeout(),
+            retry_after_s: default_retry_after(),
+            shutdown_grace_ms: default_grace(),
+        }
+    }
+}
+
+fn default_ack() -> AckMode {
+    AckMode::Accepted
+}
+fn default_ack_timeout() -> u64 {
+    5_000
+}
+fn default_delivery_timeout() -> u64 {
+    300_000
+}
+fn default_retry_after() -> u64 {
+    1
+}
+fn default_grace() -> u64 {
+    20_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `trigger_relay=debug`); `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Kafka clusters by name; subscriptions name one in `kafkaConfig.cluster`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, crate::sinks::kafka::KafkaClusterConfig>,
+    /// The queue of the `STDOUT` sink.
+    #[serde(default)]
+    pub stdout: crate::sinks::stdout::StdoutConfig,
+}
+
+/// Queue capacity of one sink, in events and in bytes; whichever is reached first sheds load with 503.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default = "default_queue_events")]
+    pub max_events: usize,
+    #[serde(default = "default_queue_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_queue_events(),
+            max_bytes: default_queue_bytes(),
+        }
+    }
+}
+
+fn default_queue_events() -> usize {
+    10_000
+}
+fn default_queue_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Triggers the built-in catalog does not know yet (tenants get new triggers first).
+    #[serde(default)]
+    pub triggers: Vec<CatalogEntryConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogEntryConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TriggerType,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub example_input: Option<serde_json::Value>,
+}
+
+/// Every problem found in a config, each with its key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// e.g. `subscriptions[1].kafkaConfig.cluster`
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Parse, interpolate `${VAR}` from the environment, and validate. All semantic errors are reported
+    /// together; a structural error (unknown key, wrong type) is reported with its path first, since nothing
+    /// after it can be read reliably.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_toml_with_env(text, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::from_toml`], reading variables through `env` (tests pass a map).
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let one = |path: String, message: String| ConfigErrors(vec![ConfigError { path, message }]);
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            one(at, format!("invalid TOML: {msg}"))
+        })?;
+        let mut errors = Errors(Vec::new());
+        interpolate(&mut value, &mut String::new(), &env, &mut errors);
+        if !errors.0.is_empty() {
+            return Err(ConfigErrors(errors.0));
+        }
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            one(path, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The catalog this config describes: built-in triggers plus `[[catalog.triggers]]`.
+    pub fn catalog(&self) -> Result<Catalog, ConfigErrors> {
+        let mut errors = Errors(Vec::new());
+        let catalog = self.catalog_checked(&mut errors);
+        if errors.0.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(ConfigErrors(errors.0))
+        }
+    }
+
+    fn catalog_checked(&self, errors: &mut Errors) -> Catalog {
+        let mut catalog = Catalog::builtin();
+        for (i, t) in self.catalog.triggers.iter().enumerate() {
+            let path = format!("catalog.triggers[{i}]");
+            if let Err(msg) = catalog.extend(t) {
+                errors.push(format!("{path}.id"), msg);
+            }
+        }
+        catalog
+    }
+
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Errors(Vec::new());
+        let d = &self.delivery;
+        if d.ack_timeout_ms == 0 || d.ack_timeout_ms >= ISC_RESPONSE_LIMIT_MS {
+            errors.push(
+                "delivery.ack_timeout_ms",
+                format!(
+                    "must be between 1 and {} (ISC stops waiting for an answer after 10 s)",
+                    ISC_RESPONSE_LIMIT_MS - 1
+                ),
+            );
+        }
+        if d.delivery_timeout_ms < d.ack_timeout_ms {
+            errors.push("delivery.delivery_timeout_ms", "must be at least delivery.ack_timeout_ms");
+        }
+        if d.shutdown_grace_ms == 0 {
+            errors.push("delivery.shutdown_grace_ms", "must be greater than 0");
+        }
+        if self.ingress.max_body_bytes == 0 || self.ingress.max_body_bytes > 64 * 1024 * 1024 {
+            errors.push("ingress.max_body_bytes", "must be between 1 and 67108864 (64 MiB)");
+        }
+        if self.ingress.listen == self.admin.listen && self.ingress.listen.port() != 0 {
+            errors.push("admin.listen", "must differ from ingress.listen");
+        }
+        match &self.ingress.auth {
+            None => errors.push(
+                "ingress.auth",
+                "missing: list the credentials ISC sends (`basic = [{ username, password }]`, \
+                 `bearer_tokens = [...]`), or write `none = true` to accept unauthenticated requests",
+            ),
+            Some(a) => {
+                let has_creds = !a.basic.is_empty() || !a.bearer_tokens.is_empty();
+                if a.none && has_creds {
+                    errors.push("ingress.auth.none", "`none = true` cannot be combined with credentials");
+                }
+                if !a.none && !has_creds {
+                    errors.push(
+                        "ingress.auth",
+                        "no credentials: add `basic` or `bearer_tokens`, or write `none = true`",
+                    );
+                }
+                for (i, b) in a.basic.iter().enumerate() {
+                    if b.username.is_empty() || b.username.contains(':') {
+                        errors.push(
+                            format!("ingress.auth.basic[{i}].username"),
+                            "must be non-empty and contain no ':'",
+                        );
+                    }
+                    if b.password.expose().is_empty() {
+                        errors.push(format!("ingress.auth.basic[{i}].password"), "must not be empty");
+                    }
+                }
+                for (i, t) in a.bearer_tokens.iter().enumerate() {
+                    if t.expose().is_empty() || t.expose().chars().any(|c| c.is_whitespace()) {
+                        errors.push(
+                            format!("ingress.auth.bearer_tokens[{i}]"),
+                            "must be non-empty and contain no white space",
+                        );
+                    }
+                }
+            }
+        }
+        check_queue("sinks.stdout.queue", &self.sinks.stdout.queue, &mut errors);
+        for (name, k) in &self.sinks.kafka {
+            k.validate(&format!("sinks.kafka.{name}"), &mut |p, m| errors.push(p, m));
+        }
+        let catalog = self.catalog_checked(&mut errors);
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            let path = format!("subscriptions[{i}]");
+            self.validate_subscription(&path, s, &catalog, &mut errors);
+            if !names.insert(s.name.as_str()) {
+                errors.push(format!("{path}.name"), format!("`{}` is used by another subscription", s.name));
+            }
+            if !ids.insert(s.effective_id()) {
+                errors.push(format!("{path}.id"), "is used by another subscription");
+            }
+        }
+        if errors.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors.0))
+        }
+    }
+
+    fn validate_subscription(&self, path: &str, s: &Subscription, catalog: &Catalog, errors: &mut Errors) {
+        if s.name.trim().is_empty() {
+            errors.push(format!("{path}.name"), "must not be empty");
+        }
+        match catalog.get(&s.trigger_id) {
+            None => errors.push(
+                format!("{path}.triggerId"),
+                format!(
+                    "unknown trigger `{}`: use an id from `GET /beta/triggers` or add it under [[catalog.triggers]]",
+                    s.trigger_id
+                ),
+            ),
+            Some(t) if t.kind == TriggerType::RequestResponse => errors.push(
+                format!("{path}.triggerId"),
+                format!(
+                    "`{}` is a REQUEST_RESPONSE trigger; trigger-relay relays FIRE_AND_FORGET triggers only",
+                    s.trigger_id
+                ),
+            ),
+            Some(_) => {}
+        }
+        if let Some(f) = &s.filter {
+            if let Err(e) = crate::filter::Filter::compile(f) {
+                errors.push(format!("{path}.filter"), format!("invalid JSONPath filter: {e}"));
+            }
+        }
+        let configs = [
+            ("httpConfig", s.http_config.is_some(), SubscriptionType::Http),
+            ("eventBridgeConfig", s.event_bridge_config.is_some(), SubscriptionType::Eventbridge),
+            ("kafkaConfig", s.kafka_config.is_some(), SubscriptionType::Kafka),
+        ];
+        for (key, present, kind) in configs {
+            if present && kind != s.kind {
+                errors.push(format!("{path}.{key}"), format!("does not go with type {}", s.kind.as_str()));
+            }
+        }
+        match s.kind {
+            SubscriptionType::Kafka => match &s.kafka_config {
+                None => errors.push(format!("{path}.kafkaConfig"), "required for type KAFKA"),
+                Some(k) => {
+                    if let Err(m) = self.kafka_cluster_for(k) {
+                        errors.push(format!("{path}.kafkaConfig.cluster"), m);
+                    }
+                    if let Err(m) = crate::sinks::kafka::check_topic(&k.topic) {
+                        errors.push(format!("{path}.kafkaConfig.topic"), m);
+                    }
+                }
+            },
+            SubscriptionType::Stdout => {}
+            SubscriptionType::Http | SubscriptionType::Eventbridge | SubscriptionType::Nats => errors.push(
+                format!("{path}.type"),
+                format!(
+                    "type {} is not available in this version of trigger-relay yet; use KAFKA or STDOUT",
+                    s.kind.as_str()
+                ),
+            ),
+            SubscriptionType::Inline | SubscriptionType::Script | SubscriptionType::Workflow => errors.push(
+                format!("{path}.type"),
+                format!(
+                    "type {} runs inside ISC and cannot be relayed; use KAFKA or STDOUT",
+                    s.kind.as_str()
+                ),
+            ),
+        }
+    }
+
+    /// The name of the Kafka cluster a subscription publishes to.
+    pub fn kafka_cluster_for<'a>(
+        &'a self,
+        k: &'a crate::model::KafkaSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        let configured = || self.sinks.kafka.keys().cloned().collect::<Vec<_>>().join(", ");
+        match &k.cluster {
+            Some(c) if self.sinks.kafka.contains_key(c) => Ok(c),
+            Some(c) => Err(format!(
+                "unknown Kafka cluster `{c}` (configured: {})",
+                if self.sinks.kafka.is_empty() { "none".into() } else { configured() }
+            )),
+            None if self.sinks.kafka.len() == 1 => Ok(self.sinks.kafka.keys().next().map(|s| s.as_str()).unwrap_or_default()),
+            None if self.sinks.kafka.is_empty() => {
+                Err("no Kafka cluster configured: add a [sinks.kafka.NAME] table".into())
+            }
+            None => Err(format!("several Kafka clusters are configured ({}): name one", configured())),
+        }
+    }
+}
+
+/// Check one queue's capacities.
+pub(crate) fn check_queue(path: &str, q: &QueueConfig, errors: &mut impl ErrorSink) {
+    if q.max_events == 0 || q.max_events > 10_000_000 {
+        errors.error(format!("{path}.max_events"), "must be between 1 and 10000000".into());
+    }
+    if q.max_bytes < 1024 || q.max_bytes > (u32::MAX as u64) {
+        errors.error(format!("{path}.max_bytes"), "must be between 1024 and 4294967295".into());
+    }
+}
+
+/// Something that collects config errors (lets sink modules validate their own tables).
+pub(crate) trait ErrorSink {
+    fn error(&mut self, path: String, message: String);
+}
+
+impl ErrorSink for Errors {
+    fn error(&mut self, path: String, message: String) {
+        self.push(path, message)
+    }
+}
+
+impl<F: FnMut(String, String)> ErrorSink for F {
+    fn error(&mut self, path: String, message: String) {
+        self(path, message)
+    }
+}
+
+/// Replace `${NAME}` in every string value with the environment variable; `$${` stands for a literal `${`.
+fn interpolate(
+    v: &mut toml::Value,
+    path: &mut String,
+    env: &impl Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) {
+    match v {
+        toml::Value::String(s) if s.contains("${") => match expand(s, env) {
+            Ok(out) => *s = out,
+            Err(m) => errors.push(path.clone(), m),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate(item, path, env, errors);
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                interpolate(item, path, env, errors);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("${") {
+            let end = t
+                .find('}')
+                .ok_or_else(|| "unterminated `${`: write `${NAME}`, or `$${` for a literal".to_string())?;
+            let name = &t[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("`${{{name}}}` is not a valid environment variable name"));
+            }
+            match env(name) {
+                Some(val) => out.push_str(&val),
+                None => return Err(format!("environment variable `{name}` is not set")),
+            }
+            rest = &t[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}

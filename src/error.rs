@@ -1,0 +1,134 @@
+//! ISC's error wire shapes, so ISC tenants, SailPoint SDKs and scripts read our errors as they read ISC's.
+//!
+//! Every 4xx/5xx body the relay writes is an [`ErrorResponseDto`], except 401 (`{"error": …}`) and 429
+//! (`{"message": " Rate Limit Exceeded "}`), which ISC shapes differently. Each error carries a tracking id that
+//! also appears in the log line, so an operator can join a tenant's report to our logs.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+/// ISC's `ErrorMessageDto`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorMessageDto {
+    pub locale: &'static str,
+    pub locale_origin: &'static str,
+    pub text: String,
+}
+
+impl ErrorMessageDto {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            locale: "en-US",
+            locale_origin: "DEFAULT",
+            text: text.into(),
+        }
+    }
+}
+
+/// ISC's `ErrorResponseDto`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorResponseDto {
+    pub detail_code: &'static str,
+    pub tracking_id: String,
+    pub messages: Vec<ErrorMessageDto>,
+    pub causes: Vec<ErrorMessageDto>,
+}
+
+/// A new tracking id: 32 lowercase hex digits, as ISC's.
+pub fn tracking_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// ISC's `detailCode` for a status.
+pub fn detail_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "400.1 Bad Request Content",
+        403 => "403 Forbidden",
+        404 => "404 Not found",
+        405 => "405 Method Not Allowed",
+        409 => "409 Conflict",
+        413 => "413 Payload Too Large",
+        415 => "415 Unsupported Media Type",
+        500 => "500.0 Internal Fault",
+        501 => "501 Not Implemented",
+        502 => "502 Bad Gateway",
+        503 => "503 Service Unavailable",
+        _ => "500.0 Internal Fault",
+    }
+}
+
+/// An error answer with its tracking id; turned into a response by [`ApiError::into_response`].
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub causes: Vec<String>,
+    pub tracking_id: String,
+    /// Seconds for `Retry-After` (503, 429).
+    pub retry_after_s: Option<u64>,
+    /// Extra header (e.g. `Allow` on 405, `WWW-Authenticate` on 401).
+    pub header: Option<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            causes: Vec::new(),
+            tracking_id: tracking_id(),
+            retry_after_s: None,
+            header: None,
+        }
+    }
+
+    pub fn cause(mut self, cause: impl Into<String>) -> Self {
+        self.causes.push(cause.into());
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
+        self
+    }
+
+    /// The body as ISC shapes it for this status.
+    pub fn body(&self) -> Vec<u8> {
+        let r = match self.status {
+            StatusCode::UNAUTHORIZED => serde_json::to_vec(&serde_json::json!({ "error": self.message })),
+            StatusCode::TOO_MANY_REQUESTS => {
+                serde_json::to_vec(&serde_json::json!({ "message": " Rate Limit Exceeded " }))
+            }
+            _ => serde_json::to_vec(&ErrorResponseDto {
+                detail_code: detail_code(self.status),
+                tracking_id: self.tracking_id.clone(),
+                messages: vec![ErrorMessageDto::new(self.message.clone())],
+                causes: self.causes.iter().cloned().map(ErrorMessageDto::new).collect(),
+            }),
+        };
+        r.unwrap_or_default()
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(self.body())));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(s) = self.retry_after_s {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some((name, value)) = self.header {
+            h.insert(name, value);
+        }
+        resp
+    }
+}

@@ -1,0 +1,55 @@
+//! Ingress metrics, registered in one place. `trigger` label values are catalog ids or `unknown`; `status`
+//! is an HTTP status code; `sink` a configured sink name: all bounded.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct IngressMetrics {
+    pub requests: IntCounterVec,
+    pub bytes: IntCounter,
+    pub in_flight: IntGauge,
+    pub unrouted: IntCounterVec,
+    pub shed: IntCounterVec,
+    pub rejected: IntCounterVec,
+}
+
+impl IngressMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new("trigger_relay_ingress_requests_total", "Ingress requests by trigger and status"),
+                &["trigger", "status"],
+            )?,
+            bytes: IntCounter::new("trigger_relay_ingress_bytes_total", "Request body bytes accepted")?,
+            in_flight: IntGauge::new("trigger_relay_ingress_in_flight_requests", "Requests being handled")?,
+            unrouted: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_ingress_unrouted_events_total",
+                    "Events of a known trigger that matched no enabled subscription",
+                ),
+                &["trigger"],
+            )?,
+            shed: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_ingress_shed_requests_total",
+                    "Requests answered 503 because a sink queue was full",
+                ),
+                &["sink"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_ingress_rejected_requests_total",
+                    "Requests refused before routing, by reason",
+                ),
+                &["reason"],
+            )?,
+        };
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.bytes.clone()))?;
+        r.register(Box::new(m.in_flight.clone()))?;
+        r.register(Box::new(m.unrouted.clone()))?;
+        r.register(Box::new(m.shed.clone()))?;
+        r.register(Box::new(m.rejected.clone()))?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,313 @@
+//! The ingress: the URL an ISC tenant's HTTP subscription posts to.
+//!
+//! `POST /events/{triggerId}` or `POST /events` (trigger id then from `_metadata.triggerId`). Checks, in order:
+//! path, method, auth, content type, size, JSON object, trigger; then the router picks the subscriptions, the
+//! ingress reserves room in every matched sink's queue (all or nothing: a full queue answers 503 and nothing is
+//! enqueued), hands the deliveries over and answers 200 with an empty body, at once in `accepted` mode or once
+//! every `delivered`-mode subscription's broker acknowledged. The body is forwarded as the exact bytes received.
+
+pub mod auth;
+pub mod metrics;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::error::{tracking_id, ApiError};
+use crate::event::{Delivery, Event, Outcome};
+use crate::model::AckMode;
+use crate::queue::QueueFull;
+use crate::router::{Lookup, Router};
+use crate::sinks::SinkError;
+
+pub use auth::Authenticator;
+pub use metrics::IngressMetrics;
+
+pub struct IngressState {
+    pub router: Arc<ArcSwap<Router>>,
+    pub auth: Authenticator,
+    pub max_body_bytes: u64,
+    pub ack_timeout: Duration,
+    pub retry_after_s: u64,
+    pub metrics: IngressMetrics,
+}
+
+/// What ISC's `_metadata` tells us; the rest of the body is only checked for being valid JSON.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "_metadata", borrow, default)]
+    metadata: Option<MetaProbe<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MetaProbe<'a> {
+    #[serde(rename = "triggerId", borrow, default)]
+    trigger_id: Option<Cow<'a, str>>,
+    #[serde(rename = "invocationId", borrow, default)]
+    invocation_id: Option<Cow<'a, str>>,
+}
+
+/// Handle one ingress request.
+pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let m = &state.metrics;
+    m.in_flight.inc();
+    let router = state.router.load_full();
+    let (trigger, result) = route_request(&state, &router, req).await;
+    m.in_flight.dec();
+    let label = match trigger.as_deref() {
+        Some(t) if router.catalog().get(t).is_some() => t,
+        _ => "unknown",
+    };
+    let resp = match result {
+        Ok(()) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            r
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request failed");
+            } else {
+                tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request refused");
+            }
+            e.into_response()
+        }
+    };
+    m.requests.with_label_values(&[label, resp.status().as_str()]).inc();
+    resp
+}
+
+fn refuse(m: &IngressMetrics, reason: &str, e: ApiError) -> ApiError {
+    m.rejected.with_label_values(&[reason]).inc();
+    e
+}
+
+async fn route_request(
+    state: &IngressState,
+    router: &Router,
+    req: Request<Incoming>,
+) -> (Option<String>, Result<(), ApiError>) {
+    let m = &state.metrics;
+    let path = req.uri().path();
+    let path_trigger = if path == "/events" || path == "/events/" {
+        None
+    } else if let Some(t) = path.strip_prefix("/events/") {
+        Some(percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned())
+    } else {
+        let e = ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{path}`"))
+            .cause("POST events to /events/{triggerId} or /events");
+        return (None, Err(refuse(m, "path", e)));
+    };
+    macro_rules! fail {
+        ($reason:expr, $e:expr) => {
+            return (path_trigger.clone(), Err(refuse(m, $reason, $e)))
+        };
+    }
+    if req.method() != Method::POST {
+        fail!(
+            "method",
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {} is not allowed", req.method()))
+                .cause("ISC delivers events with POST")
+                .with_header(header::ALLOW, HeaderValue::from_static("POST"))
+        );
+    }
+    if let Err(e) = state.auth.check(req.headers().get(header::AUTHORIZATION)) {
+        let challenge = HeaderValue::from_static(state.auth.challenge());
+        fail!(
+            "auth",
+            ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).with_header(header::WWW_AUTHENTICATE, challenge)
+        );
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if !json {
+        fail!(
+            "content_type",
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
+                .cause("set Content-Type: application/json")
+        );
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", state.max_body_bytes),
+        )
+        .cause("ingress.max_body_bytes limits the size of one event")
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes) {
+        fail!("too_large", too_large());
+    }
+    let body = match Limited::new(req.into_body(), state.max_body_bytes as usize).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => fail!("too_large", too_large()),
+        Err(e) => fail!(
+            "body",
+            ApiError::new(StatusCode::BAD_REQUEST, "the request body could not be read").cause(e.to_string())
+        ),
+    };
+    m.bytes.inc_by(body.len() as u64);
+    let received = Instant::now();
+
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        fail!(
+            "not_object",
+            ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")
+                .cause("ISC trigger payloads are JSON objects")
+        );
+    }
+    let probe: Probe<'_> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => fail!(
+            "invalid_json",
+            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON").cause(e.to_string())
+        ),
+    };
+    let (body_trigger, invocation_id) = match probe.metadata {
+        Some(meta) => (meta.trigger_id, meta.invocation_id),
+        None => (None, None),
+    };
+    let trigger_id: String = match (&path_trigger, body_trigger) {
+        (Some(p), Some(b)) if *p != b => fail!(
+            "trigger_mismatch",
+            ApiError::new(StatusCode::BAD_REQUEST, "the trigger id in the path and in _metadata.triggerId differ")
+                .cause(format!("path: {p}; _metadata.triggerId: {b}"))
+        ),
+        (Some(p), _) => p.clone(),
+        (None, Some(b)) => b.into_owned(),
+        (None, None) => fail!(
+            "no_trigger",
+            ApiError::new(StatusCode::BAD_REQUEST, "no trigger id")
+                .cause("POST to /events/{triggerId}, or include _metadata.triggerId in the body")
+        ),
+    };
+    let trigger = Some(trigger_id.clone());
+    macro_rules! fail_t {
+        ($reason:expr, $e:expr) => {
+            return (trigger, Err(refuse(m, $reason, $e)))
+        };
+    }
+    let routes = match router.lookup(&trigger_id) {
+        Lookup::Unknown => fail_t!(
+            "unknown_trigger",
+            ApiError::new(StatusCode::NOT_FOUND, format!("unknown trigger `{trigger_id}`"))
+                .cause("add it to [[catalog.triggers]] in the config if your tenant has it")
+        ),
+        Lookup::RequestResponse(_) => fail_t!(
+            "request_response",
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("`{trigger_id}` is a REQUEST_RESPONSE trigger; trigger-relay relays FIRE_AND_FORGET triggers only")
+            )
+        ),
+        Lookup::Known(r) => r,
+    };
+    let selected = routes.select(&body);
+    if selected.is_empty() {
+        m.unrouted.with_label_values(&[trigger_id.as_str()]).inc();
+        return (trigger, Ok(()));
+    }
+    // All or nothing: reserve room in every matched queue before handing anything over.
+    let mut reservations = Vec::with_capacity(selected.len());
+    for entry in &selected {
+        match entry.queue.try_reserve(body.len()) {
+            Ok(r) => reservations.push(r),
+            Err(full) => {
+                m.shed.with_label_values(&[entry.queue.name()]).inc();
+                let msg = match full {
+                    QueueFull::Closed => "the relay is shutting down".to_string(),
+                    other => format!("sink `{}`: {other}", entry.queue.name()),
+                };
+                fail_t!(
+                    "shed",
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the relay is at capacity; retry later")
+                        .cause(msg)
+                        .retry_after(state.retry_after_s)
+                );
+            }
+        }
+    }
+    let tracking = tracking_id();
+    let event = Arc::new(Event {
+        trigger_id: trigger_id.as_str().into(),
+        invocation_id: invocation_id.map(|s| s.into_owned().into_boxed_str()),
+        tracking_id: tracking.clone(),
+        body: body.clone(),
+        received,
+    });
+    let mut waits = Vec::new();
+    for (entry, reservation) in selected.into_iter().zip(reservations) {
+        let ack = if entry.route.ack == AckMode::Delivered {
+            let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
+            waits.push(rx);
+            Some(tx)
+        } else {
+            None
+        };
+        let d = Delivery {
+            event: event.clone(),
+            route: entry.route.clone(),
+            ack,
+            reservation,
+        };
+        if let Err(d) = entry.queue.send(d) {
+            // Only when the sink worker is gone (shutdown): count it as not delivered.
+            d.finish(Err(SinkError::ShutDown));
+        }
+    }
+    if waits.is_empty() {
+        return (trigger, Ok(()));
+    }
+    let outcome = tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
+    let unavailable = |cause: String| {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event was not acknowledged by its destination")
+            .cause(cause)
+            .retry_after(state.retry_after_s);
+        e.tracking_id = tracking.clone();
+        e
+    };
+    match outcome {
+        Err(_) => fail_t!(
+            "ack_timeout",
+            unavailable(format!(
+                "no acknowledgement within delivery.ack_timeout_ms ({} ms)",
+                state.ack_timeout.as_millis()
+            ))
+        ),
+        Ok(results) => {
+            let mut worst: Option<SinkError> = None;
+            for r in results {
+                let r = r.unwrap_or(Err(SinkError::ShutDown));
+                if let Err(e) = r {
+                    if !matches!(worst, Some(SinkError::Rejected(_))) {
+                        worst = Some(e);
+                    }
+                }
+            }
+            match worst {
+                None => (trigger, Ok(())),
+                Some(SinkError::Rejected(msg)) => {
+                    let mut e = ApiError::new(StatusCode::BAD_GATEWAY, "the destination rejected the event").cause(msg);
+                    e.tracking_id = tracking.clone();
+                    fail_t!("destination_rejected", e)
+                }
+                Some(other) => fail_t!("not_delivered", unavailable(other.to_string())),
+            }
+        }
+    }
+}

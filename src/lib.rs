@@ -1,0 +1,26 @@
+//! trigger-relay: a subscriber for SailPoint Identity Security Cloud event triggers that republishes each
+//! invocation, per subscription, to the platform team's own bus.
+//!
+//! Data flows one way: [`ingress`] (HTTP, auth) → [`router`] (trigger id, filters) → per-sink bounded
+//! [`queue`] → sink worker (batching + send, [`sinks`]) → ack. [`relay::Relay`] wires it together; the binary
+//! in `main.rs` only parses arguments and calls [`relay::Relay::start`], and so do the tests.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod event;
+#[path = "filter_stub.rs"]
+pub mod filter;
+pub mod ingress;
+pub mod model;
+pub mod queue;
+pub mod relay;
+pub mod router;
+pub mod server;
+pub mod sinks;
+pub mod telemetry;
+
+pub use config::Config;
+pub use relay::{Relay, ShutdownReport};

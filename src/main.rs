@@ -1,0 +1,106 @@
+//! The `trigger-relay` binary: parse arguments, load the config, start the library, wait for a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use trigger_relay::config::{Config, DEV_CONFIG};
+use trigger_relay::Relay;
+
+#[derive(Parser)]
+#[command(name = "trigger-relay", version, about = "Relays SailPoint ISC event triggers to your bus")]
+struct Cli {
+    /// Config file (TOML). Without it, the embedded development config (STDOUT sink, no broker) is used.
+    #[arg(long, short, env = "TRIGGER_RELAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Run,
+    /// Validate the config and print every error with its key path; exit 1 when there is one.
+    CheckConfig,
+}
+
+fn load(path: &Option<PathBuf>) -> anyhow::Result<(String, String)> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+            Ok((p.display().to_string(), text))
+        }
+        None => Ok(("(embedded config/dev.toml)".into(), DEV_CONFIG.to_string())),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, text) = match load(&cli.config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_toml(&text) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{name}: {} error(s):", errors.0.len());
+            for e in &errors.0 {
+                eprintln!("  - {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!(
+                "{name}: ok ({} subscription(s), {} Kafka cluster(s))",
+                config.subscriptions.len(),
+                config.sinks.kafka.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run => match run(name, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+#[tokio::main]
+async fn run(name: String, config: Config) -> anyhow::Result<()> {
+    trigger_relay::telemetry::init_logging(&config.log);
+    if name.starts_with('(') {
+        tracing::info!("no --config given: using the embedded development config (STDOUT sink, no auth)");
+    }
+    let relay = Relay::start(config).await.context("cannot start")?;
+    eprintln!(
+        "trigger-relay: ingress on http://{}/events/{{triggerId}}, admin on http://{}/metrics",
+        relay.ingress_addr(),
+        relay.admin_addr()
+    );
+    wait_for_signal().await?;
+    relay.shutdown();
+    let report = relay.wait().await;
+    if report.undelivered > 0 {
+        tracing::error!(undelivered = report.undelivered, "stopped with undelivered events");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r.context("cannot listen for SIGINT")?; tracing::info!("SIGINT received") }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The subscription model: ISC's Triggers API `Subscription`, plus trigger-relay's own sink types.
+//!
+//! One model serves the config file and (later) the management API, so a subscription written in TOML and one
+//! `POST`ed as JSON are the same object with the same field names (`name`, `triggerId`, `type`, `enabled`,
+//! `filter`, `httpConfig`, `eventBridgeConfig`, plus `kafkaConfig` for the relay's `KAFKA` type).
+
+use serde::{Deserialize, Serialize};
+
+/// A secret string: never printed by `Debug` or `Display`, never serialised back (ISC answers `null`).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is used (auth checks, sink connections).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+/// ISC's `SubscriptionType`, plus the relay's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SubscriptionType {
+    Http,
+    Eventbridge,
+    Inline,
+    Script,
+    Workflow,
+    /// trigger-relay: publish to a Kafka topic (`kafkaConfig`).
+    Kafka,
+    /// trigger-relay: publish to NATS (`natsConfig`).
+    Nats,
+    /// trigger-relay: write JSON lines to standard output (development).
+    Stdout,
+}
+
+impl SubscriptionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "HTTP",
+            Self::Eventbridge => "EVENTBRIDGE",
+            Self::Inline => "INLINE",
+            Self::Script => "SCRIPT",
+            Self::Workflow => "WORKFLOW",
+            Self::Kafka => "KAFKA",
+            Self::Nats => "NATS",
+            Self::Stdout => "STDOUT",
+        }
+    }
+}
+
+/// When the ingress answers ISC: after the broker acknowledged (`DELIVERED`) or once the event is queued
+/// (`ACCEPTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    Accepted,
+    Delivered,
+}
+
+/// ISC's `HttpConfig` (the HTTP sink arrives with the sinks issue; the model is here so configs round-trip).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConfig {
+    pub url: String,
+    #[serde(default = "default_dispatch")]
+    pub http_dispatch_mode: String,
+    #[serde(default)]
+    pub http_authentication_type: Option<String>,
+    #[serde(default)]
+    pub basic_auth_config: Option<BasicAuthConfig>,
+    #[serde(default)]
+    pub bearer_token_auth_config: Option<BearerTokenAuthConfig>,
+}
+
+fn default_dispatch() -> String {
+    "SYNC".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub user_name: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BearerTokenAuthConfig {
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+}
+
+/// ISC's `EventBridgeConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventBridgeConfig {
+    pub aws_account: String,
+    pub aws_region: String,
+}
+
+/// Where a Kafka record's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaKey {
+    /// `_metadata.invocationId` (no key when the payload has none).
+    InvocationId,
+    /// No key: records spread over partitions.
+    None,
+    /// A JSON pointer (RFC 6901) into the payload; a string value is used as is, any other value as its JSON
+    /// text; a missing value gives no key.
+    Pointer(String),
+}
+
+impl KafkaKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "invocationId" => Ok(Self::InvocationId),
+            "none" => Ok(Self::None),
+            p if p.starts_with('/') => Ok(Self::Pointer(p.to_string())),
+            other => Err(format!(
+                "`{other}` is not a key source: use \"invocationId\", \"none\" or a JSON pointer such as \"/identity/id\""
+            )),
+        }
+    }
+    fn as_string(&self) -> String {
+        match self {
+            Self::InvocationId => "invocationId".into(),
+            Self::None => "none".into(),
+            Self::Pointer(p) => p.clone(),
+        }
+    }
+}
+
+impl Serialize for KafkaKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for KafkaKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for KafkaKey {
+    fn default() -> Self {
+        Self::InvocationId
+    }
+}
+
+/// trigger-relay's `kafkaConfig`: which cluster (a `[sinks.kafka.NAME]` table), which topic, which key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSubscriptionConfig {
+    /// Name of the cluster in `[sinks.kafka.NAME]`; may be left out when exactly one cluster is configured.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    pub topic: String,
+    #[serde(default)]
+    pub key: KafkaKey,
+}
+
+/// ISC's `Subscription` (as written in a config file or sent to the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subscription {
+    /// Left out in a config file, it is derived from `name` (a stable UUID v5), so it survives restarts.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub trigger_id: String,
+    #[serde(rename = "type")]
+    pub kind: SubscriptionType,
+    #[serde(default = "default_deadline")]
+    pub response_deadline: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// trigger-relay: overrides `[delivery] ack` for this subscription.
+    #[serde(default)]
+    pub ack_mode: Option<AckMode>,
+    #[serde(default)]
+    pub http_config: Option<HttpConfig>,
+    #[serde(default)]
+    pub event_bridge_config: Option<EventBridgeConfig>,
+    #[serde(default)]
+    pub kafka_config: Option<KafkaSubscriptionConfig>,
+}
+
+fn default_deadline() -> String {
+    "PT1H".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The namespace of ids derived from subscription names.
+const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_35c8_2b7e_4b0a_9d4e_1c3a_5f7b_8e90);
+
+impl Subscription {
+    /// The subscription id: the one given, or a stable UUID derived from the name.
+    pub fn effective_id(&self) -> String {
+        match &self.id {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::new_v5(&ID_NAMESPACE, self.name.as_bytes()).to_string(),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Wiring and lifecycle: build sinks, queues and the routing table from a [`Config`], bind both listeners, and
+//! stop in one shape.
+//!
+//! Shutdown (SIGTERM in `main`, [`Relay::shutdown`] in tests): readiness goes false → the ingress stops accepting
+//! and finishes the requests it has → the queues close → every sink drains and flushes → the admin listener
+//! closes. All of it under `delivery.shutdown_grace_ms`; what is still undelivered when the grace period ends is
+//! counted, logged and returned in the [`ShutdownReport`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::AdminState;
+use crate::config::{Config, ConfigErrors};
+use crate::ingress::{Authenticator, IngressMetrics, IngressState};
+use crate::model::SubscriptionType;
+use crate::queue::{self, Queue, QueueStats};
+use crate::router::{RouteSpec, Router, RouterMetrics};
+use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
+use crate::sinks::metrics::SinkMetrics;
+use crate::sinks::stdout::StdoutSink;
+use crate::sinks::{Readiness, SinkWorker, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sink `{sink}`: {message}")]
+    Sink { sink: String, message: String },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl StartError {
+    /// Could starting again succeed without changing the config (a port in use may be freed)?
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Bind { .. })
+    }
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Events accepted (queued or in flight) and not delivered when the grace period ended.
+    pub undelivered: usize,
+}
+
+/// A running relay.
+pub struct Relay {
+    ingress_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    stop: CancellationToken,
+    done: JoinHandle<ShutdownReport>,
+}
+
+struct SinkSet {
+    queues: BTreeMap<String, Queue>,
+    workers: Vec<(String, Box<dyn SinkWorker>, queue::QueueReceiver)>,
+    readiness: Vec<(String, Readiness)>,
+}
+
+impl Relay {
+    /// Start everything described by `config` (already validated by [`Config::from_toml`]).
+    pub async fn start(config: Config) -> Result<Relay, StartError> {
+        let registry = Registry::new();
+        let sink_metrics = SinkMetrics::register(&registry)?;
+        let ingress_metrics = IngressMetrics::register(&registry)?;
+        let router_metrics = RouterMetrics::register(&registry)?;
+        let kafka_metrics = KafkaMetrics::register(&registry)?;
+        let catalog = config.catalog()?;
+        let worker_stop = CancellationToken::new();
+
+        let mut sinks = SinkSet {
+            queues: BTreeMap::new(),
+            workers: Vec::new(),
+            readiness: Vec::new(),
+        };
+        let enabled: Vec<_> = config.subscriptions.iter().filter(|s| s.enabled).collect();
+        // Sinks: every configured Kafka cluster; stdout when a subscription uses it.
+        for (name, cluster) in &config.sinks.kafka {
+            let sink = format!("kafka.{name}");
+            let client = cluster
+                .client_config(config.delivery.delivery_timeout_ms)
+                .map_err(|message| StartError::Sink { sink: sink.clone(), message })?;
+            let ready = Readiness::default();
+            let worker = KafkaSink::new(
+                &sink,
+                client,
+                ready.clone(),
+                sink_metrics.connected.with_label_values(&[sink.as_str()]),
+                sink_metrics.batch(&sink),
+                &kafka_metrics,
+                worker_stop.clone(),
+            )
+            .map_err(|e| StartError::Sink { sink: sink.clone(), message: e.to_string() })?;
+            sinks.add(&sink, cluster.queue, Box::new(worker), ready, &sink_metrics);
+        }
+        if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
+            let ready = Readiness::default();
+            let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
+            sink_metrics.connected.with_label_values(&["stdout"]).set(1);
+            sinks.add("stdout", config.sinks.stdout.queue, Box::new(worker), ready, &sink_metrics);
+        }
+
+        let mut router = Router::new(catalog.clone());
+        for s in &enabled {
+            let (sink, target) = match s.kind {
+                SubscriptionType::Kafka => {
+                    let Some(k) = &s.kafka_config else { continue };
+                    let cluster = config.kafka_cluster_for(k).map_err(|message| StartError::Sink {
+                        sink: "kafka".into(),
+                        message,
+                    })?;
+                    (format!("kafka.{cluster}"), Target::Kafka { topic: k.topic.clone(), key: k.key.clone() })
+                }
+                SubscriptionType::Stdout => ("stdout".to_string(), Target::Stdout),
+                // Refused by config validation.
+                _ => continue,
+            };
+            let Some(queue) = sinks.queues.get(&sink).cloned() else { continue };
+            let id = s.effective_id();
+            let filter = match &s.filter {
+                Some(f) => Some(crate::filter::Filter::compile(f).map_err(|e| StartError::Sink {
+                    sink: sink.clone(),
+                    message: format!("subscription `{}`: filter: {e}", s.name),
+                })?),
+                None => None,
+            };
+            let spec = RouteSpec {
+                metrics: sink_metrics.route(&sink, &id),
+                subscription_id: id,
+                subscription_name: s.name.clone(),
+                trigger_id: s.trigger_id.clone(),
+                sink,
+                target,
+                ack: s.ack_mode.unwrap_or(config.delivery.ack),
+                filter,
+            };
+            router.add(spec, queue, &router_metrics);
+        }
+        let stats: Vec<QueueStats> = sinks.queues.values().map(Queue::stats).collect();
+        drop(sinks.queues);
+        let router = Arc::new(ArcSwap::from_pointee(router));
+
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { listener, addr, source })
+        };
+        let ingress_listener = bind("ingress", config.ingress.listen).await?;
+        let admin_listener = bind("admin", config.admin.listen).await?;
+        let local = |l: &TcpListener, listener, addr| {
+            l.local_addr().map_err(|source| StartError::Bind { listener, addr, source })
+        };
+        let ingress_addr = local(&ingress_listener, "ingress", config.ingress.listen)?;
+        let admin_addr = local(&admin_listener, "admin", config.admin.listen)?;
+
+        let workers = TaskTracker::new();
+        for (name, worker, rx) in sinks.workers {
+            let stop = worker_stop.clone();
+            workers.spawn(async move {
+                worker.run(rx, stop).await;
+                tracing::debug!(sink = %name, "sink worker finished");
+            });
+        }
+        workers.close();
+
+        let auth = config.ingress.auth.as_ref().map(Authenticator::new).unwrap_or_else(|| {
+            Authenticator::new(&crate::config::AuthConfig { none: false, ..Default::default() })
+        });
+        let ingress_state = Arc::new(IngressState {
+            router: router.clone(),
+            auth,
+            max_body_bytes: config.ingress.max_body_bytes,
+            ack_timeout: Duration::from_millis(config.delivery.ack_timeout_ms),
+            retry_after_s: config.delivery.retry_after_s,
+            metrics: ingress_metrics,
+        });
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin_state = Arc::new(AdminState {
+            registry,
+            sinks: sinks.readiness,
+            draining: draining.clone(),
+        });
+
+        let ingress_stop = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let ingress_task = tokio::spawn(crate::server::serve(
+            ingress_listener,
+            move |req| crate::ingress::handle(ingress_state.clone(), req),
+            ingress_stop.clone(),
+            "ingress",
+        ));
+        let admin_task = tokio::spawn(crate::server::serve(
+            admin_listener,
+            move |req| crate::admin::handle(admin_state.clone(), req),
+            admin_stop.clone(),
+            "admin",
+        ));
+        tracing::info!(ingress = %ingress_addr, admin = %admin_addr, subscriptions = enabled.len(), "trigger-relay listening");
+
+        let stop = CancellationToken::new();
+        let grace = Duration::from_millis(config.delivery.shutdown_grace_ms);
+        let supervisor_stop = stop.clone();
+        let done = tokio::spawn(async move {
+            supervisor_stop.cancelled().await;
+            draining.store(true, Ordering::Release);
+            tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: not ready, no new connections, draining");
+            let deadline = tokio::time::Instant::now() + grace;
+            ingress_stop.cancel();
+            if tokio::time::timeout_at(deadline, ingress_task).await.is_err() {
+                tracing::warn!("ingress connections still open at the end of the grace period");
+            }
+            // The last senders go with the table: the queues close and the workers drain them.
+            router.store(Arc::new(Router::new(catalog)));
+            drop(router);
+            let drained = tokio::time::timeout_at(deadline, workers.wait()).await.is_ok();
+            let undelivered: usize = stats.iter().map(QueueStats::outstanding_events).sum();
+            worker_stop.cancel();
+            if !drained {
+                let _ = tokio::time::timeout(Duration::from_secs(2), workers.wait()).await;
+            }
+            if undelivered > 0 {
+                for s in &stats {
+                    let n = s.outstanding_events();
+                    if n > 0 {
+                        tracing::error!(sink = %s.name, undelivered = n, "events left undelivered at shutdown");
+                    }
+                }
+                tracing::error!(undelivered, "shutdown grace period over: events left undelivered");
+            } else {
+                tracing::info!("drained: every accepted event was delivered or accounted for");
+            }
+            admin_stop.cancel();
+            let _ = admin_task.await;
+            ShutdownReport { undelivered }
+        });
+        Ok(Relay {
+            ingress_addr,
+            admin_addr,
+            stop,
+            done,
+        })
+    }
+
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Begin a graceful shutdown (idempotent).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Wait until the relay has stopped (after [`Relay::shutdown`]).
+    pub async fn wait(self) -> ShutdownReport {
+        match self.done.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "shutdown task failed");
+                ShutdownReport { undelivered: 0 }
+            }
+        }
+    }
+}
+
+impl SinkSet {
+    fn add(
+        &mut self,
+        name: &str,
+        cap: crate::config::QueueConfig,
+        worker: Box<dyn SinkWorker>,
+        ready: Readiness,
+        metrics: &SinkMetrics,
+    ) {
+        let (depth_events, depth_bytes) = metrics.depth(name);
+        let (q, rx) = queue::bounded(name, cap, depth_events, depth_bytes);
+        self.queues.insert(name.to_string(), q);
+        self.workers.push((name.to_string(), worker, rx));
+        self.readiness.push((name.to_string(), ready));
+    }
+}

@@ -1,0 +1,221 @@
+//! The routing table: trigger id → the enabled subscriptions of that trigger, each with its compiled filter
+//! and the queue of its sink.
+//!
+//! Filters are compiled when the table is built (config load, later API writes), never per event. Per event
+//! the payload is parsed into a `serde_json::Value` at most once, and only when some candidate subscription
+//! has a filter; events whose subscriptions have none stay on the zero-parse path. The table is immutable:
+//! a change builds a new one and swaps it in whole (see `relay`), so a request sees one consistent table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::catalog::{Catalog, TriggerInfo, TriggerType};
+use crate::filter::Filter;
+use crate::model::AckMode;
+use crate::queue::Queue;
+use crate::sinks::metrics::RouteMetrics;
+use crate::sinks::Target;
+
+/// One subscription as the data path sees it.
+#[derive(Debug)]
+pub struct Route {
+    pub subscription_id: Arc<str>,
+    pub subscription_name: Arc<str>,
+    /// e.g. `kafka.main`, `stdout`: a bounded metric label.
+    pub sink: Arc<str>,
+    pub target: Target,
+    pub ack: AckMode,
+    pub filter: Option<Filter>,
+    pub metrics: RouteMetrics,
+    filter_metrics: FilterCounters,
+}
+
+#[derive(Debug, Clone)]
+struct FilterCounters {
+    matched: IntCounter,
+    not_matched: IntCounter,
+    error: IntCounter,
+}
+
+/// A route and the queue its deliveries go to.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub route: Arc<Route>,
+    pub queue: Queue,
+}
+
+#[derive(Debug)]
+pub struct TriggerRoutes {
+    pub info: Arc<TriggerInfo>,
+    pub routes: Vec<RouteEntry>,
+    any_filter: bool,
+}
+
+/// What the table says about a trigger id.
+pub enum Lookup<'a> {
+    /// Not in the catalog.
+    Unknown,
+    /// A REQUEST_RESPONSE trigger: not relayed.
+    RequestResponse(&'a TriggerInfo),
+    Known(&'a TriggerRoutes),
+}
+
+/// Router metrics, registered in one place.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    filter: IntCounterVec,
+}
+
+impl RouterMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let filter = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_filter_evaluations_total",
+                "Filter evaluations per subscription, by result (matched, not_matched, error)",
+            ),
+            &["subscription", "result"],
+        )?;
+        r.register(Box::new(filter.clone()))?;
+        Ok(Self { filter })
+    }
+}
+
+/// Everything needed to build a [`Route`].
+pub struct RouteSpec {
+    pub subscription_id: String,
+    pub subscription_name: String,
+    pub trigger_id: String,
+    pub sink: String,
+    pub target: Target,
+    pub ack: AckMode,
+    pub filter: Option<Filter>,
+    pub metrics: RouteMetrics,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    catalog: Catalog,
+    triggers: HashMap<String, TriggerRoutes>,
+}
+
+impl Router {
+    /// An empty table over a catalog.
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            triggers: HashMap::new(),
+        }
+    }
+
+    /// Add an enabled subscription. The trigger must be in the catalog (checked by config validation).
+    pub fn add(&mut self, spec: RouteSpec, queue: Queue, metrics: &RouterMetrics) {
+        let Some(info) = self.catalog.get(&spec.trigger_id).cloned() else {
+            return;
+        };
+        let counters = |result: &str| metrics.filter.with_label_values(&[spec.subscription_id.as_str(), result]);
+        let route = Route {
+            filter_metrics: FilterCounters {
+                matched: counters("matched"),
+                not_matched: counters("not_matched"),
+                error: counters("error"),
+            },
+            subscription_id: spec.subscription_id.as_str().into(),
+            subscription_name: spec.subscription_name.as_str().into(),
+            sink: spec.sink.as_str().into(),
+            target: spec.target,
+            ack: spec.ack,
+            filter: spec.filter,
+            metrics: spec.metrics,
+        };
+        let entry = self.triggers.entry(spec.trigger_id).or_insert_with(|| TriggerRoutes {
+            info,
+            routes: Vec::new(),
+            any_filter: false,
+        });
+        entry.any_filter |= route.filter.is_some();
+        entry.routes.push(RouteEntry {
+            route: Arc::new(route),
+            queue,
+        });
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn lookup(&self, trigger_id: &str) -> Lookup<'_> {
+        match self.triggers.get(trigger_id) {
+            Some(t) if t.info.kind == TriggerType::RequestResponse => Lookup::RequestResponse(&t.info),
+            Some(t) => Lookup::Known(t),
+            None => match self.catalog.get(trigger_id) {
+                None => Lookup::Unknown,
+                Some(info) if info.kind == TriggerType::RequestResponse => Lookup::RequestResponse(info),
+                Some(_) => Lookup::Known(&EMPTY),
+            },
+        }
+    }
+
+    /// Every queue the table sends to (for shutdown accounting).
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.triggers.values().flat_map(|t| t.routes.iter().map(|r| &r.queue))
+    }
+}
+
+static EMPTY: std::sync::LazyLock<TriggerRoutes> = std::sync::LazyLock::new(|| TriggerRoutes {
+    info: Arc::new(TriggerInfo {
+        id: String::new(),
+        name: String::new(),
+        kind: TriggerType::FireAndForget,
+        description: None,
+        input_schema: None,
+        example_input: None,
+        output_schema: None,
+        example_output: None,
+        deprecated: false,
+    }),
+    routes: Vec::new(),
+    any_filter: false,
+});
+
+impl TriggerRoutes {
+    /// The routes whose filter (if any) matches `body`, which is a JSON object the ingress already checked.
+    pub fn select<'a>(&'a self, body: &[u8]) -> Vec<&'a RouteEntry> {
+        if !self.any_filter {
+            return self.routes.iter().collect();
+        }
+        let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        self.routes
+            .iter()
+            .filter(|r| {
+                let Some(f) = &r.route.filter else {
+                    return true;
+                };
+                let c = &r.route.filter_metrics;
+                let result = match &doc {
+                    Some(doc) => f.evaluate(doc),
+                    None => {
+                        c.error.inc();
+                        return false;
+                    }
+                };
+                match result {
+                    Ok(true) => {
+                        c.matched.inc();
+                        true
+                    }
+                    Ok(false) => {
+                        c.not_matched.inc();
+                        false
+                    }
+                    Err(_) => {
+                        // Fail closed, as ISC does.
+                        c.error.inc();
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+}

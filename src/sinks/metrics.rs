@@ -1,0 +1,126 @@
+//! Delivery metrics shared by every sink kind, registered in one place. Label values are bounded: `sink` is a
+//! configured sink name, `subscription` a configured subscription id, `reason` a [`SinkError::reason`].
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::event::Outcome;
+use crate::sinks::SinkError;
+
+#[derive(Clone)]
+pub struct SinkMetrics {
+    sent: IntCounterVec,
+    failed: IntCounterVec,
+    latency: HistogramVec,
+    batch: HistogramVec,
+    pub connected: IntGaugeVec,
+    depth_events: IntGaugeVec,
+    depth_bytes: IntGaugeVec,
+}
+
+impl SinkMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            sent: IntCounterVec::new(
+                Opts::new("trigger_relay_sink_events_sent_total", "Events acknowledged by the destination"),
+                &["sink", "subscription"],
+            )?,
+            failed: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_sink_events_failed_total",
+                    "Events that could not be delivered (dropped), by reason",
+                ),
+                &["sink", "subscription", "reason"],
+            )?,
+            latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "trigger_relay_sink_publish_latency_seconds",
+                    "From request received to destination acknowledgement",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["sink"],
+            )?,
+            batch: HistogramVec::new(
+                HistogramOpts::new("trigger_relay_sink_batch_size_events", "Events taken from the queue at once")
+                    .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]),
+                &["sink"],
+            )?,
+            connected: IntGaugeVec::new(
+                Opts::new("trigger_relay_sink_connected", "1 once the sink has reached its destination"),
+                &["sink"],
+            )?,
+            depth_events: IntGaugeVec::new(
+                Opts::new("trigger_relay_queue_depth_events", "Events queued or in flight, per sink"),
+                &["sink"],
+            )?,
+            depth_bytes: IntGaugeVec::new(
+                Opts::new("trigger_relay_queue_depth_bytes", "Bytes queued or in flight, per sink"),
+                &["sink"],
+            )?,
+        };
+        r.register(Box::new(m.sent.clone()))?;
+        r.register(Box::new(m.failed.clone()))?;
+        r.register(Box::new(m.latency.clone()))?;
+        r.register(Box::new(m.batch.clone()))?;
+        r.register(Box::new(m.connected.clone()))?;
+        r.register(Box::new(m.depth_events.clone()))?;
+        r.register(Box::new(m.depth_bytes.clone()))?;
+        Ok(m)
+    }
+
+    /// Depth gauges for a sink's queue.
+    pub fn depth(&self, sink: &str) -> (IntGauge, IntGauge) {
+        (
+            self.depth_events.with_label_values(&[sink]),
+            self.depth_bytes.with_label_values(&[sink]),
+        )
+    }
+
+    pub fn batch(&self, sink: &str) -> Histogram {
+        self.batch.with_label_values(&[sink])
+    }
+
+    /// Handles for one subscription on one sink, resolved once so the hot path does no label lookups.
+    pub fn route(&self, sink: &str, subscription: &str) -> RouteMetrics {
+        RouteMetrics {
+            sent: self.sent.with_label_values(&[sink, subscription]),
+            failed: self.failed.clone(),
+            sink: sink.into(),
+            subscription: subscription.into(),
+            latency: self.latency.with_label_values(&[sink]),
+        }
+    }
+}
+
+/// One subscription's delivery counters.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    sent: IntCounter,
+    failed: IntCounterVec,
+    sink: String,
+    subscription: String,
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn record(&self, outcome: &Outcome, latency: Duration) {
+        match outcome {
+            Ok(()) => {
+                self.sent.inc();
+                self.latency.observe(latency.as_secs_f64());
+            }
+            Err(e) => self.failed_with(e),
+        }
+    }
+
+    fn failed_with(&self, e: &SinkError) {
+        self.failed
+            .with_label_values(&[self.sink.as_str(), self.subscription.as_str(), e.reason()])
+            .inc();
+    }
+}

@@ -1,0 +1,80 @@
+//! Sinks: where events go. Each sink kind lives in its own module with the same shape (config, worker that
+//! batches and sends, metrics), after Vector's `src/sinks/*`.
+//!
+//! The seam: the router hands [`Delivery`](crate::event::Delivery)s to a sink's bounded queue; the sink worker
+//! ([`SinkWorker::run`]) takes them, sends them, and calls `Delivery::finish` with the outcome. A new sink kind
+//! adds a [`Target`] variant and a worker; the router and the ingress do not change.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::model::KafkaKey;
+use crate::queue::QueueReceiver;
+
+pub mod kafka;
+pub mod metrics;
+pub mod stdout;
+
+/// Why a delivery failed, as every sink reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The destination refused the event for good (too large, not authorised, unknown topic...).
+    #[error("rejected by the destination: {0}")]
+    Rejected(String),
+    /// The destination could not be reached or answered with a transient error.
+    #[error("destination unavailable: {0}")]
+    Unavailable(String),
+    /// Retries ran out after `delivery_timeout_ms`.
+    #[error("not delivered within delivery_timeout_ms: {0}")]
+    TimedOut(String),
+    /// The relay stopped before the event could be delivered.
+    #[error("relay shut down before delivery")]
+    ShutDown,
+}
+
+impl SinkError {
+    /// Would sending again later possibly succeed?
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
+    }
+
+    /// A bounded label value for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Rejected(_) => "rejected",
+            Self::Unavailable(_) => "unavailable",
+            Self::TimedOut(_) => "timed_out",
+            Self::ShutDown => "shut_down",
+        }
+    }
+}
+
+/// What a subscription's deliveries need to know about their destination, one variant per sink kind.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Kafka { topic: String, key: KafkaKey },
+    Stdout,
+}
+
+/// Whether a sink has reached its destination once (readiness).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release)
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A sink's worker: drains its queue until every sender is gone, then flushes and returns.
+pub trait SinkWorker: Send + 'static {
+    /// `stop` is cancelled when the shutdown grace period is over: abandon what is left.
+    fn run(self: Box<Self>, rx: QueueReceiver, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
