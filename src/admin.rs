@@ -38,29 +38,45 @@ impl AdminState {
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {} is not allowed", req.method()))
-            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
-            .into_response();
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {} is not allowed", req.method()),
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+        .into_response();
     }
     match req.uri().path() {
         "/metrics" => {
             let mut buf = Vec::new();
             match TextEncoder::new().encode(&state.registry.gather(), &mut buf) {
-                Ok(()) => text(StatusCode::OK, String::from_utf8_lossy(&buf).into_owned(), "text/plain; version=0.0.4"),
-                Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                Ok(()) => text(
+                    StatusCode::OK,
+                    String::from_utf8_lossy(&buf).into_owned(),
+                    "text/plain; version=0.0.4",
+                ),
+                Err(e) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                }
             }
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => match state.not_ready() {
             None => text(StatusCode::OK, "ready\n".into(), "text/plain"),
-            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), "text/plain"),
+            Some(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+                "text/plain",
+            ),
         },
-        other => ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{other}`")).into_response(),
+        other => {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{other}`")).into_response()
+        }
     }
 }

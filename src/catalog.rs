@@ -62,7 +62,8 @@ fn builtin_entries() -> &'static [Arc<TriggerInfo>] {
     static ENTRIES: OnceLock<Vec<Arc<TriggerInfo>>> = OnceLock::new();
     ENTRIES.get_or_init(|| {
         // The file is part of the binary and checked by a test; a broken one is a build defect.
-        let list: Vec<TriggerInfo> = serde_json::from_str(BUILTIN).expect("src/catalog/triggers.json is valid");
+        let list: Vec<TriggerInfo> =
+            serde_json::from_str(BUILTIN).expect("src/catalog/triggers.json is valid");
         list.into_iter().map(Arc::new).collect()
     })
 }
@@ -71,7 +72,10 @@ impl Catalog {
     /// The built-in triggers only.
     pub fn builtin() -> Self {
         Self {
-            by_id: builtin_entries().iter().map(|t| (t.id.clone(), t.clone())).collect(),
+            by_id: builtin_entries()
+                .iter()
+                .map(|t| (t.id.clone(), t.clone()))
+                .collect(),
         }
     }
 

@@ -324,7 +324,12 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            one(path, e.into_inner().to_string())
+            // toml appends "in `table`" on a second line; the path already says where.
+            let msg = e.into_inner().to_string();
+            one(
+                path,
+                msg.lines().next().unwrap_or_default().trim().to_string(),
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -365,13 +370,19 @@ impl Config {
             );
         }
         if d.delivery_timeout_ms < d.ack_timeout_ms {
-            errors.push("delivery.delivery_timeout_ms", "must be at least delivery.ack_timeout_ms");
+            errors.push(
+                "delivery.delivery_timeout_ms",
+                "must be at least delivery.ack_timeout_ms",
+            );
         }
         if d.shutdown_grace_ms == 0 {
             errors.push("delivery.shutdown_grace_ms", "must be greater than 0");
         }
         if self.ingress.max_body_bytes == 0 || self.ingress.max_body_bytes > 64 * 1024 * 1024 {
-            errors.push("ingress.max_body_bytes", "must be between 1 and 67108864 (64 MiB)");
+            errors.push(
+                "ingress.max_body_bytes",
+                "must be between 1 and 67108864 (64 MiB)",
+            );
         }
         if self.ingress.listen == self.admin.listen && self.ingress.listen.port() != 0 {
             errors.push("admin.listen", "must differ from ingress.listen");
@@ -416,7 +427,9 @@ impl Config {
         }
         check_queue("sinks.stdout.queue", &self.sinks.stdout.queue, &mut errors);
         for (name, k) in &self.sinks.kafka {
-            k.validate(&format!("sinks.kafka.{name}"), &mut |p, m| errors.push(p, m));
+            k.validate(&format!("sinks.kafka.{name}"), &mut |p, m| {
+                errors.push(p, m)
+            });
         }
         let catalog = self.catalog_checked(&mut errors);
         let mut names = HashSet::new();
@@ -425,9 +438,13 @@ impl Config {
             let path = format!("subscriptions[{i}]");
             self.validate_subscription(&path, s, &catalog, &mut errors);
             if !names.insert(s.name.as_str()) {
-                errors.push(format!("{path}.name"), format!("`{}` is used by another subscription", s.name));
+                errors.push(
+                    format!("{path}.name"),
+                    format!("`{}` is used by another subscription", s.name),
+                );
             }
-            if !ids.insert(s.effective_id()) {
+            // A derived id repeats only when the name does, which is reported above.
+            if !ids.insert(s.effective_id()) && s.id.is_some() {
                 errors.push(format!("{path}.id"), "is used by another subscription");
             }
         }
@@ -438,7 +455,13 @@ impl Config {
         }
     }
 
-    fn validate_subscription(&self, path: &str, s: &Subscription, catalog: &Catalog, errors: &mut Errors) {
+    fn validate_subscription(
+        &self,
+        path: &str,
+        s: &Subscription,
+        catalog: &Catalog,
+        errors: &mut Errors,
+    ) {
         if s.name.trim().is_empty() {
             errors.push(format!("{path}.name"), "must not be empty");
         }
@@ -461,17 +484,35 @@ impl Config {
         }
         if let Some(f) = &s.filter {
             if let Err(e) = crate::filter::Filter::compile(f) {
-                errors.push(format!("{path}.filter"), format!("invalid JSONPath filter: {e}"));
+                errors.push(
+                    format!("{path}.filter"),
+                    format!("invalid JSONPath filter: {e}"),
+                );
             }
         }
         let configs = [
-            ("httpConfig", s.http_config.is_some(), SubscriptionType::Http),
-            ("eventBridgeConfig", s.event_bridge_config.is_some(), SubscriptionType::Eventbridge),
-            ("kafkaConfig", s.kafka_config.is_some(), SubscriptionType::Kafka),
+            (
+                "httpConfig",
+                s.http_config.is_some(),
+                SubscriptionType::Http,
+            ),
+            (
+                "eventBridgeConfig",
+                s.event_bridge_config.is_some(),
+                SubscriptionType::Eventbridge,
+            ),
+            (
+                "kafkaConfig",
+                s.kafka_config.is_some(),
+                SubscriptionType::Kafka,
+            ),
         ];
         for (key, present, kind) in configs {
             if present && kind != s.kind {
-                errors.push(format!("{path}.{key}"), format!("does not go with type {}", s.kind.as_str()));
+                errors.push(
+                    format!("{path}.{key}"),
+                    format!("does not go with type {}", s.kind.as_str()),
+                );
             }
         }
         match s.kind {
@@ -509,18 +550,38 @@ impl Config {
         &'a self,
         k: &'a crate::model::KafkaSubscriptionConfig,
     ) -> Result<&'a str, String> {
-        let configured = || self.sinks.kafka.keys().cloned().collect::<Vec<_>>().join(", ");
+        let configured = || {
+            self.sinks
+                .kafka
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match &k.cluster {
             Some(c) if self.sinks.kafka.contains_key(c) => Ok(c),
             Some(c) => Err(format!(
                 "unknown Kafka cluster `{c}` (configured: {})",
-                if self.sinks.kafka.is_empty() { "none".into() } else { configured() }
+                if self.sinks.kafka.is_empty() {
+                    "none".into()
+                } else {
+                    configured()
+                }
             )),
-            None if self.sinks.kafka.len() == 1 => Ok(self.sinks.kafka.keys().next().map(|s| s.as_str()).unwrap_or_default()),
+            None if self.sinks.kafka.len() == 1 => Ok(self
+                .sinks
+                .kafka
+                .keys()
+                .next()
+                .map(|s| s.as_str())
+                .unwrap_or_default()),
             None if self.sinks.kafka.is_empty() => {
                 Err("no Kafka cluster configured: add a [sinks.kafka.NAME] table".into())
             }
-            None => Err(format!("several Kafka clusters are configured ({}): name one", configured())),
+            None => Err(format!(
+                "several Kafka clusters are configured ({}): name one",
+                configured()
+            )),
         }
     }
 }
@@ -528,10 +589,16 @@ impl Config {
 /// Check one queue's capacities.
 pub(crate) fn check_queue(path: &str, q: &QueueConfig, errors: &mut impl ErrorSink) {
     if q.max_events == 0 || q.max_events > 10_000_000 {
-        errors.error(format!("{path}.max_events"), "must be between 1 and 10000000".into());
+        errors.error(
+            format!("{path}.max_events"),
+            "must be between 1 and 10000000".into(),
+        );
     }
     if q.max_bytes < 1024 || q.max_bytes > (u32::MAX as u64) {
-        errors.error(format!("{path}.max_bytes"), "must be between 1024 and 4294967295".into());
+        errors.error(
+            format!("{path}.max_bytes"),
+            "must be between 1024 and 4294967295".into(),
+        );
     }
 }
 
@@ -597,15 +664,17 @@ fn expand(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, Stri
             out.push_str("${");
             rest = t;
         } else if let Some(t) = tail.strip_prefix("${") {
-            let end = t
-                .find('}')
-                .ok_or_else(|| "unterminated `${`: write `${NAME}`, or `$${` for a literal".to_string())?;
+            let end = t.find('}').ok_or_else(|| {
+                "unterminated `${`: write `${NAME}`, or `$${` for a literal".to_string()
+            })?;
             let name = &t[..end];
             let valid = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("`${{{name}}}` is not a valid environment variable name"));
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable name"
+                ));
             }
             match env(name) {
                 Some(val) => out.push_str(&val),

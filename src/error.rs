@@ -104,7 +104,9 @@ impl ApiError {
     /// The body as ISC shapes it for this status.
     pub fn body(&self) -> Vec<u8> {
         let r = match self.status {
-            StatusCode::UNAUTHORIZED => serde_json::to_vec(&serde_json::json!({ "error": self.message })),
+            StatusCode::UNAUTHORIZED => {
+                serde_json::to_vec(&serde_json::json!({ "error": self.message }))
+            }
             StatusCode::TOO_MANY_REQUESTS => {
                 serde_json::to_vec(&serde_json::json!({ "message": " Rate Limit Exceeded " }))
             }
@@ -112,7 +114,12 @@ impl ApiError {
                 detail_code: detail_code(self.status),
                 tracking_id: self.tracking_id.clone(),
                 messages: vec![ErrorMessageDto::new(self.message.clone())],
-                causes: self.causes.iter().cloned().map(ErrorMessageDto::new).collect(),
+                causes: self
+                    .causes
+                    .iter()
+                    .cloned()
+                    .map(ErrorMessageDto::new)
+                    .collect(),
             }),
         };
         r.unwrap_or_default()
@@ -122,7 +129,10 @@ impl ApiError {
         let mut resp = Response::new(Full::new(Bytes::from(self.body())));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

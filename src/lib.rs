@@ -11,7 +11,6 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event;
-#[path = "filter_stub.rs"]
 pub mod filter;
 pub mod ingress;
 pub mod model;

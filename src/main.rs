@@ -9,7 +9,11 @@ use trigger_relay::config::{Config, DEV_CONFIG};
 use trigger_relay::Relay;
 
 #[derive(Parser)]
-#[command(name = "trigger-relay", version, about = "Relays SailPoint ISC event triggers to your bus")]
+#[command(
+    name = "trigger-relay",
+    version,
+    about = "Relays SailPoint ISC event triggers to your bus"
+)]
 struct Cli {
     /// Config file (TOML). Without it, the embedded development config (STDOUT sink, no broker) is used.
     #[arg(long, short, env = "TRIGGER_RELAY_CONFIG", global = true)]
@@ -29,7 +33,8 @@ enum Command {
 fn load(path: &Option<PathBuf>) -> anyhow::Result<(String, String)> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?;
             Ok((p.display().to_string(), text))
         }
         None => Ok(("(embedded config/dev.toml)".into(), DEV_CONFIG.to_string())),
@@ -78,7 +83,9 @@ fn main() -> ExitCode {
 async fn run(name: String, config: Config) -> anyhow::Result<()> {
     trigger_relay::telemetry::init_logging(&config.log);
     if name.starts_with('(') {
-        tracing::info!("no --config given: using the embedded development config (STDOUT sink, no auth)");
+        tracing::info!(
+            "no --config given: using the embedded development config (STDOUT sink, no auth)"
+        );
     }
     let relay = Relay::start(config).await.context("cannot start")?;
     eprintln!(
@@ -90,7 +97,10 @@ async fn run(name: String, config: Config) -> anyhow::Result<()> {
     relay.shutdown();
     let report = relay.wait().await;
     if report.undelivered > 0 {
-        tracing::error!(undelivered = report.undelivered, "stopped with undelivered events");
+        tracing::error!(
+            undelivered = report.undelivered,
+            "stopped with undelivered events"
+        );
     }
     Ok(())
 }

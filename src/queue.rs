@@ -119,7 +119,12 @@ impl Queue {
             return Err(QueueFull::Closed);
         }
         let n = u32::try_from(bytes.max(1)).map_err(|_| QueueFull::Bytes)?;
-        let events = self.stats.events.clone().try_acquire_owned().map_err(|_| QueueFull::Events)?;
+        let events = self
+            .stats
+            .events
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| QueueFull::Events)?;
         let bytes_permit = self
             .stats
             .bytes

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminState;
@@ -61,11 +61,14 @@ pub struct ShutdownReport {
 }
 
 /// A running relay.
+///
+/// Dropping it starts a shutdown, so nothing it started (sink workers, readiness probes) outlives it.
 pub struct Relay {
     ingress_addr: SocketAddr,
     admin_addr: SocketAddr,
     stop: CancellationToken,
     done: JoinHandle<ShutdownReport>,
+    _stop_on_drop: DropGuard,
 }
 
 struct SinkSet {
@@ -96,7 +99,10 @@ impl Relay {
             let sink = format!("kafka.{name}");
             let client = cluster
                 .client_config(config.delivery.delivery_timeout_ms)
-                .map_err(|message| StartError::Sink { sink: sink.clone(), message })?;
+                .map_err(|message| StartError::Sink {
+                    sink: sink.clone(),
+                    message,
+                })?;
             let ready = Readiness::default();
             let worker = KafkaSink::new(
                 &sink,
@@ -107,14 +113,23 @@ impl Relay {
                 &kafka_metrics,
                 worker_stop.clone(),
             )
-            .map_err(|e| StartError::Sink { sink: sink.clone(), message: e.to_string() })?;
+            .map_err(|e| StartError::Sink {
+                sink: sink.clone(),
+                message: e.to_string(),
+            })?;
             sinks.add(&sink, cluster.queue, Box::new(worker), ready, &sink_metrics);
         }
         if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
             let ready = Readiness::default();
             let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
             sink_metrics.connected.with_label_values(&["stdout"]).set(1);
-            sinks.add("stdout", config.sinks.stdout.queue, Box::new(worker), ready, &sink_metrics);
+            sinks.add(
+                "stdout",
+                config.sinks.stdout.queue,
+                Box::new(worker),
+                ready,
+                &sink_metrics,
+            );
         }
 
         let mut router = Router::new(catalog.clone());
@@ -122,23 +137,38 @@ impl Relay {
             let (sink, target) = match s.kind {
                 SubscriptionType::Kafka => {
                     let Some(k) = &s.kafka_config else { continue };
-                    let cluster = config.kafka_cluster_for(k).map_err(|message| StartError::Sink {
-                        sink: "kafka".into(),
-                        message,
-                    })?;
-                    (format!("kafka.{cluster}"), Target::Kafka { topic: k.topic.clone(), key: k.key.clone() })
+                    let cluster =
+                        config
+                            .kafka_cluster_for(k)
+                            .map_err(|message| StartError::Sink {
+                                sink: "kafka".into(),
+                                message,
+                            })?;
+                    (
+                        format!("kafka.{cluster}"),
+                        Target::Kafka {
+                            topic: k.topic.clone(),
+                            key: k.key.clone(),
+                        },
+                    )
                 }
                 SubscriptionType::Stdout => ("stdout".to_string(), Target::Stdout),
                 // Refused by config validation.
                 _ => continue,
             };
-            let Some(queue) = sinks.queues.get(&sink).cloned() else { continue };
+            let Some(queue) = sinks.queues.get(&sink).cloned() else {
+                continue;
+            };
             let id = s.effective_id();
             let filter = match &s.filter {
-                Some(f) => Some(crate::filter::Filter::compile(f).map_err(|e| StartError::Sink {
-                    sink: sink.clone(),
-                    message: format!("subscription `{}`: filter: {e}", s.name),
-                })?),
+                Some(f) => {
+                    Some(
+                        crate::filter::Filter::compile(f).map_err(|e| StartError::Sink {
+                            sink: sink.clone(),
+                            message: format!("subscription `{}`: filter: {e}", s.name),
+                        })?,
+                    )
+                }
                 None => None,
             };
             let spec = RouteSpec {
@@ -158,12 +188,22 @@ impl Relay {
         let router = Arc::new(ArcSwap::from_pointee(router));
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { listener, addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener,
+                    addr,
+                    source,
+                })
         };
         let ingress_listener = bind("ingress", config.ingress.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
         let local = |l: &TcpListener, listener, addr| {
-            l.local_addr().map_err(|source| StartError::Bind { listener, addr, source })
+            l.local_addr().map_err(|source| StartError::Bind {
+                listener,
+                addr,
+                source,
+            })
         };
         let ingress_addr = local(&ingress_listener, "ingress", config.ingress.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin.listen)?;
@@ -178,9 +218,17 @@ impl Relay {
         }
         workers.close();
 
-        let auth = config.ingress.auth.as_ref().map(Authenticator::new).unwrap_or_else(|| {
-            Authenticator::new(&crate::config::AuthConfig { none: false, ..Default::default() })
-        });
+        let auth = config
+            .ingress
+            .auth
+            .as_ref()
+            .map(Authenticator::new)
+            .unwrap_or_else(|| {
+                Authenticator::new(&crate::config::AuthConfig {
+                    none: false,
+                    ..Default::default()
+                })
+            });
         let ingress_state = Arc::new(IngressState {
             router: router.clone(),
             auth,
@@ -218,16 +266,24 @@ impl Relay {
         let done = tokio::spawn(async move {
             supervisor_stop.cancelled().await;
             draining.store(true, Ordering::Release);
-            tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: not ready, no new connections, draining");
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: not ready, no new connections, draining"
+            );
             let deadline = tokio::time::Instant::now() + grace;
             ingress_stop.cancel();
-            if tokio::time::timeout_at(deadline, ingress_task).await.is_err() {
+            if tokio::time::timeout_at(deadline, ingress_task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("ingress connections still open at the end of the grace period");
             }
             // The last senders go with the table: the queues close and the workers drain them.
             router.store(Arc::new(Router::new(catalog)));
             drop(router);
-            let drained = tokio::time::timeout_at(deadline, workers.wait()).await.is_ok();
+            let drained = tokio::time::timeout_at(deadline, workers.wait())
+                .await
+                .is_ok();
             let undelivered: usize = stats.iter().map(QueueStats::outstanding_events).sum();
             worker_stop.cancel();
             if !drained {
@@ -240,7 +296,10 @@ impl Relay {
                         tracing::error!(sink = %s.name, undelivered = n, "events left undelivered at shutdown");
                     }
                 }
-                tracing::error!(undelivered, "shutdown grace period over: events left undelivered");
+                tracing::error!(
+                    undelivered,
+                    "shutdown grace period over: events left undelivered"
+                );
             } else {
                 tracing::info!("drained: every accepted event was delivered or accounted for");
             }
@@ -251,6 +310,7 @@ impl Relay {
         Ok(Relay {
             ingress_addr,
             admin_addr,
+            _stop_on_drop: stop.clone().drop_guard(),
             stop,
             done,
         })
@@ -269,8 +329,9 @@ impl Relay {
         self.stop.cancel();
     }
 
-    /// Wait until the relay has stopped (after [`Relay::shutdown`]).
+    /// Wait until the relay has stopped (after [`Relay::shutdown`]; waiting also starts it).
     pub async fn wait(self) -> ShutdownReport {
+        self.stop.cancel();
         match self.done.await {
             Ok(r) => r,
             Err(e) => {

@@ -114,7 +114,11 @@ impl Router {
         let Some(info) = self.catalog.get(&spec.trigger_id).cloned() else {
             return;
         };
-        let counters = |result: &str| metrics.filter.with_label_values(&[spec.subscription_id.as_str(), result]);
+        let counters = |result: &str| {
+            metrics
+                .filter
+                .with_label_values(&[spec.subscription_id.as_str(), result])
+        };
         let route = Route {
             filter_metrics: FilterCounters {
                 matched: counters("matched"),
@@ -129,11 +133,14 @@ impl Router {
             filter: spec.filter,
             metrics: spec.metrics,
         };
-        let entry = self.triggers.entry(spec.trigger_id).or_insert_with(|| TriggerRoutes {
-            info,
-            routes: Vec::new(),
-            any_filter: false,
-        });
+        let entry = self
+            .triggers
+            .entry(spec.trigger_id)
+            .or_insert_with(|| TriggerRoutes {
+                info,
+                routes: Vec::new(),
+                any_filter: false,
+            });
         entry.any_filter |= route.filter.is_some();
         entry.routes.push(RouteEntry {
             route: Arc::new(route),
@@ -147,11 +154,15 @@ impl Router {
 
     pub fn lookup(&self, trigger_id: &str) -> Lookup<'_> {
         match self.triggers.get(trigger_id) {
-            Some(t) if t.info.kind == TriggerType::RequestResponse => Lookup::RequestResponse(&t.info),
+            Some(t) if t.info.kind == TriggerType::RequestResponse => {
+                Lookup::RequestResponse(&t.info)
+            }
             Some(t) => Lookup::Known(t),
             None => match self.catalog.get(trigger_id) {
                 None => Lookup::Unknown,
-                Some(info) if info.kind == TriggerType::RequestResponse => Lookup::RequestResponse(info),
+                Some(info) if info.kind == TriggerType::RequestResponse => {
+                    Lookup::RequestResponse(info)
+                }
                 Some(_) => Lookup::Known(&EMPTY),
             },
         }
@@ -159,7 +170,9 @@ impl Router {
 
     /// Every queue the table sends to (for shutdown accounting).
     pub fn queues(&self) -> impl Iterator<Item = &Queue> {
-        self.triggers.values().flat_map(|t| t.routes.iter().map(|r| &r.queue))
+        self.triggers
+            .values()
+            .flat_map(|t| t.routes.iter().map(|r| &r.queue))
     }
 }
 

@@ -22,8 +22,12 @@ use tokio_util::task::TaskTracker;
 
 /// Serve `handler` on `listener` until `stop` is cancelled, then wait for open connections to finish their
 /// current request.
-pub async fn serve<H, F>(listener: TcpListener, handler: H, stop: CancellationToken, name: &'static str)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    stop: CancellationToken,
+    name: &'static str,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -48,7 +52,9 @@ where
                     let f = h(req);
                     async move { Ok::<_, Infallible>(f.await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tracker.spawn(async move {
                     if let Err(e) = conn.await {

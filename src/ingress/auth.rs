@@ -60,7 +60,11 @@ impl Authenticator {
                 .iter()
                 .map(|b| digest(format!("{}:{}", b.username, b.password.expose()).as_bytes()))
                 .collect(),
-            bearer: c.bearer_tokens.iter().map(|t| digest(t.expose().as_bytes())).collect(),
+            bearer: c
+                .bearer_tokens
+                .iter()
+                .map(|t| digest(t.expose().as_bytes()))
+                .collect(),
         }
     }
 

@@ -17,11 +17,20 @@ impl IngressMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             requests: IntCounterVec::new(
-                Opts::new("trigger_relay_ingress_requests_total", "Ingress requests by trigger and status"),
+                Opts::new(
+                    "trigger_relay_ingress_requests_total",
+                    "Ingress requests by trigger and status",
+                ),
                 &["trigger", "status"],
             )?,
-            bytes: IntCounter::new("trigger_relay_ingress_bytes_total", "Request body bytes accepted")?,
-            in_flight: IntGauge::new("trigger_relay_ingress_in_flight_requests", "Requests being handled")?,
+            bytes: IntCounter::new(
+                "trigger_relay_ingress_bytes_total",
+                "Request body bytes accepted",
+            )?,
+            in_flight: IntGauge::new(
+                "trigger_relay_ingress_in_flight_requests",
+                "Requests being handled",
+            )?,
             unrouted: IntCounterVec::new(
                 Opts::new(
                     "trigger_relay_ingress_unrouted_events_total",

@@ -68,7 +68,8 @@ pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Respons
     let resp = match result {
         Ok(()) => {
             let mut r = Response::new(Full::new(Bytes::new()));
-            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             r
         }
         Err(e) => {
@@ -80,7 +81,9 @@ pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Respons
             e.into_response()
         }
     };
-    m.requests.with_label_values(&[label, resp.status().as_str()]).inc();
+    m.requests
+        .with_label_values(&[label, resp.status().as_str()])
+        .inc();
     resp
 }
 
@@ -99,7 +102,11 @@ async fn route_request(
     let path_trigger = if path == "/events" || path == "/events/" {
         None
     } else if let Some(t) = path.strip_prefix("/events/") {
-        Some(percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned())
+        Some(
+            percent_encoding::percent_decode_str(t)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
     } else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{path}`"))
             .cause("POST events to /events/{triggerId} or /events");
@@ -113,29 +120,42 @@ async fn route_request(
     if req.method() != Method::POST {
         fail!(
             "method",
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {} is not allowed", req.method()))
-                .cause("ISC delivers events with POST")
-                .with_header(header::ALLOW, HeaderValue::from_static("POST"))
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {} is not allowed", req.method())
+            )
+            .cause("ISC delivers events with POST")
+            .with_header(header::ALLOW, HeaderValue::from_static("POST"))
         );
     }
     if let Err(e) = state.auth.check(req.headers().get(header::AUTHORIZATION)) {
         let challenge = HeaderValue::from_static(state.auth.challenge());
         fail!(
             "auth",
-            ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).with_header(header::WWW_AUTHENTICATE, challenge)
+            ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+                .with_header(header::WWW_AUTHENTICATE, challenge)
         );
     }
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
         .unwrap_or(false);
     if !json {
         fail!(
             "content_type",
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
-                .cause("set Content-Type: application/json")
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json"
+            )
+            .cause("set Content-Type: application/json")
         );
     }
     let too_large = || {
@@ -153,12 +173,19 @@ async fn route_request(
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         fail!("too_large", too_large());
     }
-    let body = match Limited::new(req.into_body(), state.max_body_bytes as usize).collect().await {
+    let body = match Limited::new(req.into_body(), state.max_body_bytes as usize)
+        .collect()
+        .await
+    {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => fail!("too_large", too_large()),
         Err(e) => fail!(
             "body",
-            ApiError::new(StatusCode::BAD_REQUEST, "the request body could not be read").cause(e.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read"
+            )
+            .cause(e.to_string())
         ),
     };
     m.bytes.inc_by(body.len() as u64);
@@ -175,7 +202,8 @@ async fn route_request(
         Ok(p) => p,
         Err(e) => fail!(
             "invalid_json",
-            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON").cause(e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
+                .cause(e.to_string())
         ),
     };
     let (body_trigger, invocation_id) = match probe.metadata {
@@ -185,8 +213,11 @@ async fn route_request(
     let trigger_id: String = match (&path_trigger, body_trigger) {
         (Some(p), Some(b)) if *p != b => fail!(
             "trigger_mismatch",
-            ApiError::new(StatusCode::BAD_REQUEST, "the trigger id in the path and in _metadata.triggerId differ")
-                .cause(format!("path: {p}; _metadata.triggerId: {b}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the trigger id in the path and in _metadata.triggerId differ"
+            )
+            .cause(format!("path: {p}; _metadata.triggerId: {b}"))
         ),
         (Some(p), _) => p.clone(),
         (None, Some(b)) => b.into_owned(),
@@ -235,9 +266,12 @@ async fn route_request(
                 };
                 fail_t!(
                     "shed",
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the relay is at capacity; retry later")
-                        .cause(msg)
-                        .retry_after(state.retry_after_s)
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the relay is at capacity; retry later"
+                    )
+                    .cause(msg)
+                    .retry_after(state.retry_after_s)
                 );
             }
         }
@@ -273,11 +307,15 @@ async fn route_request(
     if waits.is_empty() {
         return (trigger, Ok(()));
     }
-    let outcome = tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
+    let outcome =
+        tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
     let unavailable = |cause: String| {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event was not acknowledged by its destination")
-            .cause(cause)
-            .retry_after(state.retry_after_s);
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event was not acknowledged by its destination",
+        )
+        .cause(cause)
+        .retry_after(state.retry_after_s);
         e.tracking_id = tracking.clone();
         e
     };
@@ -302,7 +340,11 @@ async fn route_request(
             match worst {
                 None => (trigger, Ok(())),
                 Some(SinkError::Rejected(msg)) => {
-                    let mut e = ApiError::new(StatusCode::BAD_GATEWAY, "the destination rejected the event").cause(msg);
+                    let mut e = ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "the destination rejected the event",
+                    )
+                    .cause(msg);
                     e.tracking_id = tracking.clone();
                     fail_t!("destination_rejected", e)
                 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::event::Outcome;
@@ -25,7 +26,10 @@ impl SinkMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             sent: IntCounterVec::new(
-                Opts::new("trigger_relay_sink_events_sent_total", "Events acknowledged by the destination"),
+                Opts::new(
+                    "trigger_relay_sink_events_sent_total",
+                    "Events acknowledged by the destination",
+                ),
                 &["sink", "subscription"],
             )?,
             failed: IntCounterVec::new(
@@ -41,25 +45,40 @@ impl SinkMetrics {
                     "From request received to destination acknowledgement",
                 )
                 .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
                 ]),
                 &["sink"],
             )?,
             batch: HistogramVec::new(
-                HistogramOpts::new("trigger_relay_sink_batch_size_events", "Events taken from the queue at once")
-                    .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]),
+                HistogramOpts::new(
+                    "trigger_relay_sink_batch_size_events",
+                    "Events taken from the queue at once",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+                ]),
                 &["sink"],
             )?,
             connected: IntGaugeVec::new(
-                Opts::new("trigger_relay_sink_connected", "1 once the sink has reached its destination"),
+                Opts::new(
+                    "trigger_relay_sink_connected",
+                    "1 once the sink has reached its destination",
+                ),
                 &["sink"],
             )?,
             depth_events: IntGaugeVec::new(
-                Opts::new("trigger_relay_queue_depth_events", "Events queued or in flight, per sink"),
+                Opts::new(
+                    "trigger_relay_queue_depth_events",
+                    "Events queued or in flight, per sink",
+                ),
                 &["sink"],
             )?,
             depth_bytes: IntGaugeVec::new(
-                Opts::new("trigger_relay_queue_depth_bytes", "Bytes queued or in flight, per sink"),
+                Opts::new(
+                    "trigger_relay_queue_depth_bytes",
+                    "Bytes queued or in flight, per sink",
+                ),
                 &["sink"],
             )?,
         };

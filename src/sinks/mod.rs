@@ -76,5 +76,9 @@ impl Readiness {
 /// A sink's worker: drains its queue until every sender is gone, then flushes and returns.
 pub trait SinkWorker: Send + 'static {
     /// `stop` is cancelled when the shutdown grace period is over: abandon what is left.
-    fn run(self: Box<Self>, rx: QueueReceiver, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn run(
+        self: Box<Self>,
+        rx: QueueReceiver,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

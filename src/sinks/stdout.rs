@@ -45,7 +45,11 @@ struct Line<'a> {
 }
 
 impl SinkWorker for StdoutSink {
-    fn run(self: Box<Self>, mut rx: QueueReceiver, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(
+        self: Box<Self>,
+        mut rx: QueueReceiver,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut out = tokio::io::stdout();
             let mut buf = Vec::with_capacity(64);
@@ -61,7 +65,8 @@ impl SinkWorker for StdoutSink {
                 self.batch.observe(n as f64);
                 text.clear();
                 for d in &buf {
-                    let event: serde_json::Value = serde_json::from_slice(&d.event.body).unwrap_or_default();
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&d.event.body).unwrap_or_default();
                     let line = Line {
                         subscription_id: &d.route.subscription_id,
                         subscription_name: &d.route.subscription_name,

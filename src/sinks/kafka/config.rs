@@ -107,8 +107,16 @@ impl KafkaClusterConfig {
                 "queue.buffering.max.messages",
                 self.queue.max_events.max(100_000).to_string(),
             )
-            .set("queue.buffering.max.kbytes", (self.queue.max_bytes / 1024 + 1024).max(1_048_576).to_string());
-        for (k, v) in self.passthrough().map_err(|(k, m)| format!("options.{k}: {m}"))? {
+            .set(
+                "queue.buffering.max.kbytes",
+                (self.queue.max_bytes / 1024 + 1024)
+                    .max(1_048_576)
+                    .to_string(),
+            );
+        for (k, v) in self
+            .passthrough()
+            .map_err(|(k, m)| format!("options.{k}: {m}"))?
+        {
             c.set(k, v);
         }
         Ok(c)
@@ -116,10 +124,16 @@ impl KafkaClusterConfig {
 
     pub(crate) fn validate(&self, path: &str, errors: &mut impl ErrorSink) {
         if self.bootstrap_servers.trim().is_empty() {
-            errors.error(format!("{path}.bootstrap_servers"), "must not be empty".into());
+            errors.error(
+                format!("{path}.bootstrap_servers"),
+                "must not be empty".into(),
+            );
         }
         if !matches!(self.acks.as_str(), "all" | "-1" | "1" | "0") {
-            errors.error(format!("{path}.acks"), "must be \"all\", \"1\" or \"0\"".into());
+            errors.error(
+                format!("{path}.acks"),
+                "must be \"all\", \"1\" or \"0\"".into(),
+            );
         } else if self.enable_idempotence && !matches!(self.acks.as_str(), "all" | "-1") {
             errors.error(
                 format!("{path}.acks"),
@@ -130,7 +144,10 @@ impl KafkaClusterConfig {
             errors.error(format!("{path}.linger_ms"), "must be at most 900000".into());
         }
         if !(1..=2_147_483_647).contains(&self.batch_max_bytes) {
-            errors.error(format!("{path}.batch_max_bytes"), "must be between 1 and 2147483647".into());
+            errors.error(
+                format!("{path}.batch_max_bytes"),
+                "must be between 1 and 2147483647".into(),
+            );
         }
         check_queue(&format!("{path}.queue"), &self.queue, errors);
         match self.passthrough() {
@@ -140,15 +157,23 @@ impl KafkaClusterConfig {
                 for (k, _) in &opts {
                     if let Some((_, owner)) = OWNED.iter().find(|(name, _)| name == k) {
                         bad = true;
-                        errors.error(format!("{path}.options.{k}"), format!("set `{owner}` instead"));
+                        errors.error(
+                            format!("{path}.options.{k}"),
+                            format!("set `{owner}` instead"),
+                        );
                     }
                 }
                 if !bad {
                     // librdkafka checks names and values without connecting anywhere.
                     if let Err(e) = self.client_config(300_000).map_err(|e| e).and_then(|c| {
-                        c.create_native_config().map(|_| ()).map_err(|e| e.to_string())
+                        c.create_native_config()
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     }) {
-                        errors.error(format!("{path}.options"), format!("librdkafka refuses the configuration: {e}"));
+                        errors.error(
+                            format!("{path}.options"),
+                            format!("librdkafka refuses the configuration: {e}"),
+                        );
                     }
                 }
             }
@@ -156,9 +181,17 @@ impl KafkaClusterConfig {
     }
 }
 
-fn flatten(t: &toml::Table, prefix: String, out: &mut BTreeMap<String, String>) -> Result<(), (String, String)> {
+fn flatten(
+    t: &toml::Table,
+    prefix: String,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
     for (k, v) in t {
-        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         let s = match v {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
@@ -183,8 +216,13 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
     if topic == "." || topic == ".." {
         return Err("must not be \".\" or \"..\"".into());
     }
-    if let Some(c) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("`{c}` is not allowed in a Kafka topic name (letters, digits, '.', '_', '-')"));
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "`{c}` is not allowed in a Kafka topic name (letters, digits, '.', '_', '-')"
+        ));
     }
     Ok(())
 }

@@ -71,7 +71,11 @@ impl KafkaSink {
 type InFlight = Pin<Box<dyn Future<Output = (Delivery, Outcome)> + Send>>;
 
 impl SinkWorker for KafkaSink {
-    fn run(self: Box<Self>, mut rx: QueueReceiver, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(
+        self: Box<Self>,
+        mut rx: QueueReceiver,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
             let mut buf = Vec::with_capacity(TAKE);
@@ -105,7 +109,8 @@ impl SinkWorker for KafkaSink {
                 tracing::warn!(sink = %self.name, left, "shutdown grace over with events still in flight to Kafka");
             }
             let producer = self.producer.clone();
-            let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_millis(500))).await;
+            let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_millis(500)))
+                .await;
             drop(inflight);
             tracing::info!(sink = %self.name, "Kafka sink stopped");
         })
@@ -114,14 +119,23 @@ impl SinkWorker for KafkaSink {
 
 impl KafkaSink {
     /// Hand one delivery to librdkafka, waiting (for an earlier report, or briefly) while its queue is full.
-    async fn enqueue(&self, d: Delivery, inflight: &mut FuturesUnordered<InFlight>, stop: &CancellationToken) {
+    async fn enqueue(
+        &self,
+        d: Delivery,
+        inflight: &mut FuturesUnordered<InFlight>,
+        stop: &CancellationToken,
+    ) {
         let Target::Kafka { topic, key } = &d.route.target else {
             d.finish(Err(SinkError::Rejected("not a Kafka subscription".into())));
             return;
         };
         let key_bytes: Option<Vec<u8>> = match key {
             KafkaKey::None => None,
-            KafkaKey::InvocationId => d.event.invocation_id.as_ref().map(|s| s.as_bytes().to_vec()),
+            KafkaKey::InvocationId => d
+                .event
+                .invocation_id
+                .as_ref()
+                .map(|s| s.as_bytes().to_vec()),
             KafkaKey::Pointer(p) => serde_json::from_slice::<serde_json::Value>(&d.event.body)
                 .ok()
                 .and_then(|v| {
@@ -133,14 +147,27 @@ impl KafkaSink {
         };
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header { key: "trigger-id", value: Some(d.event.trigger_id.as_bytes()) })
-                .insert(Header { key: "subscription-id", value: Some(d.route.subscription_id.as_bytes()) })
-                .insert(Header { key: "content-type", value: Some("application/json") });
+                .insert(Header {
+                    key: "trigger-id",
+                    value: Some(d.event.trigger_id.as_bytes()),
+                })
+                .insert(Header {
+                    key: "subscription-id",
+                    value: Some(d.route.subscription_id.as_bytes()),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                });
             if let Some(id) = &d.event.invocation_id {
-                headers = headers.insert(Header { key: "invocation-id", value: Some(id.as_bytes()) });
+                headers = headers.insert(Header {
+                    key: "invocation-id",
+                    value: Some(id.as_bytes()),
+                });
             }
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).payload(&d.event.body[..]).headers(headers);
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .payload(&d.event.body[..])
+                .headers(headers);
             if let Some(k) = &key_bytes {
                 record = record.key(&k[..]);
             }

@@ -1,0 +1,203 @@
+//! Config: every shipped file passes `check-config`; broken configs give every error with its key path.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use trigger_relay::Config;
+
+fn env_vars_of(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").unwrap();
+    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+}
+
+#[test]
+fn every_file_in_config_passes_check_config() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trigger-relay"));
+        cmd.arg("check-config").arg("--config").arg(&path);
+        for v in env_vars_of(&text) {
+            cmd.env(v, "placeholder-value");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "config/ holds the example configs");
+}
+
+#[test]
+fn check_config_exits_non_zero_with_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "[delivery]\nack_timeout_ms = 20000\n[[subscriptions]]\nname = \"x\"\ntriggerId = \"idn:nope\"\ntype = \"STDOUT\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "3 error(s)",
+        "delivery.ack_timeout_ms:",
+        "ingress.auth:",
+        "subscriptions[0].triggerId: unknown trigger",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+const BASE: &str = "[ingress.auth]\nnone = true\n";
+
+/// `toml` is appended to a minimal valid config; every `want` must be one of the reported errors (prefix match).
+fn check(toml: &str, want: &[&str]) {
+    let env: HashMap<&str, &str> = [("SET", "value")].into();
+    let text = format!("{toml}\n{BASE}");
+    let errors = match Config::from_toml_with_env(&text, |k| env.get(k).map(|v| v.to_string())) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+    };
+    for w in want {
+        assert!(
+            errors.iter().any(|e| e.starts_with(w)),
+            "want {w:?} in {errors:#?}\nconfig:\n{text}"
+        );
+    }
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+}
+
+#[test]
+fn broken_configs_name_every_error_with_its_key_path() {
+    check(
+        "[ingress]\nmax_body_byte = 1\n",
+        &["ingress.max_body_byte: unknown field `max_body_byte`"],
+    );
+    check(
+        "[delivery]\nack = \"sometimes\"\n",
+        &["delivery.ack: unknown variant `sometimes`"],
+    );
+    check(
+        "[delivery]\nack_timeout_ms = \"5s\"\n",
+        &["delivery.ack_timeout_ms: invalid type"],
+    );
+    check(
+        "x = \"${UNSET_VAR_FOR_TEST}\"\ny = \"${SET\"\n",
+        &[
+            "x: environment variable `UNSET_VAR_FOR_TEST` is not set",
+            "y: unterminated",
+        ],
+    );
+    check("[[subscriptions]]\nname = \"a\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\ncolor = 1\n", &["subscriptions[0].color: unknown field `color`"]);
+    check(
+        "[delivery]\nack_timeout_ms = 10000\ndelivery_timeout_ms = 5\nshutdown_grace_ms = 0\n",
+        &[
+            "delivery.ack_timeout_ms:",
+            "delivery.delivery_timeout_ms:",
+            "delivery.shutdown_grace_ms:",
+        ],
+    );
+    check(
+        r#"
+[sinks.kafka.a]
+bootstrap_servers = ""
+acks = "1"
+options = { "linger.ms" = 3, "no.such.property" = "x" }
+[sinks.kafka.a.queue]
+max_events = 0
+[sinks.kafka.b]
+bootstrap_servers = "h:9092"
+options = { "no.such.property" = "x" }
+[[subscriptions]]
+name = "k"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = { topic = "bad topic" }
+[[subscriptions]]
+name = "k"
+triggerId = "idn:access-request-pre-approval"
+type = "KAFKA"
+kafkaConfig = { topic = "ok", cluster = "c" }
+[[subscriptions]]
+name = "no config"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+[[subscriptions]]
+name = "wf"
+triggerId = "idn:identity-created"
+type = "WORKFLOW"
+[[subscriptions]]
+name = "mixed"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+kafkaConfig = { topic = "t" }
+"#,
+        &[
+            "sinks.kafka.a.bootstrap_servers: must not be empty",
+            "sinks.kafka.a.acks: enable_idempotence needs acks",
+            "sinks.kafka.a.queue.max_events:",
+            "sinks.kafka.a.options.linger.ms: set `linger_ms` instead",
+            "sinks.kafka.b.options: librdkafka refuses",
+            "subscriptions[0].kafkaConfig.cluster: several Kafka clusters",
+            "subscriptions[0].kafkaConfig.topic: ` ` is not allowed",
+            "subscriptions[1].triggerId: `idn:access-request-pre-approval` is a REQUEST_RESPONSE trigger",
+            "subscriptions[1].kafkaConfig.cluster: unknown Kafka cluster `c`",
+            "subscriptions[1].name: `k` is used by another subscription",
+            "subscriptions[2].kafkaConfig: required for type KAFKA",
+            "subscriptions[3].type: type WORKFLOW runs inside ISC",
+            "subscriptions[4].kafkaConfig: does not go with type STDOUT",
+        ],
+    );
+    check(
+        "[[catalog.triggers]]\nid = \"idn:identity-created\"\nname = \"dup\"\ntype = \"FIRE_AND_FORGET\"\n",
+        &["catalog.triggers[0].id: `idn:identity-created` is already in the catalog"],
+    );
+    check("[ingress.auth]\nbasic = []\n", &["line 3: invalid TOML"]);
+}
+
+#[test]
+fn auth_must_be_explicit() {
+    let e = Config::from_toml("").unwrap_err().to_string();
+    assert!(e.starts_with("ingress.auth: missing"), "{e}");
+    let e = Config::from_toml("[ingress.auth]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("ingress.auth: no credentials"), "{e}");
+    let e = Config::from_toml("[ingress.auth]\nnone = true\nbearer_tokens = [\"t\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("ingress.auth.none:"), "{e}");
+}
+
+#[test]
+fn env_interpolation_and_secrets_stay_out_of_debug() {
+    let env: HashMap<&str, &str> = [("TOKEN", "tok-123"), ("USER_PW", "pw-456")].into();
+    let c = Config::from_toml_with_env(
+        "[ingress.auth]\nbearer_tokens = [\"${TOKEN}\"]\nbasic = [{ username = \"u\", password = \"${USER_PW}\" }]\n[log]\nlevel = \"$${literal}\"\n",
+        |k| env.get(k).map(|v| v.to_string()),
+    )
+    .unwrap();
+    let auth = c.ingress.auth.as_ref().unwrap();
+    assert_eq!(auth.bearer_tokens[0].expose(), "tok-123");
+    assert_eq!(c.log.level, "${literal}");
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains("tok-123") && !dbg.contains("pw-456"),
+        "secrets leak in Debug: {dbg}"
+    );
+}

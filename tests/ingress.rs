@@ -1,0 +1,339 @@
+//! Bad input at the ingress: each case gets its exact status and ISC's error shape, and nothing reaches Kafka.
+//! Also: credential rotation, and a known trigger without subscriptions.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use support::*;
+
+const GOOD: &str = r#"{"identity":{"id":"1","name":"a","type":"IDENTITY"},"attributes":{},"_metadata":{"triggerId":"idn:identity-created","invocationId":"inv-good","triggerType":"fireAndForget"}}"#;
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    auth: Option<String>,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// Text the error message (or 401 `error`) contains.
+    message: &'static str,
+}
+
+fn case(name: &'static str, status: u16, message: &'static str) -> Case {
+    Case {
+        name,
+        method: "POST",
+        path: "/events/idn:identity-created",
+        auth: Some("Bearer token-new".into()),
+        content_type: Some("application/json"),
+        body: GOOD.as_bytes().to_vec(),
+        status,
+        message,
+    }
+}
+
+async fn check(relay: &trigger_relay::Relay, c: Case) {
+    let mut headers = Vec::new();
+    if let Some(a) = &c.auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    if let Some(ct) = c.content_type {
+        headers.push(("content-type", ct));
+    }
+    let r = request(
+        c.method,
+        relay.ingress_addr(),
+        c.path,
+        &headers,
+        c.body.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        c.status,
+        "{}: {}",
+        c.name,
+        String::from_utf8_lossy(&r.body)
+    );
+    let j = r.json();
+    if c.status == 401 {
+        let e = j["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: 401 is {{\"error\": …}}: {j}", c.name));
+        assert!(e.contains(c.message), "{}: {e}", c.name);
+        assert!(r.headers.contains_key("www-authenticate"), "{}", c.name);
+        return;
+    }
+    assert!(
+        j["detailCode"]
+            .as_str()
+            .unwrap()
+            .starts_with(&c.status.to_string()),
+        "{}: {j}",
+        c.name
+    );
+    let tracking = j["trackingId"].as_str().unwrap();
+    assert_eq!(
+        tracking.len(),
+        32,
+        "{}: trackingId is 32 hex digits",
+        c.name
+    );
+    let text = j["messages"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(c.message),
+        "{}: message {text:?} lacks {:?}",
+        c.name,
+        c.message
+    );
+    assert_eq!(j["messages"][0]["locale"], "en-US");
+    assert!(j["causes"].is_array(), "{}", c.name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_exact_status_and_isc_error_and_never_reaches_kafka() {
+    let bootstrap = kafka();
+    let topic = unique("bad-input");
+    create_topic(&bootstrap, &topic).await;
+    let relay = start(&format!(
+        r#"
+[ingress]
+max_body_bytes = 2048
+[ingress.auth]
+basic = [{{ username = "isc", password = "s3cret" }}]
+bearer_tokens = ["token-old", "token-new"]
+[delivery]
+ack = "delivered"
+[sinks.kafka.main]
+bootstrap_servers = "{bootstrap}"
+[[subscriptions]]
+name = "sub"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "{topic}" }}
+"#
+    ))
+    .await;
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096)).into_bytes();
+    let mismatch = GOOD
+        .replace("idn:identity-created", "idn:identity-deleted")
+        .into_bytes();
+    let cases = vec![
+        Case {
+            method: "GET",
+            ..case("wrong method", 405, "method GET")
+        },
+        Case {
+            method: "PUT",
+            ..case("PUT", 405, "method PUT")
+        },
+        Case {
+            path: "/nope",
+            ..case("unknown path", 404, "no such path")
+        },
+        Case {
+            content_type: Some("text/plain"),
+            ..case("wrong content type", 415, "application/json")
+        },
+        Case {
+            content_type: None,
+            ..case("no content type", 415, "application/json")
+        },
+        Case {
+            body: b"[1,2]".to_vec(),
+            ..case("array body", 400, "JSON object")
+        },
+        Case {
+            body: b"\"s\"".to_vec(),
+            ..case("string body", 400, "JSON object")
+        },
+        Case {
+            body: b"{\"a\":".to_vec(),
+            ..case("invalid JSON", 400, "not valid JSON")
+        },
+        Case {
+            body: b"{} trailing".to_vec(),
+            ..case("trailing garbage", 400, "not valid JSON")
+        },
+        Case {
+            body: b"{\"_metadata\":\"x\"}".to_vec(),
+            ..case("_metadata not an object", 400, "not valid JSON")
+        },
+        Case {
+            body: big,
+            ..case("oversize", 413, "larger than 2048")
+        },
+        Case {
+            path: "/events/idn:no-such-trigger",
+            body: b"{}".to_vec(),
+            ..case("unknown trigger", 404, "unknown trigger")
+        },
+        Case {
+            path: "/events/idn:access-request-pre-approval",
+            body: b"{}".to_vec(),
+            ..case("REQUEST_RESPONSE", 501, "REQUEST_RESPONSE")
+        },
+        Case {
+            body: mismatch,
+            ..case("mismatched trigger ids", 400, "differ")
+        },
+        Case {
+            path: "/events",
+            body: b"{}".to_vec(),
+            ..case("no trigger id at all", 400, "no trigger id")
+        },
+        Case {
+            auth: None,
+            ..case("missing credentials", 401, "missing")
+        },
+        Case {
+            auth: Some("Bearer wrong".into()),
+            ..case("wrong bearer", 401, "invalid")
+        },
+        Case {
+            auth: Some(basic("isc", "wrong")),
+            ..case("wrong password", 401, "invalid")
+        },
+        Case {
+            auth: Some("Digest abc".into()),
+            ..case("unsupported scheme", 401, "scheme")
+        },
+        Case {
+            auth: Some("Basic %%%".into()),
+            ..case("broken basic", 401, "invalid")
+        },
+    ];
+    for c in cases {
+        check(&relay, c).await;
+    }
+    // Rotation: every configured credential works; the sentinel events are the only records in the topic.
+    for (i, auth) in [
+        basic("isc", "s3cret"),
+        "Bearer token-old".into(),
+        "bearer token-new".into(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = GOOD.replace("inv-good", &format!("inv-good-{i}"));
+        let r = request(
+            "POST",
+            relay.ingress_addr(),
+            "/events/idn%3Aidentity-created",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json; charset=utf-8"),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{auth}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let records = consume(&bootstrap, &topic, 4, Duration::from_secs(5));
+    let ids: Vec<_> = records
+        .iter()
+        .map(|r| r.headers["invocation-id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        ["inv-good-0", "inv-good-1", "inv-good-2"],
+        "no refused request reached Kafka"
+    );
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_ingress_rejected_requests_total",
+            &["reason=\"auth\""]
+        )
+        .await,
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_ingress_requests_total",
+            &["status=\"200\"", "trigger=\"idn:identity-created\""]
+        )
+        .await,
+        3.0
+    );
+    relay.shutdown();
+    relay.wait().await;
+}
+
+#[tokio::test]
+async fn known_trigger_without_subscription_is_answered_200_and_counted_unrouted() {
+    let relay = start(
+        r#"
+[ingress.auth]
+none = true
+[[catalog.triggers]]
+id = "idn:machine-identity-created"
+name = "Machine Identity Created"
+type = "FIRE_AND_FORGET"
+[[subscriptions]]
+name = "disabled"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+enabled = false
+"#,
+    )
+    .await;
+    for t in [
+        "idn:identity-created",
+        "idn:machine-identity-created",
+        "idn:source-created",
+    ] {
+        let r = post_event(&relay, &format!("/events/{t}"), "{}").await;
+        assert_eq!(r.status, 200, "{t}");
+        assert_eq!(
+            metric(
+                &relay,
+                "trigger_relay_ingress_unrouted_events_total",
+                &[&format!("trigger=\"{t}\"")]
+            )
+            .await,
+            1.0
+        );
+    }
+    relay.shutdown();
+    relay.wait().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let relay = start("[ingress.auth]\nnone = true\n").await;
+    let get = |p: &'static str| request("GET", relay.admin_addr(), p, &[], "");
+    assert_eq!(get("/healthz").await.status, 200);
+    assert_eq!(get("/readyz").await.status, 200, "no sinks: ready at once");
+    let m = String::from_utf8_lossy(&get("/metrics").await.body).into_owned();
+    assert!(
+        m.contains("trigger_relay_ingress_in_flight_requests"),
+        "{m}"
+    );
+    assert_eq!(get("/nope").await.status, 404);
+    // The ingress does not serve admin paths.
+    assert_eq!(
+        request("GET", relay.ingress_addr(), "/metrics", &[], "")
+            .await
+            .status,
+        404
+    );
+    relay.shutdown();
+    relay.wait().await;
+}

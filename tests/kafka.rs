@@ -1,0 +1,166 @@
+//! End to end over HTTP into a real Kafka-compatible broker (tansu): exact bytes, headers, topic and key, in
+//! both ack modes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::*;
+
+struct Case {
+    mode: &'static str,
+    /// Send through `/events` with the trigger id only in `_metadata`, instead of `/events/{id}`.
+    bare_path: bool,
+}
+
+/// Every GA FIRE_AND_FORGET trigger's ISC example, one subscription each, all to one topic.
+async fn check(case: Case) {
+    let bootstrap = kafka();
+    let topic = unique("e2e");
+    create_topic(&bootstrap, &topic).await;
+    let triggers = ga_fire_and_forget();
+    let mut toml = format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "{mode}"
+[sinks.kafka.main]
+bootstrap_servers = "{bootstrap}"
+linger_ms = 1
+"#,
+        mode = case.mode
+    );
+    for (i, t) in triggers.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[subscriptions]]\nid = \"sub-{i}\"\nname = \"s{i}\"\ntriggerId = \"{t}\"\ntype = \"KAFKA\"\nkafkaConfig = {{ topic = \"{topic}\" }}\n"
+        ));
+    }
+    let relay = start(&toml).await;
+    let mut sent = HashMap::new();
+    for (i, t) in triggers.iter().enumerate() {
+        let inv = unique("inv");
+        let body = example_body(t, &inv);
+        let path = if case.bare_path {
+            "/events".to_string()
+        } else {
+            format!("/events/{t}")
+        };
+        let r = post_event(&relay, &path, body.clone()).await;
+        assert_eq!(r.status, 200, "{t}: {}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.body.is_empty(),
+            "a FIRE_AND_FORGET answer has an empty body"
+        );
+        sent.insert(inv, (t.clone(), format!("sub-{i}"), body));
+    }
+    let records = consume(&bootstrap, &topic, sent.len(), Duration::from_secs(30));
+    assert_eq!(
+        records.len(),
+        sent.len(),
+        "every event is in the topic once"
+    );
+    for r in records {
+        let inv = r
+            .headers
+            .get("invocation-id")
+            .expect("invocation-id header")
+            .clone();
+        let (trigger, sub, body) = sent.remove(&inv).expect("a record we sent, once");
+        assert_eq!(r.value, body, "payload bytes unchanged");
+        assert_eq!(r.headers.get("trigger-id"), Some(&trigger));
+        assert_eq!(r.headers.get("subscription-id"), Some(&sub));
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            r.key.as_deref(),
+            Some(inv.as_bytes()),
+            "default key is the invocation id"
+        );
+    }
+    let sent_total = metric(
+        &relay,
+        "trigger_relay_sink_events_sent_total",
+        &["sink=\"kafka.main\""],
+    )
+    .await;
+    assert_eq!(sent_total as usize, triggers.len());
+    relay.shutdown();
+    assert_eq!(relay.wait().await.undelivered, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_mode_delivers_every_ga_trigger_byte_for_byte() {
+    check(Case {
+        mode: "accepted",
+        bare_path: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_mode_delivers_every_ga_trigger_byte_for_byte() {
+    check(Case {
+        mode: "delivered",
+        bare_path: true,
+    })
+    .await;
+}
+
+/// Keys from a JSON pointer, none, and fan-out of one event to several topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_fan_out() {
+    let bootstrap = kafka();
+    let (by_ptr, no_key, by_num) = (unique("key-ptr"), unique("key-none"), unique("key-num"));
+    for t in [&by_ptr, &no_key, &by_num] {
+        create_topic(&bootstrap, t).await;
+    }
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+[sinks.kafka.main]
+bootstrap_servers = "{bootstrap}"
+[[subscriptions]]
+name = "by pointer"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "{by_ptr}", key = "/identity/id" }}
+[[subscriptions]]
+name = "no key"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "{no_key}", key = "none" }}
+[[subscriptions]]
+name = "number key"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+ackMode = "accepted"
+kafkaConfig = {{ topic = "{by_num}", key = "/n" }}
+"#
+    ))
+    .await;
+    let body = r#"{"identity":{"id":"2c918085","name":"W","type":"IDENTITY"},"n":42,"_metadata":{"triggerId":"idn:identity-created","invocationId":"i-1","triggerType":"fireAndForget"}}"#;
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", body)
+            .await
+            .status,
+        200
+    );
+    let check = |topic: &str, key: Option<&[u8]>| {
+        let r = consume(&bootstrap, topic, 1, Duration::from_secs(20));
+        assert_eq!(r.len(), 1, "{topic}");
+        assert_eq!(r[0].value, body.as_bytes());
+        assert_eq!(r[0].key.as_deref(), key, "{topic}");
+    };
+    check(&by_ptr, Some(b"2c918085"));
+    check(&no_key, None);
+    check(&by_num, Some(b"42"));
+    relay.shutdown();
+    relay.wait().await;
+}

@@ -1,0 +1,283 @@
+//! Test support: start the relay through its public entry point on 127.0.0.1:0, talk to it over real HTTP, and
+//! reach real brokers (started by `scripts/test`, or by a test itself when it needs to stop one).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use trigger_relay::{Config, Relay};
+
+/// The shared Kafka-compatible broker that `scripts/test` started.
+pub fn kafka() -> String {
+    std::env::var("TRIGGER_RELAY_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!(
+            "this test needs a Kafka-compatible broker. Run the suite with `scripts/test` (it installs and starts \
+             tansu), or start one yourself: `tansu broker --storage-engine memory://tansu/ --listener-url \
+             tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092` and set \
+             TRIGGER_RELAY_TEST_KAFKA=127.0.0.1:9092"
+        )
+    })
+}
+
+/// A unique name for a topic or subscription.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tansu broker owned by one test, so the test can stop and restart it.
+pub struct PrivateKafka {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateKafka {
+    pub fn start_on(port: u16) -> Self {
+        let bin = std::env::var("TRIGGER_RELAY_TEST_TANSU").unwrap_or_else(|_| "tansu".into());
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({bin}): {e}. Run the suite with `scripts/test`, which installs it")
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {port} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the broker (SIGKILL) and wait until the port is closed.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Create a one-partition topic.
+pub async fn create_topic(bootstrap: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let r = admin
+        .create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics request");
+    for res in r {
+        res.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Read records from partition 0 of `topic` until `n` arrived or `within` passed (then return what came).
+pub fn consume(bootstrap: &str, topic: &str, n: usize, within: Duration) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("test"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for hdr in h.iter() {
+                        headers.insert(
+                            hdr.key.to_string(),
+                            String::from_utf8_lossy(hdr.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push(Record {
+                    key: m.key().map(|k| k.to_vec()),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Start the relay from TOML (listeners forced to 127.0.0.1:0).
+pub async fn start(toml: &str) -> Relay {
+    let text = format!("{toml}\n",);
+    let mut config =
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    config.ingress.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    // Logs show with `--nocapture`; RUST_LOG picks what.
+    config.log.level = "warn".into();
+    trigger_relay::telemetry::init_logging(&config.log);
+    Relay::start(config).await.expect("relay starts")
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Send one request.
+pub async fn request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// POST a JSON event to the ingress.
+pub async fn post_event(relay: &Relay, path: &str, body: impl Into<Bytes>) -> Response {
+    request(
+        "POST",
+        relay.ingress_addr(),
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// The value of one sample in the relay's `/metrics` (0 when absent). `labels` like `sink="kafka.main"`.
+pub async fn metric(relay: &Relay, name: &str, labels: &[&str]) -> f64 {
+    let text = request("GET", relay.admin_addr(), "/metrics", &[], Bytes::new())
+        .await
+        .body;
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Poll `check` until it is true (a signal we can only observe by asking), failing after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// ISC's example invocation body for a trigger (example input + `_metadata`).
+pub fn example_body(trigger: &str, invocation_id: &str) -> Vec<u8> {
+    let catalog = trigger_relay::catalog::Catalog::builtin();
+    let v = catalog
+        .example_invocation(trigger, invocation_id)
+        .expect("trigger in catalog");
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+/// Every FIRE_AND_FORGET trigger of the built-in catalog that is not deprecated.
+pub fn ga_fire_and_forget() -> Vec<String> {
+    trigger_relay::catalog::Catalog::builtin()
+        .all()
+        .into_iter()
+        .filter(|t| t.kind == trigger_relay::catalog::TriggerType::FireAndForget && !t.deprecated)
+        .map(|t| t.id.clone())
+        .collect()
+}
