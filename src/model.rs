@@ -117,9 +117,10 @@ pub struct EventBridgeConfig {
 }
 
 /// Where a Kafka record's key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum KafkaKey {
     /// `_metadata.invocationId` (no key when the payload has none).
+    #[default]
     InvocationId,
     /// No key: records spread over partitions.
     None,
@@ -158,12 +159,6 @@ impl<'de> Deserialize<'de> for KafkaKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Default for KafkaKey {
-    fn default() -> Self {
-        Self::InvocationId
     }
 }
 

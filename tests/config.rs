@@ -167,7 +167,10 @@ kafkaConfig = { topic = "t" }
         "[[catalog.triggers]]\nid = \"idn:identity-created\"\nname = \"dup\"\ntype = \"FIRE_AND_FORGET\"\n",
         &["catalog.triggers[0].id: `idn:identity-created` is already in the catalog"],
     );
-    check("[ingress.auth]\nbasic = []\n", &["line 3: invalid TOML"]);
+    check(
+        "[ingress.auth]\nbasic = []\n",
+        &["line 4: invalid TOML: duplicate key"],
+    );
 }
 
 #[test]

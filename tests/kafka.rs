@@ -164,3 +164,92 @@ kafkaConfig = {{ topic = "{by_num}", key = "/n" }}
     relay.shutdown();
     relay.wait().await;
 }
+
+/// Subscriptions with a JSONPath filter get only the events it selects; others on the same trigger get all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_select_events_per_subscription() {
+    let bootstrap = kafka();
+    let (filtered, all) = (unique("filtered"), unique("all"));
+    create_topic(&bootstrap, &filtered).await;
+    create_topic(&bootstrap, &all).await;
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+[sinks.kafka.main]
+bootstrap_servers = "{bootstrap}"
+[[subscriptions]]
+id = "only-engineering"
+name = "only engineering"
+triggerId = "idn:identity-attributes-changed"
+type = "KAFKA"
+filter = "$.changes[?(@.attribute == 'department' && @.newValue =~ /eng.*/i)]"
+kafkaConfig = {{ topic = "{filtered}" }}
+[[subscriptions]]
+name = "everything"
+triggerId = "idn:identity-attributes-changed"
+type = "KAFKA"
+kafkaConfig = {{ topic = "{all}" }}
+"#
+    ))
+    .await;
+    let event = |inv: &str, dept: &str| {
+        format!(
+            r#"{{"identity":{{"id":"1","name":"a","type":"IDENTITY"}},"changes":[{{"attribute":"department","oldValue":"x","newValue":"{dept}"}}],"_metadata":{{"triggerId":"idn:identity-attributes-changed","invocationId":"{inv}","triggerType":"fireAndForget"}}}}"#
+        )
+    };
+    for (inv, dept) in [
+        ("i-eng", "Engineering"),
+        ("i-sales", "Sales"),
+        ("i-eng2", "ENG ops"),
+    ] {
+        assert_eq!(
+            post_event(&relay, "/events", event(inv, dept)).await.status,
+            200
+        );
+    }
+    let ids = |topic: &str, n| {
+        consume(&bootstrap, topic, n, Duration::from_secs(20))
+            .into_iter()
+            .map(|r| r.headers["invocation-id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&filtered, 2), ["i-eng", "i-eng2"]);
+    assert_eq!(ids(&all, 3), ["i-eng", "i-sales", "i-eng2"]);
+    let m = |result: &'static str| {
+        let relay = &relay;
+        async move {
+            metric(
+                relay,
+                "trigger_relay_filter_evaluations_total",
+                &[
+                    "subscription=\"only-engineering\"",
+                    &format!("result=\"{result}\""),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        (m("matched").await, m("not_matched").await, m("error").await),
+        (2.0, 1.0, 0.0)
+    );
+    relay.shutdown();
+    relay.wait().await;
+}
+
+#[test]
+fn an_invalid_filter_is_a_config_error_with_its_position() {
+    let e = trigger_relay::Config::from_toml(
+        "[ingress.auth]\nnone = true\n[[subscriptions]]\nname = \"x\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\nfilter = \"$[?(@.a == )]\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("subscriptions[0].filter: invalid JSONPath filter:")
+            && e.contains("at position"),
+        "{e}"
+    );
+}

@@ -165,7 +165,7 @@ impl KafkaClusterConfig {
                 }
                 if !bad {
                     // librdkafka checks names and values without connecting anywhere.
-                    if let Err(e) = self.client_config(300_000).map_err(|e| e).and_then(|c| {
+                    if let Err(e) = self.client_config(300_000).and_then(|c| {
                         c.create_native_config()
                             .map(|_| ())
                             .map_err(|e| e.to_string())
