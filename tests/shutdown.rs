@@ -44,7 +44,7 @@ kafkaConfig = {{ topic = "{topic}" }}
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+    let child = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
         .arg("--config")
         .arg(&path)
         .env("TEST_TOKEN", "load-token")
