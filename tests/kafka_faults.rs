@@ -173,6 +173,17 @@ async fn check(c: Full) {
         c.max_events, c.max_bytes
     );
     let relay = start(&config(&nowhere, "t", &extra)).await;
+    let r = request("GET", relay.admin_addr(), "/readyz", &[], "").await;
+    assert_eq!(
+        r.status, 503,
+        "{}: not ready until the sink reached its broker once",
+        c.name
+    );
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("waiting for sinks: kafka.main"),
+        "{}",
+        c.name
+    );
     let one = body("x0000").len() as u64;
     let mut ok = 0;
     for i in 0..c.posts {
