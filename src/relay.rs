@@ -87,6 +87,8 @@ impl Relay {
         let kafka_metrics = KafkaMetrics::register(&registry)?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
+        // If start-up fails half way, stop what was already started (readiness probes).
+        let startup = worker_stop.clone().drop_guard();
 
         let mut sinks = SinkSet {
             queues: BTreeMap::new(),
@@ -208,6 +210,7 @@ impl Relay {
         let ingress_addr = local(&ingress_listener, "ingress", config.ingress.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin.listen)?;
 
+        startup.disarm();
         let workers = TaskTracker::new();
         for (name, worker, rx) in sinks.workers {
             let stop = worker_stop.clone();
