@@ -337,3 +337,32 @@ async fn admin_endpoints() {
     relay.shutdown();
     relay.wait().await;
 }
+
+/// The ingress speaks HTTP/2 with prior knowledge (h2c) as well as HTTP/1.1.
+#[tokio::test]
+async fn h2c_is_served() {
+    use http_body_util::{BodyExt, Full};
+    let relay = start("[ingress.auth]\nnone = true\n").await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let req = http::Request::post(format!(
+        "http://{}/events/idn:identity-created",
+        relay.ingress_addr()
+    ))
+    .header("content-type", "application/json")
+    .body(Full::new(bytes::Bytes::from_static(b"{}")))
+    .unwrap();
+    let resp = client.request(req).await.expect("h2c request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .is_empty());
+    relay.shutdown();
+    relay.wait().await;
+}
