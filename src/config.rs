@@ -431,6 +431,25 @@ impl Config {
                 errors.push(p, m)
             });
         }
+        // An event that can never fit in a queue would be answered 503 forever.
+        let queues = std::iter::once(("sinks.stdout.queue".to_string(), self.sinks.stdout.queue))
+            .chain(
+                self.sinks
+                    .kafka
+                    .iter()
+                    .map(|(n, k)| (format!("sinks.kafka.{n}.queue"), k.queue)),
+            );
+        for (path, q) in queues {
+            if q.max_bytes < self.ingress.max_body_bytes {
+                errors.push(
+                    format!("{path}.max_bytes"),
+                    format!(
+                        "must be at least ingress.max_body_bytes ({}), or the largest events never fit",
+                        self.ingress.max_body_bytes
+                    ),
+                );
+            }
+        }
         let catalog = self.catalog_checked(&mut errors);
         let mut names = HashSet::new();
         let mut ids = HashSet::new();

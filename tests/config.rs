@@ -171,6 +171,12 @@ kafkaConfig = { topic = "t" }
         "[ingress.auth]\nbasic = []\n",
         &["line 4: invalid TOML: duplicate key"],
     );
+    check(
+        "[ingress]\nmax_body_bytes = 2000000\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\n[sinks.kafka.k.queue]\nmax_bytes = 1048576\n",
+        &[
+            "sinks.kafka.k.queue.max_bytes: must be at least ingress.max_body_bytes (2000000)",
+        ],
+    );
 }
 
 #[test]

@@ -169,8 +169,10 @@ struct Full {
 async fn check(c: Full) {
     let nowhere = format!("127.0.0.1:{}", free_port());
     let extra = format!(
-        "[delivery]\nack = \"accepted\"\nshutdown_grace_ms = 200\n[sinks.kafka.main.queue]\nmax_events = {}\nmax_bytes = {}",
-        c.max_events, c.max_bytes
+        "[ingress]\nmax_body_bytes = {}\n[delivery]\nack = \"accepted\"\nshutdown_grace_ms = 200\n[sinks.kafka.main.queue]\nmax_events = {}\nmax_bytes = {}",
+        c.max_bytes.min(1 << 20),
+        c.max_events,
+        c.max_bytes
     );
     let relay = start(&config(&nowhere, "t", &extra)).await;
     let r = request("GET", relay.admin_addr(), "/readyz", &[], "").await;

@@ -48,7 +48,7 @@ impl IngressMetrics {
             rejected: IntCounterVec::new(
                 Opts::new(
                     "trigger_relay_ingress_rejected_requests_total",
-                    "Requests refused before routing, by reason",
+                    "Requests answered with an error (4xx/5xx), by reason",
                 ),
                 &["reason"],
             )?,
