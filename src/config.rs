@@ -193,6 +193,9 @@ pub struct SinksConfig {
     /// Kafka clusters by name; subscriptions name one in `kafkaConfig.cluster`.
     #[serde(default)]
     pub kafka: BTreeMap<String, crate::sinks::kafka::KafkaClusterConfig>,
+    /// NATS connections by name; subscriptions name one in `natsConfig.connection`.
+    #[serde(default)]
+    pub nats: BTreeMap<String, crate::sinks::nats::NatsConnectionConfig>,
     /// The queue of the `STDOUT` sink.
     #[serde(default)]
     pub stdout: crate::sinks::stdout::StdoutConfig,
@@ -431,6 +434,9 @@ impl Config {
                 errors.push(p, m)
             });
         }
+        for (name, n) in &self.sinks.nats {
+            n.validate(&format!("sinks.nats.{name}"), &mut |p, m| errors.push(p, m));
+        }
         // An event that can never fit in a queue would be answered 503 forever.
         let queues = std::iter::once(("sinks.stdout.queue".to_string(), self.sinks.stdout.queue))
             .chain(
@@ -438,6 +444,12 @@ impl Config {
                     .kafka
                     .iter()
                     .map(|(n, k)| (format!("sinks.kafka.{n}.queue"), k.queue)),
+            )
+            .chain(
+                self.sinks
+                    .nats
+                    .iter()
+                    .map(|(n, c)| (format!("sinks.nats.{n}.queue"), c.queue)),
             );
         for (path, q) in queues {
             if q.max_bytes < self.ingress.max_body_bytes {
@@ -525,6 +537,11 @@ impl Config {
                 s.kafka_config.is_some(),
                 SubscriptionType::Kafka,
             ),
+            (
+                "natsConfig",
+                s.nats_config.is_some(),
+                SubscriptionType::Nats,
+            ),
         ];
         for (key, present, kind) in configs {
             if present && kind != s.kind {
@@ -546,18 +563,32 @@ impl Config {
                     }
                 }
             },
+            SubscriptionType::Nats => match &s.nats_config {
+                None => errors.push(format!("{path}.natsConfig"), "required for type NATS"),
+                Some(n) => {
+                    if let Err(m) = self.nats_connection_for(n) {
+                        errors.push(format!("{path}.natsConfig.connection"), m);
+                    }
+                    if let Err(m) = crate::sinks::nats::render_subject(&n.subject, &s.trigger_id) {
+                        errors.push(format!("{path}.natsConfig.subject"), m);
+                    }
+                    if n.expected_stream.is_some() && !n.jetstream {
+                        errors.push(format!("{path}.natsConfig.expectedStream"), "needs jetstream = true");
+                    }
+                }
+            },
             SubscriptionType::Stdout => {}
-            SubscriptionType::Http | SubscriptionType::Eventbridge | SubscriptionType::Nats => errors.push(
+            SubscriptionType::Http | SubscriptionType::Eventbridge => errors.push(
                 format!("{path}.type"),
                 format!(
-                    "type {} is not available in this version of trigger-relay yet; use KAFKA or STDOUT",
+                    "type {} is not available in this version of trigger-relay yet; use KAFKA, NATS or STDOUT",
                     s.kind.as_str()
                 ),
             ),
             SubscriptionType::Inline | SubscriptionType::Script | SubscriptionType::Workflow => errors.push(
                 format!("{path}.type"),
                 format!(
-                    "type {} runs inside ISC and cannot be relayed; use KAFKA or STDOUT",
+                    "type {} runs inside ISC and cannot be relayed; use KAFKA, NATS or STDOUT",
                     s.kind.as_str()
                 ),
             ),
@@ -569,38 +600,64 @@ impl Config {
         &'a self,
         k: &'a crate::model::KafkaSubscriptionConfig,
     ) -> Result<&'a str, String> {
-        let configured = || {
-            self.sinks
-                .kafka
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match &k.cluster {
-            Some(c) if self.sinks.kafka.contains_key(c) => Ok(c),
-            Some(c) => Err(format!(
-                "unknown Kafka cluster `{c}` (configured: {})",
-                if self.sinks.kafka.is_empty() {
-                    "none".into()
-                } else {
-                    configured()
-                }
-            )),
-            None if self.sinks.kafka.len() == 1 => Ok(self
-                .sinks
-                .kafka
-                .keys()
-                .next()
-                .map(|s| s.as_str())
-                .unwrap_or_default()),
-            None if self.sinks.kafka.is_empty() => {
-                Err("no Kafka cluster configured: add a [sinks.kafka.NAME] table".into())
+        pick_named(
+            "Kafka cluster",
+            "sinks.kafka",
+            self.sinks.kafka.keys(),
+            k.cluster.as_deref(),
+        )
+    }
+
+    /// The name of the NATS connection a subscription publishes to.
+    pub fn nats_connection_for<'a>(
+        &'a self,
+        n: &'a crate::model::NatsSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        pick_named(
+            "NATS connection",
+            "sinks.nats",
+            self.sinks.nats.keys(),
+            n.connection.as_deref(),
+        )
+    }
+}
+
+/// The sink a subscription names, or the only one configured when it names none.
+fn pick_named<'a>(
+    what: &str,
+    table: &str,
+    names: impl Iterator<Item = &'a String> + Clone,
+    chosen: Option<&'a str>,
+) -> Result<&'a str, String> {
+    let list = || {
+        names
+            .clone()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match chosen {
+        Some(c) => names
+            .clone()
+            .find(|n| n.as_str() == c)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                let l = list();
+                format!(
+                    "unknown {what} `{c}` (configured: {})",
+                    if l.is_empty() { "none" } else { &l }
+                )
+            }),
+        None => {
+            let mut it = names.clone();
+            match (it.next(), it.next()) {
+                (Some(only), None) => Ok(only.as_str()),
+                (None, _) => Err(format!("no {what} configured: add a [{table}.NAME] table")),
+                _ => Err(format!(
+                    "several {what}s are configured ({}): name one",
+                    list()
+                )),
             }
-            None => Err(format!(
-                "several Kafka clusters are configured ({}): name one",
-                configured()
-            )),
         }
     }
 }

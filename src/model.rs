@@ -174,6 +174,24 @@ pub struct KafkaSubscriptionConfig {
     pub key: KafkaKey,
 }
 
+/// trigger-relay's `natsConfig`: which connection (a `[sinks.nats.NAME]` table), which subject, core or
+/// JetStream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NatsSubscriptionConfig {
+    /// Name of the connection in `[sinks.nats.NAME]`; may be left out when exactly one is configured.
+    #[serde(default)]
+    pub connection: Option<String>,
+    /// Subject template: `{trigger}` is the trigger id without `idn:` (`isc.{trigger}` → `isc.identity-created`).
+    pub subject: String,
+    /// Publish to JetStream and wait for the stream's ack (durable), instead of core NATS (at most once).
+    #[serde(default)]
+    pub jetstream: bool,
+    /// JetStream: the stream that must hold the subject (`Nats-Expected-Stream`).
+    #[serde(default)]
+    pub expected_stream: Option<String>,
+}
+
 /// ISC's `Subscription` (as written in a config file or sent to the API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -202,6 +220,8 @@ pub struct Subscription {
     pub event_bridge_config: Option<EventBridgeConfig>,
     #[serde(default)]
     pub kafka_config: Option<KafkaSubscriptionConfig>,
+    #[serde(default)]
+    pub nats_config: Option<NatsSubscriptionConfig>,
 }
 
 fn default_deadline() -> String {

@@ -27,6 +27,7 @@ use crate::queue::{self, Queue, QueueStats};
 use crate::router::{RouteSpec, Router, RouterMetrics};
 use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
 use crate::sinks::metrics::SinkMetrics;
+use crate::sinks::nats::{render_subject, NatsMetrics, NatsSink};
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::{Readiness, SinkWorker, Target};
 
@@ -85,6 +86,7 @@ impl Relay {
         let ingress_metrics = IngressMetrics::register(&registry)?;
         let router_metrics = RouterMetrics::register(&registry)?;
         let kafka_metrics = KafkaMetrics::register(&registry)?;
+        let nats_metrics = NatsMetrics::register(&registry)?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
         // If start-up fails half way, stop what was already started (readiness probes).
@@ -121,6 +123,25 @@ impl Relay {
             })?;
             sinks.add(&sink, cluster.queue, Box::new(worker), ready, &sink_metrics);
         }
+        for (name, conn) in &config.sinks.nats {
+            let sink = format!("nats.{name}");
+            let ready = Readiness::default();
+            let worker = NatsSink::new(
+                &sink,
+                conn,
+                Duration::from_millis(config.delivery.delivery_timeout_ms),
+                ready.clone(),
+                &sink_metrics,
+                &nats_metrics,
+                worker_stop.clone(),
+            )
+            .await
+            .map_err(|message| StartError::Sink {
+                sink: sink.clone(),
+                message,
+            })?;
+            sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
+        }
         if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
             let ready = Readiness::default();
             let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
@@ -151,6 +172,23 @@ impl Relay {
                         Target::Kafka {
                             topic: k.topic.clone(),
                             key: k.key.clone(),
+                        },
+                    )
+                }
+                SubscriptionType::Nats => {
+                    let Some(n) = &s.nats_config else { continue };
+                    let sink_err = |message| StartError::Sink {
+                        sink: "nats".into(),
+                        message,
+                    };
+                    let connection = config.nats_connection_for(n).map_err(sink_err)?;
+                    let subject = render_subject(&n.subject, &s.trigger_id).map_err(sink_err)?;
+                    (
+                        format!("nats.{connection}"),
+                        Target::Nats {
+                            subject,
+                            jetstream: n.jetstream,
+                            expected_stream: n.expected_stream.clone(),
                         },
                     )
                 }

@@ -180,6 +180,45 @@ kafkaConfig = { topic = "t" }
 }
 
 #[test]
+fn nats_config_errors() {
+    check(
+        r#"
+[sinks.nats.a]
+servers = []
+user = "u"
+token = "t"
+max_in_flight = 0
+[sinks.nats.b]
+servers = ["nats://h:4222"]
+[[subscriptions]]
+name = "n0"
+triggerId = "idn:identity-created"
+type = "NATS"
+natsConfig = { subject = "isc.*" }
+[[subscriptions]]
+name = "n1"
+triggerId = "idn:identity-created"
+type = "NATS"
+natsConfig = { connection = "b", subject = "isc.{trigger}", expectedStream = "S" }
+[[subscriptions]]
+name = "n2"
+triggerId = "idn:identity-created"
+type = "NATS"
+"#,
+        &[
+            "sinks.nats.a.servers: list at least one server URL",
+            "sinks.nats.a.password: user and password go together",
+            "sinks.nats.a: choose one of",
+            "sinks.nats.a.max_in_flight:",
+            "subscriptions[0].natsConfig.connection: several NATS connections are configured (a, b)",
+            "subscriptions[0].natsConfig.subject: `isc.*` has a wildcard",
+            "subscriptions[1].natsConfig.expectedStream: needs jetstream = true",
+            "subscriptions[2].natsConfig: required for type NATS",
+        ],
+    );
+}
+
+#[test]
 fn auth_must_be_explicit() {
     let e = Config::from_toml("").unwrap_err().to_string();
     assert!(e.starts_with("ingress.auth: missing"), "{e}");

@@ -17,6 +17,7 @@ use crate::queue::QueueReceiver;
 
 pub mod kafka;
 pub mod metrics;
+pub mod nats;
 pub mod stdout;
 
 /// Why a delivery failed, as every sink reports it.
@@ -56,7 +57,16 @@ impl SinkError {
 /// What a subscription's deliveries need to know about their destination, one variant per sink kind.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Kafka { topic: String, key: KafkaKey },
+    Kafka {
+        topic: String,
+        key: KafkaKey,
+    },
+    /// `subject` is the rendered template.
+    Nats {
+        subject: String,
+        jetstream: bool,
+        expected_stream: Option<String>,
+    },
     Stdout,
 }
 

@@ -30,6 +30,17 @@ pub fn kafka() -> String {
     })
 }
 
+/// The shared nats-server (JetStream enabled) that `scripts/test` started.
+pub fn nats() -> String {
+    std::env::var("TRIGGER_RELAY_TEST_NATS").unwrap_or_else(|_| {
+        panic!(
+            "this test needs nats-server with JetStream. Run the suite with `scripts/test` (it installs and starts \
+             it), or run `nats-server -js -p 4222` (Debian: apt-get install nats-server) and set \
+             TRIGGER_RELAY_TEST_NATS=nats://127.0.0.1:4222"
+        )
+    })
+}
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

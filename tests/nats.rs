@@ -1,0 +1,198 @@
+//! NATS end to end against a real nats-server: core and JetStream, exact bytes and headers, dedupe by
+//! invocation id, subject templates.
+
+mod support;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use support::*;
+
+fn config(server: &str, subs: &str, ack: &str) -> String {
+    format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "{ack}"
+[sinks.nats.main]
+servers = ["{server}"]
+{subs}
+"#
+    )
+}
+
+async fn ready(relay: &trigger_relay::Relay) {
+    eventually(
+        "relay ready (NATS reached)",
+        Duration::from_secs(20),
+        || async {
+            request("GET", relay.admin_addr(), "/readyz", &[], "")
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+}
+
+fn assert_headers(h: &async_nats::HeaderMap, inv: &str, sub: &str) {
+    let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
+    assert_eq!(get("trigger-id").as_deref(), Some("idn:identity-created"));
+    assert_eq!(get("invocation-id").as_deref(), Some(inv));
+    assert_eq!(get("subscription-id").as_deref(), Some(sub));
+    assert_eq!(get("content-type").as_deref(), Some("application/json"));
+}
+
+/// Core NATS in both ack modes: the template renders the trigger, bytes and headers arrive unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_round_trip_with_subject_template() {
+    for ack in ["accepted", "delivered"] {
+        let server = nats();
+        let prefix = unique("core");
+        let client = async_nats::connect(&server).await.unwrap();
+        let mut sub = client
+            .subscribe(format!("{prefix}.identity-created"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let subs = format!(
+            "[[subscriptions]]\nid = \"core-sub\"\nname = \"core\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{prefix}.{{trigger}}\" }}\n"
+        );
+        let relay = start(&config(&server, &subs, ack)).await;
+        ready(&relay).await;
+        let body = example_body("idn:identity-created", "inv-core");
+        assert_eq!(
+            post_event(&relay, "/events/idn:identity-created", body.clone())
+                .await
+                .status,
+            200,
+            "{ack}"
+        );
+        let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("message")
+            .unwrap();
+        assert_eq!(&msg.payload[..], &body[..], "{ack}: exact bytes");
+        assert_headers(
+            msg.headers.as_ref().expect("headers"),
+            "inv-core",
+            "core-sub",
+        );
+        relay.shutdown();
+        assert_eq!(relay.wait().await.undelivered, 0);
+    }
+}
+
+/// JetStream: the stream acknowledges; a replayed invocation id is stored once (Nats-Msg-Id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_round_trip_and_dedupe() {
+    let server = nats();
+    let prefix = unique("js");
+    let stream_name = prefix.replace('-', "_");
+    let client = async_nats::connect(&server).await.unwrap();
+    let js = jetstream::new(client);
+    let mut stream = js
+        .create_stream(jetstream::stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let subs = format!(
+        "[[subscriptions]]\nid = \"js-sub\"\nname = \"js\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{prefix}.{{trigger}}\", jetstream = true, expectedStream = \"{stream_name}\" }}\n"
+    );
+    let relay = start(&config(&server, &subs, "delivered")).await;
+    ready(&relay).await;
+    let body = example_body("idn:identity-created", "inv-js-1");
+    for _ in 0..2 {
+        let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let other = example_body("idn:identity-created", "inv-js-2");
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", other)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        2,
+        "the replay was dropped by the duplicate window"
+    );
+    let first = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(&first.payload[..], &body[..], "exact bytes");
+    assert_eq!(first.subject.as_str(), format!("{prefix}.identity-created"));
+    assert_headers(&first.headers, "inv-js-1", "js-sub");
+    relay.shutdown();
+    assert_eq!(relay.wait().await.undelivered, 0);
+}
+
+/// JetStream to a subject no stream holds is refused for good: 502 in delivered mode, counted as rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_without_a_stream_is_rejected() {
+    let server = nats();
+    let subject = unique("nostream");
+    let subs = format!(
+        "[[subscriptions]]\nid = \"lost\"\nname = \"lost\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{subject}\", jetstream = true }}\n"
+    );
+    let relay = start(&config(&server, &subs, "delivered")).await;
+    ready(&relay).await;
+    let r = post_event(
+        &relay,
+        "/events/idn:identity-created",
+        example_body("idn:identity-created", "x"),
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let rejected = metric(
+        &relay,
+        "trigger_relay_sink_events_failed_total",
+        &["subscription=\"lost\"", "reason=\"rejected\""],
+    )
+    .await;
+    assert_eq!(rejected, 1.0);
+    relay.shutdown();
+    relay.wait().await;
+}
+
+#[test]
+fn subject_templates() {
+    use trigger_relay::sinks::nats::render_subject;
+    let ok = [
+        (
+            "isc.{trigger}",
+            "idn:identity-created",
+            "isc.identity-created",
+        ),
+        (
+            "{trigger}.events",
+            "idn:va-cluster-status-change",
+            "va-cluster-status-change.events",
+        ),
+        ("fixed", "idn:identity-created", "fixed"),
+        (
+            "a.{trigger}",
+            "custom.trigger name",
+            "a.custom_trigger_name",
+        ),
+        ("a.{trigger}", "idn:x*y>z", "a.x_y_z"),
+    ];
+    for (t, trigger, want) in ok {
+        assert_eq!(render_subject(t, trigger).as_deref(), Ok(want), "{t}");
+    }
+    for (t, why) in [
+        ("", "empty"),
+        ("a..b", "empty token"),
+        ("a.*", "wildcard"),
+        ("a.>", "wildcard"),
+        ("a b", "white space"),
+        ("a.{other}", "placeholder"),
+    ] {
+        let e = render_subject(t, "idn:identity-created").unwrap_err();
+        assert!(e.contains(why), "{t}: {e}");
+    }
+}
