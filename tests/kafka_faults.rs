@@ -29,20 +29,6 @@ fn body(inv: &str) -> Vec<u8> {
     example_body("idn:identity-created", inv)
 }
 
-async fn ready(relay: &trigger_relay::Relay) {
-    eventually(
-        "relay ready (Kafka reached)",
-        Duration::from_secs(30),
-        || async {
-            request("GET", relay.admin_addr(), "/readyz", &[], "")
-                .await
-                .status
-                == 200
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_mode_answers_503_when_the_broker_is_down() {
     let mut broker = PrivateKafka::start();
@@ -54,7 +40,7 @@ async fn delivered_mode_answers_503_when_the_broker_is_down() {
         "[delivery]\nack = \"delivered\"\nack_timeout_ms = 1500\nretry_after_s = 7",
     ))
     .await;
-    ready(&relay).await;
+    wait_ready(&relay).await;
     assert_eq!(
         post_event(&relay, "/events/idn:identity-created", body("up"))
             .await
@@ -94,7 +80,7 @@ async fn accepted_mode_delivers_after_the_broker_comes_back() {
     )
     .replace("linger_ms = 1", "linger_ms = 1\nenable_idempotence = false");
     let relay = start(&toml).await;
-    ready(&relay).await;
+    wait_ready(&relay).await;
     broker.kill();
     let ids: Vec<String> = (0..5).map(|i| format!("while-down-{i}")).collect();
     for id in &ids {

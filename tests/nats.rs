@@ -23,20 +23,6 @@ servers = ["{server}"]
     )
 }
 
-async fn ready(relay: &trigger_relay::Relay) {
-    eventually(
-        "relay ready (NATS reached)",
-        Duration::from_secs(20),
-        || async {
-            request("GET", relay.admin_addr(), "/readyz", &[], "")
-                .await
-                .status
-                == 200
-        },
-    )
-    .await;
-}
-
 fn assert_headers(h: &async_nats::HeaderMap, inv: &str, sub: &str) {
     let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
     assert_eq!(get("trigger-id").as_deref(), Some("idn:identity-created"));
@@ -61,7 +47,7 @@ async fn core_round_trip_with_subject_template() {
             "[[subscriptions]]\nid = \"core-sub\"\nname = \"core\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{prefix}.{{trigger}}\" }}\n"
         );
         let relay = start(&config(&server, &subs, ack)).await;
-        ready(&relay).await;
+        wait_ready(&relay).await;
         let body = example_body("idn:identity-created", "inv-core");
         assert_eq!(
             post_event(&relay, "/events/idn:identity-created", body.clone())
@@ -105,7 +91,7 @@ async fn jetstream_round_trip_and_dedupe() {
         "[[subscriptions]]\nid = \"js-sub\"\nname = \"js\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{prefix}.{{trigger}}\", jetstream = true, expectedStream = \"{stream_name}\" }}\n"
     );
     let relay = start(&config(&server, &subs, "delivered")).await;
-    ready(&relay).await;
+    wait_ready(&relay).await;
     let body = example_body("idn:identity-created", "inv-js-1");
     for _ in 0..2 {
         let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
@@ -140,7 +126,7 @@ async fn jetstream_without_a_stream_is_rejected() {
         "[[subscriptions]]\nid = \"lost\"\nname = \"lost\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{subject}\", jetstream = true }}\n"
     );
     let relay = start(&config(&server, &subs, "delivered")).await;
-    ready(&relay).await;
+    wait_ready(&relay).await;
     let r = post_event(
         &relay,
         "/events/idn:identity-created",

@@ -274,6 +274,21 @@ where
     }
 }
 
+/// Wait until `/readyz` answers 200 (every sink reached its broker once).
+pub async fn wait_ready(relay: &Relay) {
+    eventually(
+        "relay ready (/readyz 200)",
+        Duration::from_secs(30),
+        || async {
+            request("GET", relay.admin_addr(), "/readyz", &[], "")
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+}
+
 /// ISC's example invocation body for a trigger (example input + `_metadata`).
 pub fn example_body(trigger: &str, invocation_id: &str) -> Vec<u8> {
     let catalog = trigger_relay::catalog::Catalog::builtin();
