@@ -111,6 +111,66 @@ impl Drop for PrivateKafka {
     }
 }
 
+/// A nats-server (JetStream, file store) owned by one test, so the test can restart it with its data.
+pub struct PrivateNats {
+    pub port: u16,
+    store: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    pub fn start(store: &std::path::Path) -> Self {
+        let mut n = Self {
+            port: free_port(),
+            store: store.to_path_buf(),
+            child: None,
+        };
+        n.restart();
+        n
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill (SIGKILL) the server if it runs, then start it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        let bin = std::env::var("TRIGGER_RELAY_TEST_NATS_SERVER")
+            .unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nats-server ({bin}): {e}. Run the suite with `scripts/test`, which installs it"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {} within 20 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Create a one-partition topic.
 pub async fn create_topic(bootstrap: &str, topic: &str) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -185,7 +245,7 @@ pub async fn start(toml: &str) -> Relay {
     config.ingress.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     // Logs show with `--nocapture`; RUST_LOG picks what.
-    config.log.level = "warn".into();
+    config.log.level = "warn,rdkafka=off,librdkafka=off".into();
     trigger_relay::telemetry::init_logging(&config.log);
     Relay::start(config).await.expect("relay starts")
 }

@@ -1,0 +1,103 @@
+//! Per-destination isolation: a destination that never answers fills only its own queue; events for another
+//! destination keep flowing and its queue stays empty.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_destination_does_not_hold_up_another() {
+    let server = nats();
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let subject = unique("iso");
+    let client = async_nats::connect(&server).await.unwrap();
+    let mut sub = client.subscribe(subject.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "accepted"
+shutdown_grace_ms = 200
+[sinks.kafka.blocked]
+bootstrap_servers = "{nowhere}"
+[sinks.kafka.blocked.queue]
+max_events = 1000
+[sinks.nats.ok]
+servers = ["{server}"]
+[[subscriptions]]
+name = "to blocked kafka"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "t" }}
+[[subscriptions]]
+name = "to nats"
+triggerId = "idn:identity-deleted"
+type = "NATS"
+natsConfig = {{ subject = "{subject}" }}
+"#
+    ))
+    .await;
+    for i in 0..50 {
+        let blocked = post_event(
+            &relay,
+            "/events/idn:identity-created",
+            example_body("idn:identity-created", &format!("k{i}")),
+        )
+        .await;
+        assert_eq!(blocked.status, 200);
+        let ok = post_event(
+            &relay,
+            "/events/idn:identity-deleted",
+            example_body("idn:identity-deleted", &format!("n{i}")),
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+    }
+    for i in 0..50 {
+        let m = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("NATS keeps delivering")
+            .unwrap();
+        let inv = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("invocation-id"))
+            .map(|v| v.to_string());
+        assert_eq!(inv, Some(format!("n{i}")));
+    }
+    eventually(
+        "the NATS queue drained",
+        Duration::from_secs(10),
+        || async {
+            metric(
+                &relay,
+                "trigger_relay_queue_depth_events",
+                &["sink=\"nats.ok\""],
+            )
+            .await
+                == 0.0
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_queue_depth_events",
+            &["sink=\"kafka.blocked\""]
+        )
+        .await,
+        50.0,
+        "the blocked destination holds only its own events"
+    );
+    relay.shutdown();
+    assert_eq!(
+        relay.wait().await.undelivered,
+        50,
+        "shutdown reports the blocked destination's events"
+    );
+}
