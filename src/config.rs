@@ -46,6 +46,9 @@ pub struct IngressConfig {
     pub listen: SocketAddr,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// The longest a client may take to send a request body (408 after it; slow senders hold no capacity).
+    #[serde(default = "default_body_timeout")]
+    pub body_read_timeout_ms: u64,
     /// Required: credentials ISC sends, or `none = true` written out.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
@@ -56,6 +59,7 @@ impl Default for IngressConfig {
         Self {
             listen: default_ingress_listen(),
             max_body_bytes: default_max_body(),
+            body_read_timeout_ms: default_body_timeout(),
             auth: None,
         }
     }
@@ -66,6 +70,9 @@ fn default_ingress_listen() -> SocketAddr {
 }
 fn default_max_body() -> u64 {
     1024 * 1024
+}
+fn default_body_timeout() -> u64 {
+    10_000
 }
 
 /// What the ingress accepts in `Authorization`, as an ISC subscription's `httpConfig` sends it. Several
@@ -387,6 +394,9 @@ impl Config {
                 "must be between 1 and 67108864 (64 MiB)",
             );
         }
+        if self.ingress.body_read_timeout_ms == 0 {
+            errors.push("ingress.body_read_timeout_ms", "must be greater than 0");
+        }
         if self.ingress.listen == self.admin.listen && self.ingress.listen.port() != 0 {
             errors.push("admin.listen", "must differ from ingress.listen");
         }
@@ -430,9 +440,11 @@ impl Config {
         }
         check_queue("sinks.stdout.queue", &self.sinks.stdout.queue, &mut errors);
         for (name, k) in &self.sinks.kafka {
-            k.validate(&format!("sinks.kafka.{name}"), &mut |p, m| {
-                errors.push(p, m)
-            });
+            k.validate(
+                &format!("sinks.kafka.{name}"),
+                d.delivery_timeout_ms,
+                &mut |p, m| errors.push(p, m),
+            );
         }
         for (name, n) in &self.sinks.nats {
             n.validate(&format!("sinks.nats.{name}"), &mut |p, m| errors.push(p, m));
@@ -548,6 +560,43 @@ impl Config {
                 errors.push(
                     format!("{path}.{key}"),
                     format!("does not go with type {}", s.kind.as_str()),
+                );
+            }
+        }
+        if let Some(dl) = &s.dead_letter {
+            let p = format!("{path}.deadLetter");
+            match (&dl.kafka_config, &dl.nats_config) {
+                (Some(k), None) => {
+                    if let Err(m) = self.kafka_cluster_for(k) {
+                        errors.push(format!("{p}.kafkaConfig.cluster"), m);
+                    }
+                    if let Err(m) = crate::sinks::kafka::check_topic(&k.topic) {
+                        errors.push(format!("{p}.kafkaConfig.topic"), m);
+                    }
+                }
+                (None, Some(n)) => {
+                    if let Err(m) = self.nats_connection_for(n) {
+                        errors.push(format!("{p}.natsConfig.connection"), m);
+                    }
+                    if let Err(m) = crate::sinks::nats::render_subject(&n.subject, &s.trigger_id) {
+                        errors.push(format!("{p}.natsConfig.subject"), m);
+                    }
+                    if n.expected_stream.is_some() {
+                        errors.push(
+                            format!("{p}.natsConfig.expectedStream"),
+                            "is not used for dead letters",
+                        );
+                    }
+                }
+                _ => errors.push(
+                    p,
+                    "set exactly one of kafkaConfig (a topic) or natsConfig (a subject)",
+                ),
+            }
+            if s.kind == SubscriptionType::Stdout {
+                errors.push(
+                    format!("{path}.deadLetter"),
+                    "STDOUT subscriptions cannot fail; remove deadLetter",
                 );
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! Every 4xx/5xx body the relay writes is an [`ErrorResponseDto`], except 401 (`{"error": …}`) and 429
 //! (`{"message": " Rate Limit Exceeded "}`), which ISC shapes differently. Each error carries a tracking id that
-//! also appears in the log line, so an operator can join a tenant's report to our logs.
+//! also appears in the log line and in the `X-Tracking-Id` response header, so an operator can join a tenant's
+//! report to our logs.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -37,6 +38,9 @@ pub struct ErrorResponseDto {
     pub messages: Vec<ErrorMessageDto>,
     pub causes: Vec<ErrorMessageDto>,
 }
+
+/// The response header that carries the tracking id of every error answer.
+pub const TRACKING_HEADER: &str = "x-tracking-id";
 
 /// A new tracking id: 32 lowercase hex digits, as ISC's.
 pub fn tracking_id() -> String {
@@ -76,11 +80,16 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::tracked(status, message, tracking_id())
+    }
+
+    /// An error for a request that already has its tracking id (it is in the logs of its deliveries).
+    pub fn tracked(status: StatusCode, message: impl Into<String>, tracking_id: String) -> Self {
         Self {
             status,
             message: message.into(),
             causes: Vec::new(),
-            tracking_id: tracking_id(),
+            tracking_id,
             retry_after_s: None,
             header: None,
         }
@@ -133,6 +142,10 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // Also on 401 and 429, whose ISC bodies have no place for it.
+        if let Ok(v) = HeaderValue::from_str(&self.tracking_id) {
+            h.insert(TRACKING_HEADER, v);
+        }
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

@@ -3,8 +3,13 @@
 //!
 //! The body is a [`Bytes`] of the request exactly as received: fan-out to 50 subscriptions clones a pointer,
 //! not the payload, and no sink re-serialises it.
+//!
+//! A delivery is finished exactly once. One that is dropped without [`Delivery::finish`] (a sink task
+//! abandoned at the end of the shutdown grace period, a worker that panicked, a queue dropped with events
+//! still in it) finishes itself as [`SinkError::ShutDown`] in its `Drop`: it is counted, logged with its
+//! tracking id and reported by the shutdown; nothing accepted disappears silently.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +28,34 @@ pub struct Event {
     pub tracking_id: String,
     pub body: Bytes,
     pub received: Instant,
+    /// The body parsed once, on first use, for every subscription that needs it (a Kafka key pointer).
+    parsed: OnceLock<Option<serde_json::Value>>,
+}
+
+impl Event {
+    pub fn new(
+        trigger_id: Arc<str>,
+        invocation_id: Option<Box<str>>,
+        tracking_id: String,
+        body: Bytes,
+        received: Instant,
+    ) -> Self {
+        Self {
+            trigger_id,
+            invocation_id,
+            tracking_id,
+            body,
+            received,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The body as JSON, parsed at most once per event however many subscriptions ask.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.body).ok())
+            .as_ref()
+    }
 }
 
 /// How a delivery ended, as the ingress sees it in `delivered` mode.
@@ -37,25 +70,67 @@ pub struct Delivery {
     pub ack: Option<oneshot::Sender<Outcome>>,
     /// Frees the queue's event and byte capacity when the delivery is done (dropped).
     pub reservation: Reservation,
+    /// Send attempts so far (sinks that retry count them; dead letters report them).
+    pub attempts: u32,
+    finished: bool,
 }
 
 impl Delivery {
+    pub fn new(
+        event: Arc<Event>,
+        route: Arc<Route>,
+        ack: Option<oneshot::Sender<Outcome>>,
+        reservation: Reservation,
+    ) -> Self {
+        Self {
+            event,
+            route,
+            ack,
+            reservation,
+            attempts: 0,
+            finished: false,
+        }
+    }
+
     /// Finish this delivery: count it, tell a waiting ingress, release its queue capacity.
-    pub fn finish(self, outcome: Outcome) {
+    pub fn finish(mut self, outcome: Outcome) {
+        self.complete(outcome);
+    }
+
+    /// The ingress could not hand this delivery over (the sink is stopped) and answers the request with an
+    /// error itself: nothing was accepted, so nothing is counted as lost.
+    pub fn refuse(mut self) {
+        self.finished = true;
+    }
+
+    fn complete(&mut self, outcome: Outcome) {
+        self.finished = true;
         let latency = self.event.received.elapsed();
         self.route.metrics.record(&outcome, latency);
         if let Err(e) = &outcome {
+            if *e == SinkError::ShutDown {
+                self.reservation.mark_lost();
+            }
             tracing::warn!(
                 tracking_id = %self.event.tracking_id,
                 subscription = %self.route.subscription_id,
                 trigger = %self.event.trigger_id,
                 invocation_id = self.event.invocation_id.as_deref().unwrap_or(""),
+                attempts = self.attempts,
                 error = %e,
                 "event not delivered"
             );
         }
-        if let Some(tx) = self.ack {
+        if let Some(tx) = self.ack.take() {
             let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.complete(Err(SinkError::ShutDown));
         }
     }
 }

@@ -222,6 +222,19 @@ pub struct Subscription {
     pub kafka_config: Option<KafkaSubscriptionConfig>,
     #[serde(default)]
     pub nats_config: Option<NatsSubscriptionConfig>,
+    /// trigger-relay: where events go that failed for good (optional).
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+/// trigger-relay's `deadLetter`: a Kafka topic or a NATS subject (exactly one) on a configured connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    #[serde(default)]
+    pub kafka_config: Option<KafkaSubscriptionConfig>,
+    #[serde(default)]
+    pub nats_config: Option<NatsSubscriptionConfig>,
 }
 
 fn default_deadline() -> String {

@@ -5,6 +5,7 @@
 //! channel *and* what is in flight to the broker. Reservation never waits: when either capacity is used up the
 //! ingress answers 503 at once (fail fast), which is the relay's back-pressure on ISC.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
@@ -40,12 +41,18 @@ pub struct QueueStats {
     cap: QueueConfig,
     depth_events: IntGauge,
     depth_bytes: IntGauge,
+    lost: Arc<AtomicUsize>,
 }
 
 impl QueueStats {
     /// Deliveries reserved and not yet finished.
     pub fn outstanding_events(&self) -> usize {
         self.cap.max_events - self.events.available_permits()
+    }
+
+    /// Accepted deliveries that ended as `ShutDown` (abandoned at the end of the grace period).
+    pub fn lost_events(&self) -> usize {
+        self.lost.load(Ordering::Acquire)
     }
 }
 
@@ -74,6 +81,14 @@ pub struct Reservation {
     bytes: i64,
     depth_events: IntGauge,
     depth_bytes: IntGauge,
+    lost: Arc<AtomicUsize>,
+}
+
+impl Reservation {
+    /// The delivery holding this reservation was accepted and will never be delivered.
+    pub fn mark_lost(&self) {
+        self.lost.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Reservation {
@@ -100,6 +115,7 @@ pub fn bounded(
         cap,
         depth_events,
         depth_bytes,
+        lost: Arc::new(AtomicUsize::new(0)),
     };
     (Queue { tx, stats }, QueueReceiver { rx })
 }
@@ -139,6 +155,7 @@ impl Queue {
             bytes: n as i64,
             depth_events: self.stats.depth_events.clone(),
             depth_bytes: self.stats.depth_bytes.clone(),
+            lost: self.stats.lost.clone(),
         })
     }
 

@@ -25,6 +25,8 @@ use crate::ingress::{Authenticator, IngressMetrics, IngressState};
 use crate::model::SubscriptionType;
 use crate::queue::{self, Queue, QueueStats};
 use crate::router::{RouteSpec, Router, RouterMetrics};
+use crate::sinks::dead_letter::DeadLetter;
+use crate::sinks::driver::Driver;
 use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
 use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::nats::{render_subject, NatsMetrics, NatsSink};
@@ -74,7 +76,7 @@ pub struct Relay {
 
 struct SinkSet {
     queues: BTreeMap<String, Queue>,
-    workers: Vec<(String, Box<dyn SinkWorker>, queue::QueueReceiver)>,
+    workers: Vec<(String, Box<dyn SinkWorker>, queue::QueueReceiver, Readiness)>,
     readiness: Vec<(String, Readiness)>,
 }
 
@@ -98,6 +100,9 @@ impl Relay {
             readiness: Vec::new(),
         };
         let enabled: Vec<_> = config.subscriptions.iter().filter(|s| s.enabled).collect();
+        // Connections by configured name, for dead letters.
+        let mut kafka_producers = BTreeMap::new();
+        let mut nats_clients = BTreeMap::new();
         // Sinks: every configured Kafka cluster; stdout when a subscription uses it.
         for (name, cluster) in &config.sinks.kafka {
             let sink = format!("kafka.{name}");
@@ -108,12 +113,11 @@ impl Relay {
                     message,
                 })?;
             let ready = Readiness::default();
-            let worker = KafkaSink::new(
+            let transport = KafkaSink::new(
                 &sink,
                 client,
                 ready.clone(),
                 sink_metrics.connected.with_label_values(&[sink.as_str()]),
-                sink_metrics.batch(&sink),
                 &kafka_metrics,
                 worker_stop.clone(),
             )
@@ -121,12 +125,14 @@ impl Relay {
                 sink: sink.clone(),
                 message: e.to_string(),
             })?;
+            kafka_producers.insert(name.clone(), transport.producer());
+            let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
             sinks.add(&sink, cluster.queue, Box::new(worker), ready, &sink_metrics);
         }
         for (name, conn) in &config.sinks.nats {
             let sink = format!("nats.{name}");
             let ready = Readiness::default();
-            let worker = NatsSink::new(
+            let transport = NatsSink::new(
                 &sink,
                 conn,
                 Duration::from_millis(config.delivery.delivery_timeout_ms),
@@ -140,6 +146,8 @@ impl Relay {
                 sink: sink.clone(),
                 message,
             })?;
+            nats_clients.insert(name.clone(), transport.client());
+            let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
             sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
         }
         if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
@@ -211,7 +219,19 @@ impl Relay {
                 }
                 None => None,
             };
+            let dead_letter = match &s.dead_letter {
+                None => None,
+                Some(dl) => Some(Arc::new(
+                    dead_letter(&config, s, dl, &kafka_producers, &nats_clients).map_err(
+                        |message| StartError::Sink {
+                            sink: sink.clone(),
+                            message: format!("subscription `{}`: deadLetter: {message}", s.name),
+                        },
+                    )?,
+                )),
+            };
             let spec = RouteSpec {
+                dead_letter,
                 metrics: sink_metrics.route(&sink, &id),
                 subscription_id: id,
                 subscription_name: s.name.clone(),
@@ -250,11 +270,20 @@ impl Relay {
 
         startup.disarm();
         let workers = TaskTracker::new();
-        for (name, worker, rx) in sinks.workers {
+        for (name, worker, rx, ready) in sinks.workers {
             let stop = worker_stop.clone();
+            let connected = sink_metrics.connected.with_label_values(&[name.as_str()]);
             workers.spawn(async move {
-                worker.run(rx, stop).await;
-                tracing::debug!(sink = %name, "sink worker finished");
+                // Supervised: a worker that panics makes the relay not ready (its queue closes, so the
+                // ingress answers 503 for its subscriptions) instead of failing silently.
+                match tokio::spawn(worker.run(rx, stop)).await {
+                    Ok(()) => tracing::debug!(sink = %name, "sink worker finished"),
+                    Err(e) => {
+                        ready.fail();
+                        connected.set(0);
+                        tracing::error!(sink = %name, error = %e, "sink worker failed; the relay is not ready until restarted");
+                    }
+                }
             });
         }
         workers.close();
@@ -274,6 +303,7 @@ impl Relay {
             router: router.clone(),
             auth,
             max_body_bytes: config.ingress.max_body_bytes,
+            body_read_timeout: Duration::from_millis(config.ingress.body_read_timeout_ms),
             ack_timeout: Duration::from_millis(config.delivery.ack_timeout_ms),
             retry_after_s: config.delivery.retry_after_s,
             metrics: ingress_metrics,
@@ -286,17 +316,21 @@ impl Relay {
         });
 
         let ingress_stop = CancellationToken::new();
+        let ingress_kill = CancellationToken::new();
         let admin_stop = CancellationToken::new();
+        let admin_kill = CancellationToken::new();
         let ingress_task = tokio::spawn(crate::server::serve(
             ingress_listener,
             move |req| crate::ingress::handle(ingress_state.clone(), req),
             ingress_stop.clone(),
+            ingress_kill.clone(),
             "ingress",
         ));
         let admin_task = tokio::spawn(crate::server::serve(
             admin_listener,
             move |req| crate::admin::handle(admin_state.clone(), req),
             admin_stop.clone(),
+            admin_kill.clone(),
             "admin",
         ));
         tracing::info!(ingress = %ingress_addr, admin = %admin_addr, subscriptions = enabled.len(), "trigger-relay listening");
@@ -311,13 +345,18 @@ impl Relay {
                 grace_ms = grace.as_millis() as u64,
                 "shutting down: not ready, no new connections, draining"
             );
-            let deadline = tokio::time::Instant::now() + grace;
+            let start = tokio::time::Instant::now();
+            let deadline = start + grace;
             ingress_stop.cancel();
-            if tokio::time::timeout_at(deadline, ingress_task)
+            // Requests in progress get half the grace period; the sinks get the rest (at least).
+            let mut ingress_task = ingress_task;
+            if tokio::time::timeout_at(start + grace / 2, &mut ingress_task)
                 .await
                 .is_err()
             {
-                tracing::warn!("ingress connections still open at the end of the grace period");
+                tracing::warn!("ingress requests still open after half the grace period: dropping their connections");
+                ingress_kill.cancel();
+                let _ = ingress_task.await;
             }
             // The last senders go with the table: the queues close and the workers drain them.
             router.store(Arc::new(Router::new(catalog)));
@@ -325,14 +364,16 @@ impl Relay {
             let drained = tokio::time::timeout_at(deadline, workers.wait())
                 .await
                 .is_ok();
-            let undelivered: usize = stats.iter().map(QueueStats::outstanding_events).sum();
             worker_stop.cancel();
             if !drained {
+                // The workers finish what already has an answer and drop the rest (counted as lost).
                 let _ = tokio::time::timeout(Duration::from_secs(2), workers.wait()).await;
             }
+            let left = |s: &QueueStats| s.lost_events() + s.outstanding_events();
+            let undelivered: usize = stats.iter().map(left).sum();
             if undelivered > 0 {
                 for s in &stats {
-                    let n = s.outstanding_events();
+                    let n = left(s);
                     if n > 0 {
                         tracing::error!(sink = %s.name, undelivered = n, "events left undelivered at shutdown");
                     }
@@ -345,7 +386,14 @@ impl Relay {
                 tracing::info!("drained: every accepted event was delivered or accounted for");
             }
             admin_stop.cancel();
-            let _ = admin_task.await;
+            let mut admin_task = admin_task;
+            if tokio::time::timeout(Duration::from_secs(1), &mut admin_task)
+                .await
+                .is_err()
+            {
+                admin_kill.cancel();
+                let _ = admin_task.await;
+            }
             ShutdownReport { undelivered }
         });
         Ok(Relay {
@@ -395,7 +443,42 @@ impl SinkSet {
         let (depth_events, depth_bytes) = metrics.depth(name);
         let (q, rx) = queue::bounded(name, cap, depth_events, depth_bytes);
         self.queues.insert(name.to_string(), q);
-        self.workers.push((name.to_string(), worker, rx));
+        self.workers
+            .push((name.to_string(), worker, rx, ready.clone()));
         self.readiness.push((name.to_string(), ready));
     }
+}
+
+/// The dead letter of one subscription, on a connection the relay already has.
+fn dead_letter(
+    config: &Config,
+    s: &crate::model::Subscription,
+    dl: &crate::model::DeadLetterConfig,
+    kafka: &BTreeMap<String, rdkafka::producer::FutureProducer>,
+    nats: &BTreeMap<String, async_nats::Client>,
+) -> Result<DeadLetter, String> {
+    if let Some(k) = &dl.kafka_config {
+        let cluster = config.kafka_cluster_for(k)?;
+        let producer = kafka
+            .get(cluster)
+            .ok_or_else(|| format!("no Kafka cluster `{cluster}`"))?;
+        return Ok(DeadLetter::Kafka {
+            producer: producer.clone(),
+            sink: format!("kafka.{cluster}"),
+            topic: k.topic.clone(),
+        });
+    }
+    if let Some(n) = &dl.nats_config {
+        let connection = config.nats_connection_for(n)?;
+        let client = nats
+            .get(connection)
+            .ok_or_else(|| format!("no NATS connection `{connection}`"))?;
+        return Ok(DeadLetter::Nats {
+            client: client.clone(),
+            sink: format!("nats.{connection}"),
+            subject: render_subject(&n.subject, &s.trigger_id)?,
+            jetstream: n.jetstream,
+        });
+    }
+    Err("set kafkaConfig or natsConfig".into())
 }

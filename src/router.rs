@@ -15,6 +15,7 @@ use crate::catalog::{Catalog, TriggerInfo, TriggerType};
 use crate::filter::Filter;
 use crate::model::AckMode;
 use crate::queue::Queue;
+use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::metrics::RouteMetrics;
 use crate::sinks::Target;
 
@@ -29,6 +30,8 @@ pub struct Route {
     pub ack: AckMode,
     pub filter: Option<Filter>,
     pub metrics: RouteMetrics,
+    /// Where permanently failed events go (`deadLetter`), if anywhere.
+    pub dead_letter: Option<Arc<DeadLetter>>,
     filter_metrics: FilterCounters,
 }
 
@@ -48,6 +51,8 @@ pub struct RouteEntry {
 
 #[derive(Debug)]
 pub struct TriggerRoutes {
+    /// The trigger id, shared by every event of this trigger (no allocation per request).
+    pub id: Arc<str>,
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
     any_filter: bool,
@@ -60,6 +65,8 @@ pub enum Lookup<'a> {
     /// A REQUEST_RESPONSE trigger: not relayed.
     RequestResponse(&'a TriggerInfo),
     Known(&'a TriggerRoutes),
+    /// In the catalog, no enabled subscription.
+    Unrouted(&'a TriggerInfo),
 }
 
 /// Router metrics, registered in one place.
@@ -92,6 +99,7 @@ pub struct RouteSpec {
     pub ack: AckMode,
     pub filter: Option<Filter>,
     pub metrics: RouteMetrics,
+    pub dead_letter: Option<Arc<DeadLetter>>,
 }
 
 #[derive(Debug)]
@@ -132,11 +140,13 @@ impl Router {
             ack: spec.ack,
             filter: spec.filter,
             metrics: spec.metrics,
+            dead_letter: spec.dead_letter,
         };
         let entry = self
             .triggers
-            .entry(spec.trigger_id)
+            .entry(spec.trigger_id.clone())
             .or_insert_with(|| TriggerRoutes {
+                id: spec.trigger_id.as_str().into(),
                 info,
                 routes: Vec::new(),
                 any_filter: false,
@@ -163,7 +173,7 @@ impl Router {
                 Some(info) if info.kind == TriggerType::RequestResponse => {
                     Lookup::RequestResponse(info)
                 }
-                Some(_) => Lookup::Known(&EMPTY),
+                Some(info) => Lookup::Unrouted(info),
             },
         }
     }
@@ -175,22 +185,6 @@ impl Router {
             .flat_map(|t| t.routes.iter().map(|r| &r.queue))
     }
 }
-
-static EMPTY: std::sync::LazyLock<TriggerRoutes> = std::sync::LazyLock::new(|| TriggerRoutes {
-    info: Arc::new(TriggerInfo {
-        id: String::new(),
-        name: String::new(),
-        kind: TriggerType::FireAndForget,
-        description: None,
-        input_schema: None,
-        example_input: None,
-        output_schema: None,
-        example_output: None,
-        deprecated: false,
-    }),
-    routes: Vec::new(),
-    any_filter: false,
-});
 
 impl TriggerRoutes {
     /// The routes whose filter (if any) matches `body`, which is a JSON object the ingress already checked.

@@ -1,8 +1,9 @@
 //! The HTTP accept loop both listeners (ingress, admin) share: HTTP/1.1 keep-alive and h2c on one port,
 //! connections tracked for graceful shutdown.
 //!
-//! Stopping is one shape: cancel the token → the loop stops accepting and drops the listener → every open
-//! connection finishes the request it is serving and closes → [`serve`] returns.
+//! Stopping is one shape: cancel `stop` → the loop stops accepting and drops the listener → every open
+//! connection finishes the request it is serving and closes → [`serve`] returns. Cancelling `kill` (the
+//! caller's deadline) drops the connections still open, so no connection outlives the server.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Serve `handler` on `listener` until `stop` is cancelled, then wait for open connections to finish their
-/// current request.
+/// current request, or until `kill` is cancelled.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     stop: CancellationToken,
+    kill: CancellationToken,
     name: &'static str,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -56,9 +58,15 @@ pub async fn serve<H, F>(
                     .serve_connection(TokioIo::new(stream), svc)
                     .into_owned();
                 let conn = graceful.watch(conn);
+                let kill = kill.clone();
                 tracker.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                        },
+                        _ = kill.cancelled() => {
+                            tracing::debug!(listener = name, "connection dropped at the end of the grace period");
+                        }
                     }
                 });
             }
@@ -71,6 +79,9 @@ pub async fn serve<H, F>(
     }
     drop(listener);
     tracker.close();
-    graceful.shutdown().await;
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = kill.cancelled() => {}
+    }
     tracker.wait().await;
 }

@@ -219,6 +219,67 @@ type = "NATS"
 }
 
 #[test]
+fn kafka_settings_librdkafka_refuses_only_at_start_up() {
+    check(
+        r#"
+[delivery]
+delivery_timeout_ms = 6000
+[sinks.kafka.a]
+bootstrap_servers = "h:9092"
+linger_ms = 6000
+options = { "max.in.flight" = 10 }
+"#,
+        &[
+            "sinks.kafka.a.linger_ms: must be less than delivery.delivery_timeout_ms (6000)",
+            "sinks.kafka.a.options.max.in.flight: must be at most 5 with enable_idempotence",
+        ],
+    );
+}
+
+#[test]
+fn dead_letter_errors() {
+    check(
+        r#"
+[sinks.kafka.k]
+bootstrap_servers = "h:9092"
+[sinks.nats.n]
+servers = ["nats://h:4222"]
+[[subscriptions]]
+name = "both"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = { topic = "t" }
+deadLetter = { kafkaConfig = { topic = "dlq" }, natsConfig = { subject = "dlq" } }
+[[subscriptions]]
+name = "bad names"
+triggerId = "idn:identity-created"
+type = "NATS"
+natsConfig = { subject = "isc.{trigger}" }
+deadLetter = { kafkaConfig = { topic = "dl q", cluster = "x" } }
+[[subscriptions]]
+name = "bad subject"
+triggerId = "idn:identity-created"
+type = "NATS"
+natsConfig = { subject = "isc.{trigger}" }
+deadLetter = { natsConfig = { subject = "dlq.>" , expectedStream = "S" } }
+[[subscriptions]]
+name = "stdout"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+deadLetter = { natsConfig = { subject = "dlq" } }
+"#,
+        &[
+            "subscriptions[0].deadLetter: set exactly one of",
+            "subscriptions[1].deadLetter.kafkaConfig.cluster: unknown Kafka cluster `x`",
+            "subscriptions[1].deadLetter.kafkaConfig.topic: ` ` is not allowed",
+            "subscriptions[2].deadLetter.natsConfig.subject:",
+            "subscriptions[2].deadLetter.natsConfig.expectedStream: is not used",
+            "subscriptions[3].deadLetter: STDOUT subscriptions cannot fail",
+        ],
+    );
+}
+
+#[test]
 fn auth_must_be_explicit() {
     let e = Config::from_toml("").unwrap_err().to_string();
     assert!(e.starts_with("ingress.auth: missing"), "{e}");
@@ -240,6 +301,16 @@ fn env_interpolation_and_secrets_stay_out_of_debug() {
         |k| env.get(k).map(|v| v.to_string()),
     )
     .unwrap();
+    let c2 = Config::from_toml_with_env(
+        "[ingress.auth]\nnone = true\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\noptions = { \"sasl.username\" = \"u\", \"sasl.password\" = \"${USER_PW}\" }\n",
+        |k| env.get(k).map(|v| v.to_string()),
+    )
+    .unwrap();
+    let dbg = format!("{c2:?}");
+    assert!(
+        !dbg.contains("pw-456") && dbg.contains("sasl.password=***"),
+        "Kafka options leak in Debug: {dbg}"
+    );
     let auth = c.ingress.auth.as_ref().unwrap();
     assert_eq!(auth.bearer_tokens[0].expose(), "tok-123");
     assert_eq!(c.log.level, "${literal}");

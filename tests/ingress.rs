@@ -66,6 +66,15 @@ async fn check(relay: &trigger_relay::Relay, c: Case) {
         String::from_utf8_lossy(&r.body)
     );
     let j = r.json();
+    // Every error carries its tracking id in a header too (401's ISC body has no place for it).
+    let header_id = r
+        .headers
+        .get("x-tracking-id")
+        .unwrap_or_else(|| panic!("{}: no X-Tracking-Id header", c.name))
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(header_id.len(), 32, "{}", c.name);
     if c.status == 401 {
         let e = j["error"]
             .as_str()
@@ -83,6 +92,7 @@ async fn check(relay: &trigger_relay::Relay, c: Case) {
         c.name
     );
     let tracking = j["trackingId"].as_str().unwrap();
+    assert_eq!(tracking, header_id, "{}", c.name);
     assert_eq!(
         tracking.len(),
         32,
@@ -365,4 +375,51 @@ async fn h2c_is_served() {
         .is_empty());
     relay.shutdown();
     relay.wait().await;
+}
+
+/// A client that stops sending its body gets 408 after `body_read_timeout_ms`, and holds up neither the
+/// relay nor its shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_and_does_not_hold_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = start(
+        r#"
+[ingress]
+body_read_timeout_ms = 300
+[ingress.auth]
+none = true
+[delivery]
+shutdown_grace_ms = 2000
+[[subscriptions]]
+name = "out"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+"#,
+    )
+    .await;
+    let addr = relay.ingress_addr();
+    let stalled = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"a\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s
+    };
+    let mut s = stalled("/events/idn:identity-created").await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the relay answers a stalled body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_read_timeout_ms"), "{text}");
+
+    // A second stalled client is still sending when shutdown starts: the relay stops anyway.
+    let _held = stalled("/events/idn:identity-created").await;
+    let report = tokio::time::timeout(Duration::from_secs(10), relay.wait())
+        .await
+        .expect("shutdown is not held up by a stalled client");
+    assert_eq!(report.undelivered, 0);
 }

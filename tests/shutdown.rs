@@ -153,3 +153,39 @@ async fn request_quiet(addr: std::net::SocketAddr, inv: &str) -> Option<u16> {
         .unwrap();
     client.request(req).await.ok().map(|r| r.status().as_u16())
 }
+
+/// When the grace period ends with events still undelivered (the broker is unreachable), each one is
+/// counted in the shutdown report (and logged with its tracking id), never silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_left_at_the_end_of_grace_are_counted_not_dropped() {
+    // A port nothing listens on: librdkafka keeps the records and retries until told to stop.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "accepted"
+shutdown_grace_ms = 1000
+[sinks.kafka.main]
+bootstrap_servers = "{dead}"
+[[subscriptions]]
+name = "sub"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "nowhere" }}
+"#
+    ))
+    .await;
+    let n = 7;
+    for i in 0..n {
+        let body = example_body("idn:identity-created", &format!("left-{i}"));
+        let r = post_event(&relay, "/events/idn:identity-created", body).await;
+        assert_eq!(r.status, 200);
+    }
+    let report = relay.wait().await;
+    assert_eq!(
+        report.undelivered, n,
+        "every accepted event is accounted for"
+    );
+}

@@ -34,6 +34,7 @@ pub struct IngressState {
     pub router: Arc<ArcSwap<Router>>,
     pub auth: Authenticator,
     pub max_body_bytes: u64,
+    pub body_read_timeout: Duration,
     pub ack_timeout: Duration,
     pub retry_after_s: u64,
     pub metrics: IngressMetrics,
@@ -54,17 +55,46 @@ struct MetaProbe<'a> {
     invocation_id: Option<Cow<'a, str>>,
 }
 
+/// Counts a request in flight for as long as its handler lives (also when the connection is dropped).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(g: &prometheus::IntGauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The trigger a request named, for its metric label: a catalog id or `unknown` (bounded).
+enum Named {
+    None,
+    Raw(String),
+    Known(Arc<str>),
+}
+
 /// Handle one ingress request.
 pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let m = &state.metrics;
-    m.in_flight.inc();
-    let router = state.router.load_full();
-    let (trigger, result) = route_request(&state, &router, req).await;
-    m.in_flight.dec();
-    let label = match trigger.as_deref() {
-        Some(t) if router.catalog().get(t).is_some() => t,
-        _ => "unknown",
+    let _in_flight = InFlight::new(&m.in_flight);
+    let (trigger, result) = route_request(&state, req).await;
+    // Error paths name a trigger not yet looked up: it is a label only if the catalog has it.
+    let known = match trigger {
+        Named::Raw(t) => state
+            .router
+            .load()
+            .catalog()
+            .get(&t)
+            .map(|i| Arc::<str>::from(i.id.as_str())),
+        Named::Known(t) => Some(t),
+        Named::None => None,
     };
+    let label: &str = known.as_deref().unwrap_or("unknown");
     let resp = match result {
         Ok(()) => {
             let mut r = Response::new(Full::new(Bytes::new()));
@@ -94,9 +124,8 @@ fn refuse(m: &IngressMetrics, reason: &str, e: ApiError) -> ApiError {
 
 async fn route_request(
     state: &IngressState,
-    router: &Router,
     req: Request<Incoming>,
-) -> (Option<String>, Result<(), ApiError>) {
+) -> (Named, Result<(), ApiError>) {
     let m = &state.metrics;
     let path = req.uri().path();
     let path_trigger = if path == "/events" || path == "/events/" {
@@ -110,11 +139,14 @@ async fn route_request(
     } else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{path}`"))
             .cause("POST events to /events/{triggerId} or /events");
-        return (None, Err(refuse(m, "path", e)));
+        return (Named::None, Err(refuse(m, "path", e)));
     };
     macro_rules! fail {
         ($reason:expr, $e:expr) => {
-            return (path_trigger.clone(), Err(refuse(m, $reason, $e)))
+            return (
+                path_trigger.clone().map_or(Named::None, Named::Raw),
+                Err(refuse(m, $reason, $e)),
+            )
         };
     }
     if req.method() != Method::POST {
@@ -173,13 +205,22 @@ async fn route_request(
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         fail!("too_large", too_large());
     }
-    let body = match Limited::new(req.into_body(), state.max_body_bytes as usize)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => fail!("too_large", too_large()),
-        Err(e) => fail!(
+    let read = Limited::new(req.into_body(), state.max_body_bytes as usize).collect();
+    let body = match tokio::time::timeout(state.body_read_timeout, read).await {
+        Err(_) => fail!(
+            "body_timeout",
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    state.body_read_timeout.as_millis()
+                )
+            )
+            .cause("ingress.body_read_timeout_ms limits how long one request body may take")
+        ),
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => fail!("too_large", too_large()),
+        Ok(Err(e)) => fail!(
             "body",
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -210,6 +251,8 @@ async fn route_request(
         Some(meta) => (meta.trigger_id, meta.invocation_id),
         None => (None, None),
     };
+    // The table is loaded only now, so a slow client holds no queue (and no shutdown) hostage.
+    let router = state.router.load_full();
     let trigger_id: String = match (&path_trigger, body_trigger) {
         (Some(p), Some(b)) if *p != b => fail!(
             "trigger_mismatch",
@@ -227,7 +270,7 @@ async fn route_request(
                 .cause("POST to /events/{triggerId}, or include _metadata.triggerId in the body")
         ),
     };
-    let trigger = Some(trigger_id.clone());
+    let mut trigger = Named::Raw(trigger_id.clone());
     macro_rules! fail_t {
         ($reason:expr, $e:expr) => {
             return (trigger, Err(refuse(m, $reason, $e)))
@@ -236,21 +279,32 @@ async fn route_request(
     let routes = match router.lookup(&trigger_id) {
         Lookup::Unknown => fail_t!(
             "unknown_trigger",
-            ApiError::new(StatusCode::NOT_FOUND, format!("unknown trigger `{trigger_id}`"))
-                .cause("add it to [[catalog.triggers]] in the config if your tenant has it")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown trigger `{trigger_id}`")
+            )
+            .cause("add it to [[catalog.triggers]] in the config if your tenant has it")
         ),
-        Lookup::RequestResponse(_) => fail_t!(
+        Lookup::RequestResponse(info) => {
+            trigger = Named::Known(info.id.as_str().into());
+            fail_t!(
             "request_response",
             ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("`{trigger_id}` is a REQUEST_RESPONSE trigger; trigger-relay relays FIRE_AND_FORGET triggers only")
             )
-        ),
+        )
+        }
+        Lookup::Unrouted(info) => {
+            m.unrouted.with_label_values(&[info.id.as_str()]).inc();
+            return (Named::Known(info.id.as_str().into()), Ok(()));
+        }
         Lookup::Known(r) => r,
     };
+    trigger = Named::Known(routes.id.clone());
     let selected = routes.select(&body);
     if selected.is_empty() {
-        m.unrouted.with_label_values(&[trigger_id.as_str()]).inc();
+        m.unrouted.with_label_values(&[&routes.id]).inc();
         return (trigger, Ok(()));
     }
     // All or nothing: reserve room in every matched queue before handing anything over.
@@ -261,7 +315,10 @@ async fn route_request(
             Err(full) => {
                 m.shed.with_label_values(&[entry.queue.name()]).inc();
                 let msg = match full {
-                    QueueFull::Closed => "the relay is shutting down".to_string(),
+                    QueueFull::Closed => format!(
+                        "sink `{}` is stopped (the relay is shutting down)",
+                        entry.queue.name()
+                    ),
                     other => format!("sink `{}`: {other}", entry.queue.name()),
                 };
                 fail_t!(
@@ -277,14 +334,15 @@ async fn route_request(
         }
     }
     let tracking = tracking_id();
-    let event = Arc::new(Event {
-        trigger_id: trigger_id.as_str().into(),
-        invocation_id: invocation_id.map(|s| s.into_owned().into_boxed_str()),
-        tracking_id: tracking.clone(),
-        body: body.clone(),
+    let event = Arc::new(Event::new(
+        routes.id.clone(),
+        invocation_id.map(|s| s.into_owned().into_boxed_str()),
+        tracking.clone(),
+        body.clone(),
         received,
-    });
+    ));
     let mut waits = Vec::new();
+    let mut handed_over = true;
     for (entry, reservation) in selected.into_iter().zip(reservations) {
         let ack = if entry.route.ack == AckMode::Delivered {
             let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
@@ -293,16 +351,22 @@ async fn route_request(
         } else {
             None
         };
-        let d = Delivery {
-            event: event.clone(),
-            route: entry.route.clone(),
-            ack,
-            reservation,
-        };
+        let d = Delivery::new(event.clone(), entry.route.clone(), ack, reservation);
         if let Err(d) = entry.queue.send(d) {
-            // Only when the sink worker is gone (shutdown): count it as not delivered.
-            d.finish(Err(SinkError::ShutDown));
+            // Only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
+            d.refuse();
+            handed_over = false;
         }
+    }
+    if !handed_over {
+        let e = ApiError::tracked(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is shutting down; retry later",
+            tracking,
+        )
+        .cause("a destination's sink is stopped")
+        .retry_after(state.retry_after_s);
+        fail_t!("sink_stopped", e);
     }
     if waits.is_empty() {
         return (trigger, Ok(()));
@@ -310,14 +374,13 @@ async fn route_request(
     let outcome =
         tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
     let unavailable = |cause: String| {
-        let mut e = ApiError::new(
+        ApiError::tracked(
             StatusCode::SERVICE_UNAVAILABLE,
             "the event was not acknowledged by its destination",
+            tracking.clone(),
         )
         .cause(cause)
-        .retry_after(state.retry_after_s);
-        e.tracking_id = tracking.clone();
-        e
+        .retry_after(state.retry_after_s)
     };
     match outcome {
         Err(_) => fail_t!(
@@ -332,20 +395,20 @@ async fn route_request(
             for r in results {
                 let r = r.unwrap_or(Err(SinkError::ShutDown));
                 if let Err(e) = r {
-                    if !matches!(worst, Some(SinkError::Rejected(_))) {
+                    if !matches!(worst, Some(SinkError::Rejected(_) | SinkError::TooLarge(_))) {
                         worst = Some(e);
                     }
                 }
             }
             match worst {
                 None => (trigger, Ok(())),
-                Some(SinkError::Rejected(msg)) => {
-                    let mut e = ApiError::new(
+                Some(e @ (SinkError::Rejected(_) | SinkError::TooLarge(_))) => {
+                    let e = ApiError::tracked(
                         StatusCode::BAD_GATEWAY,
                         "the destination rejected the event",
+                        tracking.clone(),
                     )
-                    .cause(msg);
-                    e.tracking_id = tracking.clone();
+                    .cause(e.to_string());
                     fail_t!("destination_rejected", e)
                 }
                 Some(other) => fail_t!("not_delivered", unavailable(other.to_string())),

@@ -15,6 +15,7 @@ use crate::sinks::SinkError;
 pub struct SinkMetrics {
     sent: IntCounterVec,
     failed: IntCounterVec,
+    dead_letters: IntCounterVec,
     latency: HistogramVec,
     batch: HistogramVec,
     pub connected: IntGaugeVec,
@@ -38,6 +39,13 @@ impl SinkMetrics {
                     "Events that could not be delivered (dropped), by reason",
                 ),
                 &["sink", "subscription", "reason"],
+            )?,
+            dead_letters: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_dead_letter_events_total",
+                    "Failed events handed to the subscription's dead letter, by result (written, failed)",
+                ),
+                &["sink", "subscription", "result"],
             )?,
             latency: HistogramVec::new(
                 HistogramOpts::new(
@@ -84,6 +92,7 @@ impl SinkMetrics {
         };
         r.register(Box::new(m.sent.clone()))?;
         r.register(Box::new(m.failed.clone()))?;
+        r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(m.latency.clone()))?;
         r.register(Box::new(m.batch.clone()))?;
         r.register(Box::new(m.connected.clone()))?;
@@ -109,6 +118,16 @@ impl SinkMetrics {
         RouteMetrics {
             sent: self.sent.with_label_values(&[sink, subscription]),
             failed: self.failed.clone(),
+            dead_letter_written: self.dead_letters.with_label_values(&[
+                sink,
+                subscription,
+                "written",
+            ]),
+            dead_letter_failed: self.dead_letters.with_label_values(&[
+                sink,
+                subscription,
+                "failed",
+            ]),
             sink: sink.into(),
             subscription: subscription.into(),
             latency: self.latency.with_label_values(&[sink]),
@@ -121,6 +140,8 @@ impl SinkMetrics {
 pub struct RouteMetrics {
     sent: IntCounter,
     failed: IntCounterVec,
+    dead_letter_written: IntCounter,
+    dead_letter_failed: IntCounter,
     sink: String,
     subscription: String,
     latency: Histogram,
@@ -134,6 +155,15 @@ impl RouteMetrics {
                 self.latency.observe(latency.as_secs_f64());
             }
             Err(e) => self.failed_with(e),
+        }
+    }
+
+    /// A dead letter was written (`true`) or could not be.
+    pub fn dead_letter(&self, written: bool) {
+        if written {
+            self.dead_letter_written.inc()
+        } else {
+            self.dead_letter_failed.inc()
         }
     }
 

@@ -2,8 +2,10 @@
 //! batches and sends, metrics), after Vector's `src/sinks/*`.
 //!
 //! The seam: the router hands [`Delivery`](crate::event::Delivery)s to a sink's bounded queue; the sink worker
-//! ([`SinkWorker::run`]) takes them, sends them, and calls `Delivery::finish` with the outcome. A new sink kind
-//! adds a [`Target`] variant and a worker; the router and the ingress do not change.
+//! ([`SinkWorker::run`]) takes them, sends them, and calls `Delivery::finish` with the outcome. Network sinks
+//! implement [`driver::Transport`] (start a batch, flush) and share one loop ([`driver::Driver`]) for the
+//! in-flight bound, dead letters and shutdown. A new sink kind adds a [`Target`] variant and a transport; the
+//! router and the ingress do not change.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::model::KafkaKey;
 use crate::queue::QueueReceiver;
 
+pub mod dead_letter;
+pub mod driver;
 pub mod kafka;
 pub mod metrics;
 pub mod nats;
@@ -26,6 +30,9 @@ pub enum SinkError {
     /// The destination refused the event for good (too large, not authorised, unknown topic...).
     #[error("rejected by the destination: {0}")]
     Rejected(String),
+    /// Larger than the destination accepts; sending again cannot help.
+    #[error("too large for the destination: {0}")]
+    TooLarge(String),
     /// The destination could not be reached or answered with a transient error.
     #[error("destination unavailable: {0}")]
     Unavailable(String),
@@ -47,6 +54,7 @@ impl SinkError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Rejected(_) => "rejected",
+            Self::TooLarge(_) => "too_large",
             Self::Unavailable(_) => "unavailable",
             Self::TimedOut(_) => "timed_out",
             Self::ShutDown => "shut_down",
@@ -70,16 +78,23 @@ pub enum Target {
     Stdout,
 }
 
-/// Whether a sink has reached its destination once (readiness).
+/// Whether a sink has reached its destination once and its worker is still running (readiness).
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    connected: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+}
 
 impl Readiness {
     pub fn set(&self) {
-        self.0.store(true, Ordering::Release)
+        self.connected.store(true, Ordering::Release)
+    }
+    /// The worker is gone (it panicked): the relay stays not ready until restarted.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release)
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.connected.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
     }
 }
 

@@ -30,7 +30,7 @@ impl Compression {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClusterConfig {
     /// `host:port[,host:port…]`
@@ -53,6 +53,26 @@ pub struct KafkaClusterConfig {
     /// Nested tables are read as dotted names, so `security.protocol = "SSL"` unquoted works too.
     #[serde(default)]
     pub options: toml::Table,
+}
+
+/// `options` may hold credentials (`sasl.password`, `ssl.key.password`...): `Debug` shows their names only.
+impl std::fmt::Debug for KafkaClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .passthrough()
+            .map(|o| o.into_iter().map(|(k, _)| format!("{k}=***")).collect())
+            .unwrap_or_else(|_| vec!["(invalid)".into()]);
+        f.debug_struct("KafkaClusterConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("acks", &self.acks)
+            .field("enable_idempotence", &self.enable_idempotence)
+            .field("compression", &self.compression)
+            .field("linger_ms", &self.linger_ms)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("queue", &self.queue)
+            .field("options", &names)
+            .finish()
+    }
 }
 
 fn default_acks() -> String {
@@ -122,7 +142,19 @@ impl KafkaClusterConfig {
         Ok(c)
     }
 
-    pub(crate) fn validate(&self, path: &str, errors: &mut impl ErrorSink) {
+    pub(crate) fn validate(
+        &self,
+        path: &str,
+        delivery_timeout_ms: u64,
+        errors: &mut impl ErrorSink,
+    ) {
+        // librdkafka refuses these only when the producer is created; say so at check-config time.
+        if self.linger_ms >= delivery_timeout_ms {
+            errors.error(
+                format!("{path}.linger_ms"),
+                format!("must be less than delivery.delivery_timeout_ms ({delivery_timeout_ms})"),
+            );
+        }
         if self.bootstrap_servers.trim().is_empty() {
             errors.error(
                 format!("{path}.bootstrap_servers"),
@@ -163,9 +195,25 @@ impl KafkaClusterConfig {
                         );
                     }
                 }
+                if self.enable_idempotence {
+                    for (k, v) in &opts {
+                        let in_flight = matches!(
+                            k.as_str(),
+                            "max.in.flight" | "max.in.flight.requests.per.connection"
+                        );
+                        if in_flight && v.parse::<u64>().map_or(true, |n| n > 5) {
+                            bad = true;
+                            errors.error(
+                                format!("{path}.options.{k}"),
+                                "must be at most 5 with enable_idempotence (librdkafka refuses more)"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
                 if !bad {
                     // librdkafka checks names and values without connecting anywhere.
-                    if let Err(e) = self.client_config(300_000).and_then(|c| {
+                    if let Err(e) = self.client_config(delivery_timeout_ms).and_then(|c| {
                         c.create_native_config()
                             .map(|_| ())
                             .map_err(|e| e.to_string())

@@ -1,11 +1,9 @@
-//! The Kafka worker: queue → librdkafka → delivery reports → `Delivery::finish`.
+//! The Kafka transport: deliveries → librdkafka → delivery reports (driven by `sinks::driver`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use prometheus::{Histogram, IntCounter, IntGauge};
+use futures_util::future::BoxFuture;
+use prometheus::{IntCounter, IntGauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -13,17 +11,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Delivery, Outcome};
 use crate::model::KafkaKey;
-use crate::queue::QueueReceiver;
-use crate::sinks::{Readiness, SinkError, SinkWorker, Target};
+use crate::sinks::driver::{InFlight, Transport};
+use crate::sinks::{Readiness, SinkError, Target};
 
 /// How many deliveries the worker takes from the queue at once.
 const TAKE: usize = 512;
 
 pub struct KafkaSink {
-    name: String,
     producer: FutureProducer,
-    batch: Histogram,
     queue_full: IntCounter,
+    stop: CancellationToken,
 }
 
 impl KafkaSink {
@@ -33,17 +30,17 @@ impl KafkaSink {
         config: rdkafka::ClientConfig,
         ready: Readiness,
         connected: IntGauge,
-        batch: Histogram,
         metrics: &super::KafkaMetrics,
         stop: CancellationToken,
     ) -> Result<Self, KafkaError> {
         let producer: FutureProducer = config.create()?;
         let probe = producer.clone();
         let sink = name.to_string();
+        let probe_stop = stop.clone();
         // Readiness: the cluster answered a metadata request once.
         tokio::task::spawn_blocking(move || {
             let mut wait = Duration::from_millis(100);
-            while !stop.is_cancelled() {
+            while !probe_stop.is_cancelled() {
                 match probe.client().fetch_metadata(None, Duration::from_secs(2)) {
                     Ok(_) => {
                         ready.set();
@@ -60,74 +57,55 @@ impl KafkaSink {
             }
         });
         Ok(Self {
-            name: name.to_string(),
             producer,
-            batch,
             queue_full: metrics.queue_full.with_label_values(&[name]),
+            stop,
         })
     }
 }
 
-type InFlight = Pin<Box<dyn Future<Output = (Delivery, Outcome)> + Send>>;
+impl Transport for KafkaSink {
+    fn take(&self) -> usize {
+        TAKE
+    }
 
-impl SinkWorker for KafkaSink {
-    fn run(
-        self: Box<Self>,
-        mut rx: QueueReceiver,
-        stop: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn max_in_flight(&self) -> usize {
+        // librdkafka batches and retries; the relay's queue already bounds what is in flight.
+        usize::MAX
+    }
+
+    fn start(&self, batch: Vec<Delivery>) -> BoxFuture<'_, Vec<InFlight>> {
         Box::pin(async move {
-            let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-            let mut buf = Vec::with_capacity(TAKE);
-            let mut open = true;
-            loop {
-                if !open && inflight.is_empty() {
-                    break;
-                }
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    Some((d, outcome)) = inflight.next(), if !inflight.is_empty() => d.finish(outcome),
-                    n = rx.recv_many(&mut buf, TAKE), if open => {
-                        if n == 0 {
-                            open = false;
-                            continue;
-                        }
-                        self.batch.observe(n as f64);
-                        for d in buf.drain(..) {
-                            self.enqueue(d, &mut inflight, &stop).await;
-                        }
-                    }
-                }
+            let mut out = Vec::with_capacity(batch.len());
+            for d in batch {
+                out.push(self.produce(d).await);
             }
-            // Grace period over: what is left was not delivered.
-            for d in buf.drain(..) {
-                d.finish(Err(SinkError::ShutDown));
-            }
-            let left = inflight.len();
-            if left > 0 {
-                tracing::warn!(sink = %self.name, left, "shutdown grace over with events still in flight to Kafka");
-            }
-            let producer = self.producer.clone();
-            let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_millis(500)))
-                .await;
-            drop(inflight);
-            tracing::info!(sink = %self.name, "Kafka sink stopped");
+            out
+        })
+    }
+
+    fn flush(&self, within: Duration) -> BoxFuture<'_, ()> {
+        let producer = self.producer.clone();
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || producer.flush(within)).await;
         })
     }
 }
 
 impl KafkaSink {
-    /// Hand one delivery to librdkafka, waiting (for an earlier report, or briefly) while its queue is full.
-    async fn enqueue(
-        &self,
-        d: Delivery,
-        inflight: &mut FuturesUnordered<InFlight>,
-        stop: &CancellationToken,
-    ) {
+    /// The producer, shared with dead letters that go to this cluster.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.clone()
+    }
+
+    /// Hand one delivery to librdkafka (waiting briefly while its local queue is full); the returned future
+    /// completes with the delivery report.
+    async fn produce(&self, mut d: Delivery) -> InFlight {
         let Target::Kafka { topic, key } = &d.route.target else {
-            d.finish(Err(SinkError::Rejected("not a Kafka subscription".into())));
-            return;
+            return done(
+                d,
+                Err(SinkError::Rejected("not a Kafka subscription".into())),
+            );
         };
         let key_bytes: Option<Vec<u8>> = match key {
             KafkaKey::None => None,
@@ -136,15 +114,15 @@ impl KafkaSink {
                 .invocation_id
                 .as_ref()
                 .map(|s| s.as_bytes().to_vec()),
-            KafkaKey::Pointer(p) => serde_json::from_slice::<serde_json::Value>(&d.event.body)
-                .ok()
-                .and_then(|v| {
-                    v.pointer(p).map(|k| match k {
-                        serde_json::Value::String(s) => s.clone().into_bytes(),
-                        other => other.to_string().into_bytes(),
-                    })
-                }),
+            KafkaKey::Pointer(p) => d.event.json().and_then(|v| {
+                v.pointer(p).map(|k| match k {
+                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                })
+            }),
         };
+        // librdkafka retries inside the producer; the relay sees one attempt.
+        d.attempts = 1;
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header {
@@ -173,35 +151,32 @@ impl KafkaSink {
             }
             match self.producer.send_result(record).map_err(|(e, _)| e) {
                 Ok(report) => {
-                    inflight.push(Box::pin(async move {
+                    return Box::pin(async move {
                         let outcome = match report.await {
                             Ok(Ok(_)) => Ok(()),
                             Ok(Err((e, _))) => Err(classify(&e)),
                             Err(_canceled) => Err(SinkError::ShutDown),
                         };
-                        (d, outcome)
-                    }));
-                    return;
+                        vec![(d, outcome)]
+                    });
                 }
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     self.queue_full.inc();
-                    // Room appears when a report arrives; finish that one meanwhile.
+                    // librdkafka's delivery thread makes room on its own; wait a little, unless stopping.
                     tokio::select! {
-                        _ = stop.cancelled() => {
-                            d.finish(Err(SinkError::ShutDown));
-                            return;
-                        }
-                        Some((done, outcome)) = inflight.next(), if !inflight.is_empty() => done.finish(outcome),
-                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        _ = self.stop.cancelled() => return done(d, Err(SinkError::ShutDown)),
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
                     }
                 }
-                Err(e) => {
-                    d.finish(Err(classify(&e)));
-                    return;
-                }
+                Err(e) => return done(d, Err(classify(&e))),
             }
         }
     }
+}
+
+/// A send that finished before it started.
+fn done(d: Delivery, outcome: Outcome) -> InFlight {
+    Box::pin(std::future::ready(vec![(d, outcome)]))
 }
 
 /// Map a final librdkafka error to the relay's.

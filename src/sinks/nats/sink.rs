@@ -1,34 +1,36 @@
-//! The NATS worker: queue → publish (core: batch + one flush; JetStream: bounded window of acks) → finish.
+//! The NATS transport: core (publish a batch + one flush) or JetStream (one ack per event, retried), driven
+//! by `sinks::driver` (which bounds the window of unacknowledged events to `max_in_flight`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use prometheus::{Histogram, IntCounter, IntGauge};
+use futures_util::future::BoxFuture;
+use prometheus::{IntCounter, IntGauge};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Delivery, Outcome};
-use crate::queue::QueueReceiver;
-use crate::sinks::{Readiness, SinkError, SinkWorker, Target};
+use crate::event::Delivery;
+use crate::sinks::driver::{InFlight, Transport};
+use crate::sinks::{Readiness, SinkError, Target};
 
 const TAKE: usize = 256;
 
 pub struct NatsSink {
-    name: String,
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
-    batch: Histogram,
     retries: IntCounter,
     max_in_flight: usize,
     delivery_timeout: Duration,
 }
 
 impl NatsSink {
+    /// The connection, shared with dead letters that go to it.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// Connect in the background (reconnecting forever) and watch for the first connection (readiness).
     pub async fn new(
         name: &str,
@@ -48,7 +50,6 @@ impl NatsSink {
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let connected: IntGauge = sink_metrics.connected.with_label_values(&[name]);
-        let batch = sink_metrics.batch(name);
         let probe = client.clone();
         let sink = name.to_string();
         tokio::spawn(async move {
@@ -66,10 +67,8 @@ impl NatsSink {
             }
         });
         Ok(Self {
-            name: name.to_string(),
             js: async_nats::jetstream::new(client.clone()),
             client,
-            batch,
             retries: metrics.retries.with_label_values(&[name]),
             max_in_flight: config.max_in_flight,
             delivery_timeout,
@@ -98,11 +97,9 @@ fn classify(e: &PublishError) -> SinkError {
     }
 }
 
-type InFlight = Pin<Box<dyn Future<Output = (Delivery, Outcome)> + Send>>;
-
 impl NatsSink {
     /// One JetStream delivery, retried with backoff until its deadline (safe: `Nats-Msg-Id` dedupes).
-    fn jetstream(&self, d: Delivery) -> InFlight {
+    fn jetstream(&self, mut d: Delivery) -> InFlight {
         let js = self.js.clone();
         let retries = self.retries.clone();
         let deadline = d.event.received + self.delivery_timeout;
@@ -113,13 +110,14 @@ impl NatsSink {
                 ..
             } = &d.route.target
             else {
-                return (
+                return vec![(
                     d,
                     Err(SinkError::Rejected("not a NATS subscription".into())),
-                );
+                )];
             };
             let mut backoff = Duration::from_millis(50);
             loop {
+                d.attempts += 1;
                 let mut msg = PublishMessage::build()
                     .payload(d.event.body.clone())
                     .headers(headers(&d));
@@ -134,14 +132,14 @@ impl NatsSink {
                     Err(e) => Err(e),
                 };
                 let err = match result {
-                    Ok(()) => return (d, Ok(())),
+                    Ok(()) => return vec![(d, Ok(()))],
                     Err(e) => classify(&e),
                 };
                 if !err.is_retriable() {
-                    return (d, Err(err));
+                    return vec![(d, Err(err))];
                 }
                 if Instant::now() + backoff >= deadline {
-                    return (d, Err(SinkError::TimedOut(err.to_string())));
+                    return vec![(d, Err(SinkError::TimedOut(err.to_string())))];
                 }
                 retries.inc();
                 tokio::time::sleep(backoff).await;
@@ -150,12 +148,17 @@ impl NatsSink {
         })
     }
 
-    /// Core NATS: publish the batch, then one flush for all of it.
-    async fn core(&self, batch: &mut Vec<Delivery>) {
+    /// Core NATS: publish the batch now (in order), then one flush for all of it in the returned future.
+    async fn core(&self, batch: Vec<Delivery>) -> InFlight {
         let mut sent = Vec::with_capacity(batch.len());
-        for d in batch.drain(..) {
+        let mut failed = Vec::new();
+        for mut d in batch {
+            d.attempts = 1;
             let Target::Nats { subject, .. } = &d.route.target else {
-                d.finish(Err(SinkError::Rejected("not a NATS subscription".into())));
+                failed.push((
+                    d,
+                    Err(SinkError::Rejected("not a NATS subscription".into())),
+                ));
                 continue;
             };
             let r = self
@@ -164,72 +167,63 @@ impl NatsSink {
                 .await;
             match r {
                 Ok(()) => sent.push(d),
-                Err(e) => d.finish(Err(SinkError::Rejected(e.to_string()))),
+                Err(e) => failed.push((d, Err(SinkError::Rejected(e.to_string())))),
             }
         }
-        if sent.is_empty() {
-            return;
-        }
-        let deadline = sent
-            .iter()
-            .map(|d| d.event.received)
-            .min()
-            .unwrap_or_else(Instant::now)
-            + self.delivery_timeout;
-        let outcome = match tokio::time::timeout_at(deadline.into(), self.client.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SinkError::Unavailable(e.to_string())),
-            Err(_) => Err(SinkError::TimedOut("NATS flush".into())),
-        };
-        for d in sent {
-            d.finish(outcome.clone());
-        }
+        let client = self.client.clone();
+        let delivery_timeout = self.delivery_timeout;
+        Box::pin(async move {
+            if sent.is_empty() {
+                return failed;
+            }
+            let deadline = sent
+                .iter()
+                .map(|d| d.event.received)
+                .min()
+                .unwrap_or_else(Instant::now)
+                + delivery_timeout;
+            let outcome = match tokio::time::timeout_at(deadline.into(), client.flush()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(SinkError::Unavailable(e.to_string())),
+                Err(_) => Err(SinkError::TimedOut("NATS flush".into())),
+            };
+            failed.extend(sent.into_iter().map(|d| (d, outcome.clone())));
+            failed
+        })
     }
 }
 
-impl SinkWorker for NatsSink {
-    fn run(
-        self: Box<Self>,
-        mut rx: QueueReceiver,
-        stop: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+impl Transport for NatsSink {
+    fn take(&self) -> usize {
+        TAKE
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    fn start(&self, batch: Vec<Delivery>) -> BoxFuture<'_, Vec<InFlight>> {
         Box::pin(async move {
-            let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
-            let mut buf = Vec::with_capacity(TAKE);
-            let mut core = Vec::with_capacity(TAKE);
-            let mut open = true;
-            loop {
-                if !open && inflight.is_empty() {
-                    break;
-                }
-                let room = self.max_in_flight.saturating_sub(inflight.len()).min(TAKE);
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    Some((d, outcome)) = inflight.next(), if !inflight.is_empty() => d.finish(outcome),
-                    n = rx.recv_many(&mut buf, room), if open && room > 0 => {
-                        if n == 0 {
-                            open = false;
-                            continue;
-                        }
-                        self.batch.observe(n as f64);
-                        for d in buf.drain(..) {
-                            match d.route.target {
-                                Target::Nats { jetstream: true, .. } => inflight.push(self.jetstream(d)),
-                                _ => core.push(d),
-                            }
-                        }
-                        if !core.is_empty() {
-                            self.core(&mut core).await;
-                        }
-                    }
+            let mut out = Vec::new();
+            let mut core = Vec::new();
+            for d in batch {
+                match d.route.target {
+                    Target::Nats {
+                        jetstream: true, ..
+                    } => out.push(self.jetstream(d)),
+                    _ => core.push(d),
                 }
             }
-            for d in buf.drain(..).chain(core.drain(..)) {
-                d.finish(Err(SinkError::ShutDown));
+            if !core.is_empty() {
+                out.push(self.core(core).await);
             }
-            let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
-            tracing::info!(sink = %self.name, left = inflight.len(), "NATS sink stopped");
+            out
+        })
+    }
+
+    fn flush(&self, within: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(within, self.client.flush()).await;
         })
     }
 }

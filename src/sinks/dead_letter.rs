@@ -1,0 +1,146 @@
+//! Per-subscription dead letters: where an event goes when its destination refused it for good (rejected,
+//! too large, retries exhausted), so an operator can inspect and replay it instead of reading logs.
+//!
+//! A dead letter is a Kafka topic or a NATS subject on a connection the relay already has. The record is the
+//! exact payload; headers say which subscription, why, after how many attempts and with which last error
+//! (`dead-letter-*`). Writing it is bounded by [`WRITE_TIMEOUT`]; a dead letter that cannot be written is
+//! counted (`result="failed"`) and logged with the tracking id, and the delivery still ends as failed.
+//! The ingress answer (in `delivered` mode) reports the destination's failure either way: the event did not
+//! reach its destination, and ISC's retry may still deliver it.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::event::Delivery;
+use crate::sinks::SinkError;
+
+/// The longest a dead-letter write may take.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where one subscription's dead letters go.
+pub enum DeadLetter {
+    Kafka {
+        producer: FutureProducer,
+        /// `kafka.NAME`
+        sink: String,
+        topic: String,
+    },
+    Nats {
+        client: async_nats::Client,
+        /// `nats.NAME`
+        sink: String,
+        subject: String,
+        jetstream: bool,
+    },
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kafka { sink, topic, .. } => write!(f, "DeadLetter({sink} topic {topic})"),
+            Self::Nats { sink, subject, .. } => write!(f, "DeadLetter({sink} subject {subject})"),
+        }
+    }
+}
+
+/// The headers of a dead letter, as `(name, value)` pairs.
+fn headers(d: &Delivery, e: &SinkError) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("trigger-id", d.event.trigger_id.to_string()),
+        ("subscription-id", d.route.subscription_id.to_string()),
+        ("subscription-name", d.route.subscription_name.to_string()),
+        ("content-type", "application/json".to_string()),
+        ("tracking-id", d.event.tracking_id.clone()),
+        ("dead-letter-sink", d.route.sink.to_string()),
+        ("dead-letter-reason", e.reason().to_string()),
+        ("dead-letter-attempts", d.attempts.to_string()),
+        ("dead-letter-error", e.to_string()),
+    ];
+    if let Some(id) = &d.event.invocation_id {
+        h.push(("invocation-id", id.to_string()));
+    }
+    h
+}
+
+impl DeadLetter {
+    /// Write `d` with the reason it failed; count the result on the subscription's metrics.
+    pub async fn write(&self, d: &Delivery, e: &SinkError) {
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.send(d, e))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())));
+        d.route.metrics.dead_letter(result.is_ok());
+        match result {
+            Ok(()) => tracing::warn!(
+                tracking_id = %d.event.tracking_id,
+                subscription = %d.route.subscription_id,
+                dead_letter = ?self,
+                error = %e,
+                "event written to the dead letter"
+            ),
+            Err(why) => tracing::error!(
+                tracking_id = %d.event.tracking_id,
+                subscription = %d.route.subscription_id,
+                dead_letter = ?self,
+                error = %e,
+                dead_letter_error = %why,
+                "event failed and could not be written to the dead letter"
+            ),
+        }
+    }
+
+    async fn send(&self, d: &Delivery, e: &SinkError) -> Result<(), String> {
+        let h = headers(d, e);
+        match self {
+            Self::Kafka {
+                producer, topic, ..
+            } => {
+                let mut headers = OwnedHeaders::new_with_capacity(h.len());
+                for (k, v) in &h {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                    .payload(&d.event.body[..])
+                    .headers(headers);
+                if let Some(id) = &d.event.invocation_id {
+                    record = record.key(id.as_bytes());
+                }
+                producer
+                    .send(record, rdkafka::util::Timeout::After(WRITE_TIMEOUT))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e.to_string())
+            }
+            Self::Nats {
+                client,
+                subject,
+                jetstream,
+                ..
+            } => {
+                let mut headers = async_nats::HeaderMap::new();
+                for (k, v) in &h {
+                    // Header values are one line.
+                    headers.insert(*k, v.replace(['\r', '\n'], " ").as_str());
+                }
+                if *jetstream {
+                    let js = async_nats::jetstream::new(client.clone());
+                    let ack = js
+                        .publish_with_headers(subject.clone(), headers, d.event.body.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    ack.await.map(|_| ()).map_err(|e| e.to_string())
+                } else {
+                    client
+                        .publish_with_headers(subject.clone(), headers, d.event.body.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    client.flush().await.map_err(|e| e.to_string())
+                }
+            }
+        }
+    }
+}
