@@ -167,6 +167,15 @@ def check_chart(f: Failures) -> None:
             except kv_utils.SchemaNotFoundError as e:
                 f.check(False, f"{name}: {e.message}; a kind the cluster does not have, or add it to CUSTOM_KINDS")
         f.check("/events/" in notes, f"NOTES.txt ({label}) does not tell the URL to give ISC:\n{notes}")
+    # The chart README documents every value.
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    with helm.Chart.load(CHART) as chart:
+        for path in value_paths(chart.values):
+            f.check(any(path == d or path.startswith(d + ".") for d in documented),
+                    f"deploy/helm/trigger-relay/README.md: value `{path}` is not in the values table")
+    for d in documented:
+        f.check(d.split(".")[0] in load_values(CHART / "values.yaml"), f"README documents `{d}`, which values.yaml lacks")
     # Every optional part must be present when turned on.
     objects, notes = render(SCENARIOS[str(ALL_ON.relative_to(ROOT))]())
     kinds = {o["kind"] for o in objects}
@@ -192,6 +201,15 @@ def check_chart(f: Failures) -> None:
     dk = {o["kind"] for o in defaults}
     off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"} & dk
     f.check(not off, f"default values render optional kinds: {sorted(off)}")
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf value (an empty map or list is a leaf)."""
+    out = []
+    for k, v in values.items():
+        p = f"{prefix}.{k}" if prefix else k
+        out += value_paths(v, p) if isinstance(v, dict) and v else [p]
+    return out
 
 
 def check_wiring(f: Failures) -> None:
