@@ -16,7 +16,9 @@ fn check(group: &str) {
         .env("TRIGGER_RELAY_BIN", env!("CARGO_BIN_EXE_trigger-relay"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): install Python 3.11+, then {INSTALL}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}): install Python 3.11+, then {INSTALL}")
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
