@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +37,11 @@ INSTALL_HINT = (
     "    python3 -m pip install helm-python-sdk kubernetes-validate pyyaml jsonschema\n"
     "(add --break-system-packages if your system pip refuses; scripts/test installs them when missing)"
 )
+
+try:
+    import tomllib  # Python 3.11+
+except ImportError:  # pragma: no cover
+    sys.exit("check_deploy: needs Python 3.11 or later (tomllib); install a newer python3")
 
 try:
     import helm_python as helm
@@ -421,11 +425,18 @@ def check_docker(f: Failures) -> None:
     froms = get("FROM")
     f.check(len(froms) >= 2 and any(" AS builder" in x for x in froms), f"Dockerfile: not multi-stage: {froms}")
     f.check(any("slim" in x or "distroless" in x for x in froms[-1:]), f"Dockerfile: runtime is not a small image: {froms[-1:]}")
-    builder_runs = " ".join(get("RUN"))
+    stages: list[list[tuple[str, str]]] = []
+    for w, r in ins:
+        if w == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((w, r))
+    runs = lambda stage: " ".join(r for w, r in stage if w == "RUN")
     for pkg in ("cmake", "pkg-config", "libssl-dev", "zlib1g-dev", "build-essential"):
-        f.check(pkg in builder_runs, f"Dockerfile: builder lacks {pkg} (rdkafka-sys needs it)")
-    for pkg in ("ca-certificates", "libssl3"):
-        f.check(pkg in builder_runs, f"Dockerfile: runtime lacks {pkg}")
+        f.check(pkg in runs(stages[0]), f"Dockerfile: builder lacks {pkg} (rdkafka-sys needs it)")
+    for pkg in ("ca-certificates", "libssl3", "zlib1g"):
+        f.check(re.search(rf"\b{pkg}\b(?!-dev)", runs(stages[-1])) is not None, f"Dockerfile: runtime lacks {pkg}")
+    f.check("-dev" not in runs(stages[-1]), "Dockerfile: the runtime stage installs -dev packages")
     users = get("USER")
     f.check(bool(users) and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0",
             f"Dockerfile: the final USER must be a numeric non-root uid, got {users}")
