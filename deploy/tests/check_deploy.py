@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -267,6 +268,7 @@ def check_wiring(f: Failures) -> None:
                 opens_admin = not rule_ports or "admin" in rule_ports or admin_port in rule_ports
                 f.check(not opens_admin or bool(rule.get("from")),
                         f"{label}: NetworkPolicy opens the admin port to everyone: {rule}")
+    check_probes_live(f)
     defaults, _ = render(None)
     f.check(bool(by_kind(defaults, "NetworkPolicy")), "default values must render the NetworkPolicy (admin port closed)")
     # A config change rolls the pods: the checksum annotation follows the ConfigMap.
@@ -285,6 +287,38 @@ def check_wiring(f: Failures) -> None:
         f.check(False, "terminationGracePeriodSeconds <= preStop + grace must fail to render")
     except helm.HelmError as e:
         f.check("terminationGracePeriodSeconds" in str(e), f"unexpected render error: {e}")
+
+
+def check_probes_live(f: Failures) -> None:
+    """Run the relay on the rendered ConfigMap and hit what the kubelet would: each probe's path on the port it
+    names, then an ISC event on the ingress port, then SIGTERM, which must end the relay within the pod's grace."""
+    ingress, admin = free_port(), free_port()
+    objects, _ = render({"ports": {"ingress": ingress, "admin": admin}})
+    c = relay_container(objects)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {n: "dummy-token" for n in env_vars_read(config_text(objects))}
+    with LiveRelay(config_text(objects), env) as relay:
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = c[probe]["httpGet"]
+            port = ports.get(get["port"], get["port"])
+            status = relay.get(port, get["path"], wait_for=200)
+            f.check(status == 200, f"live relay: {probe} GET {get['path']} on port {get['port']} answered {status}, not 200")
+        token = env.get("ISC_BEARER_TOKEN", "")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{ports['ingress']}/events/idn:identity-created", method="POST",
+            data=b'{"identity":{"id":"x"},"_metadata":{"triggerId":"idn:identity-created","invocationId":"i-1"}}',
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        f.check(status == 200, f"live relay: an ISC event on the ingress port answered {status}, not 200")
+        code, took, err = relay.stop()
+        pre = float(c["lifecycle"]["preStop"]["exec"]["command"][-1])
+        f.check(code == 0 and took < pod["terminationGracePeriodSeconds"] - pre,
+                f"live relay: SIGTERM gave exit {code} after {took:.1f}s (grace {pod['terminationGracePeriodSeconds']}s):\n{err}")
 
 
 def check_config(f: Failures) -> None:
@@ -462,42 +496,74 @@ def check_docker(f: Failures) -> None:
     f.check(entry == ['["/usr/local/bin/trigger-relay"]'], f"Dockerfile: ENTRYPOINT must be the relay (exec form): {entry}")
     # The health check script: 0 against a live relay, non-zero once it is gone.
     script = ROOT / "deploy/healthcheck.sh"
-    binary = relay_bin()
     ingress, admin = free_port(), free_port()
     cfg = (f'[ingress]\nlisten = "127.0.0.1:{ingress}"\n[ingress.auth]\nnone = true\n'
            f'[admin]\nlisten = "127.0.0.1:{admin}"\n[log]\nformat = "json"\nlevel = "warn"\n')
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "c.toml").write_text(cfg)
-        proc = subprocess.Popen([binary, "--config", str(Path(d) / "c.toml")], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 30
-            up = False
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1) as r:
-                        up = r.status == 200
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            if not f.check(up, f"relay did not come up for the health check test: {proc.stderr.read() if proc.poll() is not None else ''}"):
-                return
-            hc_env = dict(os.environ, TRIGGER_RELAY_ADMIN_PORT=str(admin))
-            r = subprocess.run(["bash", str(script)], env=hc_env, capture_output=True, text=True, timeout=10)
-            f.check(r.returncode == 0, f"deploy/healthcheck.sh failed against a healthy relay: {r.returncode} {r.stderr}")
-            r = subprocess.run(["bash", str(script)], env=dict(hc_env, TRIGGER_RELAY_ADMIN_PORT=str(ingress)),
-                               capture_output=True, text=True, timeout=10)
-            f.check(r.returncode != 0, "deploy/healthcheck.sh passed against the ingress port (not /healthz 200)")
-        finally:
-            proc.send_signal(signal.SIGTERM)
+    hc = lambda port: subprocess.run(["bash", str(script)], env=dict(os.environ, TRIGGER_RELAY_ADMIN_PORT=str(port)),
+                                     capture_output=True, text=True, timeout=10)
+    with LiveRelay(cfg, {}) as relay:
+        if not f.check(relay.get(admin, "/healthz", wait_for=200) == 200, "relay did not come up for the health check test"):
+            return
+        r = hc(admin)
+        f.check(r.returncode == 0, f"deploy/healthcheck.sh failed against a healthy relay: exit {r.returncode} {r.stderr}")
+        r = hc(ingress)
+        f.check(r.returncode != 0, "deploy/healthcheck.sh passed against the ingress port (no /healthz 200 there)")
+    r = hc(admin)
+    f.check(r.returncode != 0, "deploy/healthcheck.sh passed with no relay running")
+
+
+class LiveRelay:
+    """The relay binary running a config on the side, stopped with SIGTERM on exit."""
+
+    def __init__(self, config: str, env: dict[str, str]) -> None:
+        self.dir = tempfile.TemporaryDirectory()
+        path = Path(self.dir.name) / "config.toml"
+        path.write_text(config)
+        full_env = {k: v for k, v in os.environ.items() if k != "TRIGGER_RELAY_CONFIG"} | env
+        # Logs go to a file, not a pipe nobody reads while the relay runs.
+        self.log = Path(self.dir.name) / "relay.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([relay_bin(), "--config", str(path)], env=full_env,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+
+    def get(self, port: int, path: str, wait_for: int | None = None, timeout_s: float = 30) -> int:
+        """GET http://127.0.0.1:port/path; with wait_for, retry until that status (or time out)."""
+        deadline = time.monotonic() + timeout_s
+        status = 0
+        while True:
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        r = subprocess.run(["bash", str(script)], env=dict(os.environ, TRIGGER_RELAY_ADMIN_PORT=str(admin)),
-                           capture_output=True, text=True, timeout=10)
-        f.check(r.returncode != 0, "deploy/healthcheck.sh passed with no relay running")
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                status = 0
+            if wait_for is None and status or status == wait_for or time.monotonic() > deadline or self.proc.poll() is not None:
+                return status
+            time.sleep(0.1)
+
+    def stop(self) -> tuple[int | None, float, str]:
+        """SIGTERM; returns (exit code or None when it had to be killed, seconds taken, stderr)."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        took = time.monotonic() - t0
+        err = self.log.read_text()
+        self.dir.cleanup()
+        return code, took, err
+
+    def __enter__(self) -> "LiveRelay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.stop()
 
 
 def free_port() -> int:
