@@ -1,0 +1,612 @@
+#!/usr/bin/env python3
+"""Checks for everything under deploy/: the Helm chart, the compose quickstart and the Dockerfile.
+
+Why this exists: deployment files rot silently. A chart that renders is not a chart that works: the probes must hit
+the admin port's real paths, the rendered config must be one the relay accepts, the pod must outlive the relay's
+drain, and no secret may leak into a ConfigMap. Docker cannot build or run images on the project's machines, so
+the chart is rendered with Helm's own engine (libhelm from the `helm-python-sdk` package: no helm binary, no
+cluster), every rendered object is validated against the Kubernetes OpenAPI schemas (`kubernetes-validate`, strict:
+unknown fields fail), and the relay binary itself judges every config (`trigger-relay check-config`). The
+Dockerfile is checked statically; its health check script runs against a live relay.
+
+    python3 deploy/tests/check_deploy.py [GROUP ...]     # groups: chart schema wiring config compose docker
+
+TRIGGER_RELAY_BIN names the relay binary (tests/deploy.rs passes cargo's). Exit 0 when every check passes, 1 with
+every failure listed otherwise, 2 when a tool is missing (the message says how to install it). Offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+INSTALL_HINT = (
+    "install the Python packages the deploy checks need:\n"
+    "    python3 -m pip install helm-python-sdk kubernetes-validate pyyaml jsonschema\n"
+    "(add --break-system-packages if your system pip refuses; scripts/test installs them when missing)"
+)
+
+try:
+    import tomllib  # Python 3.11+
+except ImportError:  # pragma: no cover
+    sys.exit("check_deploy: needs Python 3.11 or later (tomllib); install a newer python3")
+
+try:
+    import helm_python as helm
+    import jsonschema  # noqa: F401  (kubernetes-validate's validator; imported to fail early with the hint)
+    import kubernetes_validate.utils as kv_utils
+    import yaml
+except ImportError as e:  # pragma: no cover - exercised on machines without the packages
+    print(f"check_deploy: missing Python package ({e}).\n{INSTALL_HINT}", file=sys.stderr)
+    sys.exit(2)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy/helm/trigger-relay"
+ALL_ON = CHART / "ci/all-on-values.yaml"
+BAD_VALUES = ROOT / "deploy/tests/bad-values.yaml"
+COMPOSE = ROOT / "deploy/compose.yaml"
+DOCKERFILE = ROOT / "deploy/Dockerfile"
+
+# The Kubernetes version the rendered objects are validated against: a current release that kubernetes-validate
+# ships schemas for. Raise it when the package (and the clusters we target) move on.
+KUBERNETES_VERSION = "1.35"
+RELEASE = "relay"
+NAMESPACE = "isc"
+# Custom resources kubernetes-validate has no schema for; each is checked field by field below instead.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Failures:
+    """Collects every failed check, so one run reports them all."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def check(self, ok: bool, message: str) -> bool:
+        if not ok:
+            self.items.append(message)
+        return ok
+
+
+def relay_bin() -> str:
+    b = os.environ.get("TRIGGER_RELAY_BIN")
+    if not b or not Path(b).is_file():
+        sys.exit(
+            "check_deploy: set TRIGGER_RELAY_BIN to the trigger-relay binary "
+            "(`cargo build`, then TRIGGER_RELAY_BIN=target/debug/trigger-relay); "
+            "`cargo test --test deploy` does this for you"
+        )
+    return b
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    return helm.values_from_yaml(path.read_text())
+
+
+def render(values: dict[str, Any] | None) -> tuple[list[dict[str, Any]], str]:
+    """Render the chart like `helm install` would (offline); returns the objects and NOTES.txt."""
+    with helm.Chart.load(CHART) as chart:
+        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects: list[dict[str, Any]] = []
+    notes = ""
+    for name, text in sorted(out.items()):
+        if name.endswith("NOTES.txt"):
+            notes = text
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                doc.setdefault("_template", name)
+                objects.append(doc)
+    return objects, notes
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    if len(found) != 1:
+        raise AssertionError(f"expected exactly one {kind}, rendered {len(found)}")
+    return found[0]
+
+
+def relay_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == "relay")
+
+
+def config_text(objects: list[dict[str, Any]]) -> str:
+    return one(objects, "ConfigMap")["data"]["config.toml"]
+
+
+def listen_port(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+SCENARIOS: dict[str, Callable[[], dict[str, Any] | None]] = {
+    "default values": lambda: None,
+    f"{ALL_ON.relative_to(ROOT)}": lambda: load_values(ALL_ON),
+}
+
+
+# --- groups --------------------------------------------------------------------------------------------------------
+
+
+def check_chart(f: Failures) -> None:
+    """Lint (strict), render and validate every object against the Kubernetes schemas."""
+    for label, values in SCENARIOS.items():
+        report = helm.lint(CHART, values(), strict=True, namespace=NAMESPACE, kube_version=f"v{KUBERNETES_VERSION}.0")
+        problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + [
+            {"error": e} for e in report.get("errors", []) or []
+        ]
+        f.check(not problems, f"helm lint ({label}): {problems}")
+        objects, notes = render(values())
+        f.check(bool(objects), f"render ({label}): no objects")
+        for o in objects:
+            name = f"{o['kind']}/{o['metadata']['name']} ({o.pop('_template')}, {label})"
+            if (o["apiVersion"], o["kind"]) in CUSTOM_KINDS:
+                continue
+            try:
+                kv_utils.validate(o, KUBERNETES_VERSION, strict=True)
+            except kv_utils.ValidationError as e:
+                path = "/".join(str(p) for p in e.path)
+                f.check(False, f"{name}: invalid for Kubernetes {KUBERNETES_VERSION} at {path or '.'}: {e.message}")
+            except kv_utils.SchemaNotFoundError as e:
+                f.check(False, f"{name}: {e.message}; a kind the cluster does not have, or add it to CUSTOM_KINDS")
+        f.check("/events/" in notes, f"NOTES.txt ({label}) does not tell the URL to give ISC:\n{notes}")
+    # The chart README documents every value.
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    with helm.Chart.load(CHART) as chart:
+        for path in value_paths(chart.values):
+            f.check(any(path == d or path.startswith(d + ".") for d in documented),
+                    f"deploy/helm/trigger-relay/README.md: value `{path}` is not in the values table")
+    for d in documented:
+        f.check(d.split(".")[0] in load_values(CHART / "values.yaml"), f"README documents `{d}`, which values.yaml lacks")
+    # Every optional part must be present when turned on.
+    objects, notes = render(SCENARIOS[str(ALL_ON.relative_to(ROOT))]())
+    kinds = {o["kind"] for o in objects}
+    want = {"Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Ingress", "HorizontalPodAutoscaler",
+            "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy"}
+    f.check(want <= kinds, f"all-on values: missing kinds {sorted(want - kinds)}")
+    f.check("https://relay.example.com/events/<triggerId>" in notes,
+            f"NOTES.txt (all-on) should give https://relay.example.com/events/<triggerId>:\n{notes}")
+    sm = one(objects, "ServiceMonitor")
+    admin_svc = next(s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-admin"))
+    sel = sm["spec"]["selector"]["matchLabels"]
+    f.check(all(admin_svc["metadata"]["labels"].get(k) == v for k, v in sel.items()),
+            f"ServiceMonitor selector {sel} does not select the admin Service")
+    f.check(sm["spec"]["endpoints"][0]["port"] == "admin" and sm["spec"]["endpoints"][0]["path"] == "/metrics",
+            f"ServiceMonitor must scrape port admin, path /metrics: {sm['spec']['endpoints']}")
+    sa = one(objects, "ServiceAccount")
+    f.check("eks.amazonaws.com/role-arn" in sa["metadata"].get("annotations", {}), "ServiceAccount lost its IRSA annotation")
+    hpa = one(objects, "HorizontalPodAutoscaler")
+    f.check("replicas" not in one(objects, "Deployment")["spec"], "with an HPA the Deployment must not set replicas")
+    f.check(hpa["spec"]["scaleTargetRef"]["name"] == one(objects, "Deployment")["metadata"]["name"], "HPA targets another Deployment")
+    # Optional parts are off by default.
+    defaults, _ = render(None)
+    dk = {o["kind"] for o in defaults}
+    off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"} & dk
+    f.check(not off, f"default values render optional kinds: {sorted(off)}")
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf value (an empty map or list is a leaf)."""
+    out = []
+    for k, v in values.items():
+        p = f"{prefix}.{k}" if prefix else k
+        out += value_paths(v, p) if isinstance(v, dict) and v else [p]
+    return out
+
+
+def check_wiring(f: Failures) -> None:
+    """Probes, ports, Services, Ingress, shutdown timing, checksum roll, NetworkPolicy."""
+    for label, values in SCENARIOS.items():
+        objects, _ = render(values())
+        cfg = tomllib.loads(config_text(objects))
+        c = relay_container(objects)
+        pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        admin_port = listen_port(cfg["admin"]["listen"])
+        ingress_port = listen_port(cfg["ingress"]["listen"])
+        f.check(ports.get("admin") == admin_port,
+                f"{label}: container port `admin` ({ports.get('admin')}) != config admin.listen port ({admin_port})")
+        f.check(ports.get("ingress") == ingress_port,
+                f"{label}: container port `ingress` ({ports.get('ingress')}) != config ingress.listen ({ingress_port})")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+            got = c.get(probe, {}).get("httpGet", {})
+            f.check(got.get("path") == path and got.get("port") in ("admin", admin_port),
+                    f"{label}: {probe} must GET {path} on the admin port, got {got}")
+        f.check(c["securityContext"].get("readOnlyRootFilesystem") is True, f"{label}: root filesystem not read-only")
+        f.check(pod["securityContext"].get("runAsNonRoot") is True, f"{label}: pod may run as root")
+        env = {e["name"]: e for e in c.get("env", [])}
+        f.check(env.get("TRIGGER_RELAY_ADMIN_PORT", {}).get("value") == str(admin_port),
+                f"{label}: TRIGGER_RELAY_ADMIN_PORT (image health check) != admin port")
+        # Shutdown: the kubelet must not kill the relay before preStop + drain are over.
+        grace_s = cfg.get("delivery", {}).get("shutdown_grace_ms", 20000) / 1000
+        pre = c["lifecycle"]["preStop"]
+        pause = float(pre["exec"]["command"][-1]) if "exec" in pre else float(pre["sleep"]["seconds"])
+        f.check(pause > 0, f"{label}: preStop does not pause")
+        tgps = pod["terminationGracePeriodSeconds"]
+        f.check(tgps > pause + grace_s,
+                f"{label}: terminationGracePeriodSeconds {tgps} must exceed preStop {pause}s + shutdown_grace_ms {grace_s}s")
+        # Services reach the named container ports; the Ingress reaches the ingress Service and never the admin one.
+        services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+        for s in services.values():
+            for p in s["spec"]["ports"]:
+                f.check(p["targetPort"] in ports, f"{label}: Service {s['metadata']['name']} targets unknown port {p['targetPort']}")
+        admin_svcs = [n for n, s in services.items() if any(p["targetPort"] == "admin" for p in s["spec"]["ports"])]
+        for ing in by_kind(objects, "Ingress"):
+            for rule in ing["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    backend = p["backend"]["service"]["name"]
+                    f.check(backend in services and backend not in admin_svcs,
+                            f"{label}: Ingress path {p['path']} must go to the ingress Service, goes to {backend}")
+                    f.check(p["path"].startswith("/events"), f"{label}: Ingress exposes {p['path']}, only /events belongs there")
+        # NetworkPolicy: the admin port is open only to listed peers.
+        for np in by_kind(objects, "NetworkPolicy"):
+            for rule in np["spec"].get("ingress", []):
+                rule_ports = [p.get("port") for p in rule.get("ports", [])]
+                opens_admin = not rule_ports or "admin" in rule_ports or admin_port in rule_ports
+                f.check(not opens_admin or bool(rule.get("from")),
+                        f"{label}: NetworkPolicy opens the admin port to everyone: {rule}")
+    check_probes_live(f)
+    defaults, _ = render(None)
+    f.check(bool(by_kind(defaults, "NetworkPolicy")), "default values must render the NetworkPolicy (admin port closed)")
+    # A config change rolls the pods: the checksum annotation follows the ConfigMap.
+    base = load_values(ALL_ON)
+    changed = dict(base, config=base["config"].replace('level = "info"', 'level = "debug"'))
+    ann = lambda v: one(render(v)[0], "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    a, b = ann(base), ann(changed)
+    f.check(a.get("checksum/config") and a["checksum/config"] != b.get("checksum/config"),
+            "changing `config` must change the checksum/config pod annotation (so pods roll)")
+    secret_changed = dict(base, secrets=dict(base["secrets"], data=dict(base["secrets"]["data"], **{"isc-bearer-token": "other"})))
+    f.check(a.get("checksum/secret") != ann(secret_changed).get("checksum/secret"),
+            "changing a chart-created secret must change the checksum/secret pod annotation")
+    # The chart refuses a termination grace that does not cover preStop + drain.
+    try:
+        render({"shutdown": {"graceSeconds": 20, "preStopSleepSeconds": 5, "terminationGracePeriodSeconds": 25}})
+        f.check(False, "terminationGracePeriodSeconds <= preStop + grace must fail to render")
+    except helm.HelmError as e:
+        f.check("terminationGracePeriodSeconds" in str(e), f"unexpected render error: {e}")
+
+
+def check_probes_live(f: Failures) -> None:
+    """Run the relay on the rendered ConfigMap and hit what the kubelet would: each probe's path on the port it
+    names, then an ISC event on the ingress port, then SIGTERM, which must end the relay within the pod's grace."""
+    ingress, admin = free_port(), free_port()
+    objects, _ = render({"ports": {"ingress": ingress, "admin": admin}})
+    c = relay_container(objects)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {n: "dummy-token" for n in env_vars_read(config_text(objects))}
+    with LiveRelay(config_text(objects), env) as relay:
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = c[probe]["httpGet"]
+            port = ports.get(get["port"], get["port"])
+            status = relay.get(port, get["path"], wait_for=200)
+            f.check(status == 200, f"live relay: {probe} GET {get['path']} on port {get['port']} answered {status}, not 200")
+        token = env.get("ISC_BEARER_TOKEN", "")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{ports['ingress']}/events/idn:identity-created", method="POST",
+            data=b'{"identity":{"id":"x"},"_metadata":{"triggerId":"idn:identity-created","invocationId":"i-1"}}',
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        f.check(status == 200, f"live relay: an ISC event on the ingress port answered {status}, not 200")
+        code, took, err = relay.stop()
+        pre = float(c["lifecycle"]["preStop"]["exec"]["command"][-1])
+        f.check(code == 0 and took < pod["terminationGracePeriodSeconds"] - pre,
+                f"live relay: SIGTERM gave exit {code} after {took:.1f}s (grace {pod['terminationGracePeriodSeconds']}s):\n{err}")
+
+
+def check_config(f: Failures) -> None:
+    """The rendered config passes check-config, each ${VAR} comes from the pod env, and no secret is in a ConfigMap."""
+    binary = relay_bin()
+    for label, values in SCENARIOS.items():
+        objects, _ = render(values())
+        text = config_text(objects)
+        env = {e["name"]: e for e in relay_container(objects).get("env", [])}
+        names = env_vars_read(text)
+        for n in names:
+            f.check(n in env, f"{label}: the config reads ${{{n}}} but the container does not set {n}")
+        vals = (values() or {})
+        for n in (vals.get("secretEnv") or {"ISC_BEARER_TOKEN": "x"}):
+            f.check("secretKeyRef" in env.get(n, {}).get("valueFrom", {}),
+                    f"{label}: {n} is a secretEnv entry but is not read from a Secret: {env.get(n)}")
+        run_check_config(f, binary, text, {n: f"dummy-{n.lower()}" for n in names}, f"ConfigMap config.toml ({label})")
+        # No Secret value in a ConfigMap (neither the raw value nor its base64).
+        secrets = []
+        for s in by_kind(objects, "Secret"):
+            secrets += [base64.b64decode(v).decode() for v in (s.get("data") or {}).values()]
+            secrets += list((s.get("stringData") or {}).values())
+        secrets += list(((vals.get("secrets") or {}).get("data") or {}).values())
+        for cm in by_kind(objects, "ConfigMap"):
+            blob = yaml.safe_dump(cm)
+            for v in secrets:
+                f.check(v not in blob and base64.b64encode(v.encode()).decode() not in blob,
+                        f"{label}: a Secret value appears in ConfigMap {cm['metadata']['name']}")
+        for o in objects:
+            if o["kind"] != "Secret":
+                blob = yaml.safe_dump(o)
+                f.check("SECRET-MARKER" not in blob, f"{label}: a secret marker leaked into {o['kind']}/{o['metadata']['name']}")
+    f.check(bool(load_values(ALL_ON)["secrets"]["data"]), "all-on values must carry secret markers to look for")
+
+
+def env_vars_read(toml_text: str) -> list[str]:
+    """The ${NAME}s a config reads (comment lines left out: `#` inside strings is not a concern for these files)."""
+    live = "\n".join(line for line in toml_text.splitlines() if not line.lstrip().startswith("#"))
+    return sorted(set(VAR_RE.findall(live)))
+
+
+def run_check_config(f: Failures, binary: str, text: str, env: dict[str, str], label: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as tmp:
+        tmp.write(text)
+    try:
+        full_env = {k: v for k, v in os.environ.items() if k != "TRIGGER_RELAY_CONFIG"} | env
+        r = subprocess.run([binary, "check-config", "--config", tmp.name], env=full_env,
+                           capture_output=True, text=True, timeout=60)
+        f.check(r.returncode == 0, f"{label}: `trigger-relay check-config` failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    finally:
+        os.unlink(tmp.name)
+
+
+def check_schema(f: Failures) -> None:
+    """values.schema.json accepts the shipped values and rejects the bad ones, each error named."""
+    with helm.Chart.load(CHART) as chart:
+        for label, values in SCENARIOS.items():
+            try:
+                chart.validate_schema(values())
+            except helm.HelmError as e:
+                f.check(False, f"schema rejects {label}: {e}")
+        bad = load_values(BAD_VALUES)
+        try:
+            chart.validate_schema(bad)
+            f.check(False, f"{BAD_VALUES.relative_to(ROOT)} passed the values schema; it must be rejected")
+        except helm.HelmValuesError as e:
+            msg = str(e)
+            for needle in ("'replicas' not allowed", "/replicaCount", "/service/type", "/secretEnv/KAFKA_PASSWORD"):
+                f.check(needle in msg, f"schema error for {BAD_VALUES.name} does not mention {needle!r}:\n{msg}")
+        for key, wrong in (("replicaCount", "2"), ("ports", {"ingress": "8080", "admin": 9090}), ("config", 3),
+                           ("networkPolicy", {"enabled": "yes"}), ("shutdown", {"graceSeconds": 1.5})):
+            try:
+                chart.validate_schema({key: wrong})
+                f.check(False, f"values schema accepts {key}={wrong!r}")
+            except helm.HelmValuesError:
+                pass
+    try:
+        render(load_values(BAD_VALUES))
+        f.check(False, "rendering with bad values must fail (Helm validates the schema at install)")
+    except helm.HelmValuesError:
+        pass
+
+
+def check_compose(f: Failures) -> None:
+    """compose.yaml parses, wires every sink, and its relay config passes check-config with the compose env."""
+    binary = relay_bin()
+    doc = yaml.safe_load(COMPOSE.read_text())
+    services = doc.get("services", {})
+    for s in ("relay", "nats", "kafka", "moto"):
+        f.check(s in services, f"compose.yaml: service {s!r} missing")
+    f.check("--jetstream" in services.get("nats", {}).get("command", []), "compose.yaml: nats must run with --jetstream")
+    relay = services.get("relay", {})
+    env = {k: str(v) for k, v in (relay.get("environment") or {}).items()}
+    # Compose interpolation: ${NAME:-default} takes the default when NAME is unset.
+    env = {k: re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    cfg_path = env.get("TRIGGER_RELAY_CONFIG", "")
+    mounts = [v.split(":") for v in relay.get("volumes", []) if isinstance(v, str)]
+    host = next((m[0] for m in mounts if len(m) >= 2 and m[1] == cfg_path), None)
+    if not f.check(host is not None, f"compose.yaml: nothing is mounted at TRIGGER_RELAY_CONFIG ({cfg_path})"):
+        return
+    cfg_file = (COMPOSE.parent / host).resolve()
+    text = cfg_file.read_text()
+    for n in env_vars_read(text):
+        f.check(n in env, f"compose.yaml: {cfg_file.name} reads ${{{n}}}, which the relay service does not set")
+    run_check_config(f, binary, text, env, str(cfg_file.relative_to(ROOT)))
+    cfg = tomllib.loads(text)
+    kinds = {s["type"] for s in cfg.get("subscriptions", [])}
+    f.check({"KAFKA", "NATS"} <= kinds, f"{cfg_file.name}: wires {sorted(kinds)}, needs KAFKA and NATS")
+    f.check(any(s.get("natsConfig", {}).get("jetstream") for s in cfg.get("subscriptions", [])),
+            f"{cfg_file.name}: no JetStream subscription")
+    f.check("# EVENTBRIDGE-SUBSCRIPTION" in text and 'type = "EVENTBRIDGE"' in text,
+            f"{cfg_file.name}: the EventBridge subscription (commented until the sink lands) is missing")
+    ports = {listen_port(cfg["ingress"]["listen"]), listen_port(cfg["admin"]["listen"])}
+    published = {int(p.rsplit(":", 1)[1]) for p in relay.get("ports", [])}
+    f.check(ports <= published, f"compose.yaml: relay listens on {sorted(ports)} but publishes {sorted(published)}")
+    for dep in ("kafka", "moto"):
+        f.check(dep in (relay.get("depends_on") or {}), f"compose.yaml: relay does not wait for {dep}")
+    # The image's own default config.
+    image_cfg = ROOT / "deploy/container.toml"
+    run_check_config(f, binary, image_cfg.read_text(), {"ISC_BEARER_TOKEN": "dummy"}, "deploy/container.toml")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def check_docker(f: Failures) -> None:
+    """Static checks of deploy/Dockerfile, and its health check script against a live relay."""
+    ins = dockerfile_instructions()
+    get = lambda k: [r for w, r in ins if w == k]
+    froms = get("FROM")
+    f.check(len(froms) >= 2 and any(" AS builder" in x for x in froms), f"Dockerfile: not multi-stage: {froms}")
+    f.check(any("slim" in x or "distroless" in x for x in froms[-1:]), f"Dockerfile: runtime is not a small image: {froms[-1:]}")
+    stages: list[list[tuple[str, str]]] = []
+    for w, r in ins:
+        if w == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((w, r))
+    runs = lambda stage: " ".join(r for w, r in stage if w == "RUN")
+    for pkg in ("cmake", "pkg-config", "libssl-dev", "zlib1g-dev", "build-essential"):
+        f.check(pkg in runs(stages[0]), f"Dockerfile: builder lacks {pkg} (rdkafka-sys needs it)")
+    for pkg in ("ca-certificates", "libssl3", "zlib1g"):
+        f.check(re.search(rf"\b{pkg}\b(?!-dev)", runs(stages[-1])) is not None, f"Dockerfile: runtime lacks {pkg}")
+    f.check("-dev" not in runs(stages[-1]), "Dockerfile: the runtime stage installs -dev packages")
+    users = get("USER")
+    f.check(bool(users) and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0",
+            f"Dockerfile: the final USER must be a numeric non-root uid, got {users}")
+    exposed = {p for e in get("EXPOSE") for p in e.split()}
+    f.check({"8080", "9090"} <= exposed, f"Dockerfile: EXPOSE must list 8080 and 9090, got {exposed}")
+    f.check(get("STOPSIGNAL") == ["SIGTERM"], f"Dockerfile: STOPSIGNAL SIGTERM missing: {get('STOPSIGNAL')}")
+    hc = " ".join(get("HEALTHCHECK"))
+    f.check("trigger-relay-healthcheck" in hc, f"Dockerfile: HEALTHCHECK must run the admin-port check: {hc}")
+    for k in ("ENV", "ARG", "LABEL"):
+        for v in get(k):
+            f.check(not re.search(r"(?i)(token|password|secret|api_?key)\s*=", v), f"Dockerfile: a secret baked in: {k} {v}")
+    for w, r in ins:
+        if w == "COPY" and "--from" not in r:
+            for src in shlex.split(r)[:-1]:
+                f.check((ROOT / src).exists(), f"Dockerfile: COPY {src}: no such path in the repository")
+    ignore = (ROOT / "deploy/Dockerfile.dockerignore").read_text()
+    for w, r in ins:
+        if w == "COPY" and "--from" not in r:
+            for src in shlex.split(r)[:-1]:
+                f.check(f"!{src.rstrip('/').removeprefix('./')}" in ignore.replace("/\n", "\n"),
+                        f"deploy/Dockerfile.dockerignore excludes {src}, which the Dockerfile copies")
+    entry = get("ENTRYPOINT")
+    f.check(entry == ['["/usr/local/bin/trigger-relay"]'], f"Dockerfile: ENTRYPOINT must be the relay (exec form): {entry}")
+    # The health check script: 0 against a live relay, non-zero once it is gone.
+    script = ROOT / "deploy/healthcheck.sh"
+    ingress, admin = free_port(), free_port()
+    cfg = (f'[ingress]\nlisten = "127.0.0.1:{ingress}"\n[ingress.auth]\nnone = true\n'
+           f'[admin]\nlisten = "127.0.0.1:{admin}"\n[log]\nformat = "json"\nlevel = "warn"\n')
+    hc = lambda port: subprocess.run(["bash", str(script)], env=dict(os.environ, TRIGGER_RELAY_ADMIN_PORT=str(port)),
+                                     capture_output=True, text=True, timeout=10)
+    with LiveRelay(cfg, {}) as relay:
+        if not f.check(relay.get(admin, "/healthz", wait_for=200) == 200, "relay did not come up for the health check test"):
+            return
+        r = hc(admin)
+        f.check(r.returncode == 0, f"deploy/healthcheck.sh failed against a healthy relay: exit {r.returncode} {r.stderr}")
+        r = hc(ingress)
+        f.check(r.returncode != 0, "deploy/healthcheck.sh passed against the ingress port (no /healthz 200 there)")
+    r = hc(admin)
+    f.check(r.returncode != 0, "deploy/healthcheck.sh passed with no relay running")
+
+
+class LiveRelay:
+    """The relay binary running a config on the side, stopped with SIGTERM on exit."""
+
+    def __init__(self, config: str, env: dict[str, str]) -> None:
+        self.dir = tempfile.TemporaryDirectory()
+        path = Path(self.dir.name) / "config.toml"
+        path.write_text(config)
+        full_env = {k: v for k, v in os.environ.items() if k != "TRIGGER_RELAY_CONFIG"} | env
+        # Logs go to a file, not a pipe nobody reads while the relay runs.
+        self.log = Path(self.dir.name) / "relay.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([relay_bin(), "--config", str(path)], env=full_env,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+
+    def get(self, port: int, path: str, wait_for: int | None = None, timeout_s: float = 30) -> int:
+        """GET http://127.0.0.1:port/path; with wait_for, retry until that status (or time out)."""
+        deadline = time.monotonic() + timeout_s
+        status = 0
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                status = 0
+            if wait_for is None and status or status == wait_for or time.monotonic() > deadline or self.proc.poll() is not None:
+                return status
+            time.sleep(0.1)
+
+    def stop(self) -> tuple[int | None, float, str]:
+        """SIGTERM; returns (exit code or None when it had to be killed, seconds taken, stderr)."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        took = time.monotonic() - t0
+        err = self.log.read_text()
+        self.dir.cleanup()
+        return code, took, err
+
+    def __enter__(self) -> "LiveRelay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+GROUPS: dict[str, Callable[[Failures], None]] = {
+    "chart": check_chart,
+    "schema": check_schema,
+    "wiring": check_wiring,
+    "config": check_config,
+    "compose": check_compose,
+    "docker": check_docker,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(GROUPS)
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        print(f"check_deploy: unknown group(s) {unknown}; choose from {list(GROUPS)}", file=sys.stderr)
+        return 2
+    helm.disable_logging()
+    failed = 0
+    for n in names:
+        f = Failures()
+        try:
+            GROUPS[n](f)
+        except Exception as e:  # a crash in a check is a failure with its cause, not a traceback-only exit
+            import traceback
+            f.items.append(f"crashed: {e!r}\n{traceback.format_exc()}")
+        if f.items:
+            failed += 1
+            print(f"FAIL {n}: {len(f.items)} problem(s)")
+            for item in f.items:
+                print("  - " + item.replace("\n", "\n    "))
+        else:
+            print(f"ok   {n}")
+    print(f"{len(names) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
