@@ -203,6 +203,15 @@ pub struct SinksConfig {
     /// NATS connections by name; subscriptions name one in `natsConfig.connection`.
     #[serde(default)]
     pub nats: BTreeMap<String, crate::sinks::nats::NatsConnectionConfig>,
+    /// Settings of the sink every `EVENTBRIDGE` subscription goes through.
+    #[serde(default)]
+    pub eventbridge: crate::sinks::eventbridge::EventBridgeSinkConfig,
+    /// Settings of the sink every `HTTP` subscription goes through.
+    #[serde(default)]
+    pub http: crate::sinks::http::HttpSinkConfig,
+    /// The queue of the `DISCARD` sink.
+    #[serde(default)]
+    pub discard: crate::sinks::stdout::StdoutConfig,
     /// The queue of the `STDOUT` sink.
     #[serde(default)]
     pub stdout: crate::sinks::stdout::StdoutConfig,
@@ -439,6 +448,11 @@ impl Config {
             }
         }
         check_queue("sinks.stdout.queue", &self.sinks.stdout.queue, &mut errors);
+        check_queue(
+            "sinks.discard.queue",
+            &self.sinks.discard.queue,
+            &mut errors,
+        );
         for (name, k) in &self.sinks.kafka {
             k.validate(
                 &format!("sinks.kafka.{name}"),
@@ -449,20 +463,35 @@ impl Config {
         for (name, n) in &self.sinks.nats {
             n.validate(&format!("sinks.nats.{name}"), &mut |p, m| errors.push(p, m));
         }
+        self.sinks
+            .eventbridge
+            .validate("sinks.eventbridge", &mut |p, m| errors.push(p, m));
+        self.sinks
+            .http
+            .validate("sinks.http", &mut |p, m| errors.push(p, m));
         // An event that can never fit in a queue would be answered 503 forever.
-        let queues = std::iter::once(("sinks.stdout.queue".to_string(), self.sinks.stdout.queue))
-            .chain(
-                self.sinks
-                    .kafka
-                    .iter()
-                    .map(|(n, k)| (format!("sinks.kafka.{n}.queue"), k.queue)),
-            )
-            .chain(
-                self.sinks
-                    .nats
-                    .iter()
-                    .map(|(n, c)| (format!("sinks.nats.{n}.queue"), c.queue)),
-            );
+        let queues = [
+            ("sinks.stdout.queue".to_string(), self.sinks.stdout.queue),
+            ("sinks.discard.queue".to_string(), self.sinks.discard.queue),
+            (
+                "sinks.eventbridge.queue".to_string(),
+                self.sinks.eventbridge.queue,
+            ),
+            ("sinks.http.queue".to_string(), self.sinks.http.queue),
+        ]
+        .into_iter()
+        .chain(
+            self.sinks
+                .kafka
+                .iter()
+                .map(|(n, k)| (format!("sinks.kafka.{n}.queue"), k.queue)),
+        )
+        .chain(
+            self.sinks
+                .nats
+                .iter()
+                .map(|(n, c)| (format!("sinks.nats.{n}.queue"), c.queue)),
+        );
         for (path, q) in queues {
             if q.max_bytes < self.ingress.max_body_bytes {
                 errors.push(
@@ -593,10 +622,13 @@ impl Config {
                     "set exactly one of kafkaConfig (a topic) or natsConfig (a subject)",
                 ),
             }
-            if s.kind == SubscriptionType::Stdout {
+            if matches!(s.kind, SubscriptionType::Stdout | SubscriptionType::Discard) {
                 errors.push(
                     format!("{path}.deadLetter"),
-                    "STDOUT subscriptions cannot fail; remove deadLetter",
+                    format!(
+                        "{} subscriptions cannot fail; remove deadLetter",
+                        s.kind.as_str()
+                    ),
                 );
             }
         }
@@ -626,18 +658,30 @@ impl Config {
                     }
                 }
             },
-            SubscriptionType::Stdout => {}
-            SubscriptionType::Http | SubscriptionType::Eventbridge => errors.push(
-                format!("{path}.type"),
-                format!(
-                    "type {} is not available in this version of trigger-relay yet; use KAFKA, NATS or STDOUT",
-                    s.kind.as_str()
+            SubscriptionType::Stdout | SubscriptionType::Discard => {}
+            SubscriptionType::Http => match &s.http_config {
+                None => errors.push(format!("{path}.httpConfig"), "required for type HTTP"),
+                Some(h) => crate::sinks::http::check_subscription(
+                    &format!("{path}.httpConfig"),
+                    h,
+                    &mut |p, m| errors.push(p, m),
                 ),
-            ),
+            },
+            SubscriptionType::Eventbridge => match &s.event_bridge_config {
+                None => errors.push(
+                    format!("{path}.eventBridgeConfig"),
+                    "required for type EVENTBRIDGE",
+                ),
+                Some(e) => crate::sinks::eventbridge::check_subscription(
+                    &format!("{path}.eventBridgeConfig"),
+                    e,
+                    &mut |p, m| errors.push(p, m),
+                ),
+            },
             SubscriptionType::Inline | SubscriptionType::Script | SubscriptionType::Workflow => errors.push(
                 format!("{path}.type"),
                 format!(
-                    "type {} runs inside ISC and cannot be relayed; use KAFKA, NATS or STDOUT",
+                    "type {} runs inside ISC and cannot be relayed; use HTTP, EVENTBRIDGE, KAFKA, NATS or STDOUT",
                     s.kind.as_str()
                 ),
             ),

@@ -48,6 +48,8 @@ pub enum SubscriptionType {
     Nats,
     /// trigger-relay: write JSON lines to standard output (development).
     Stdout,
+    /// trigger-relay: acknowledge and drop (benchmarks, dry runs).
+    Discard,
 }
 
 impl SubscriptionType {
@@ -61,6 +63,7 @@ impl SubscriptionType {
             Self::Kafka => "KAFKA",
             Self::Nats => "NATS",
             Self::Stdout => "STDOUT",
+            Self::Discard => "DISCARD",
         }
     }
 }
@@ -74,7 +77,7 @@ pub enum AckMode {
     Delivered,
 }
 
-/// ISC's `HttpConfig` (the HTTP sink arrives with the sinks issue; the model is here so configs round-trip).
+/// ISC's `HttpConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpConfig {
@@ -108,12 +111,43 @@ pub struct BearerTokenAuthConfig {
     pub bearer_token: Option<Secret>,
 }
 
-/// ISC's `EventBridgeConfig`.
+/// ISC's `EventBridgeConfig` (`awsAccount`, `awsRegion`), plus what a self-hosted relay needs: the bus, the
+/// source, an endpoint override (moto, LocalStack) and which API to call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventBridgeConfig {
     pub aws_account: String,
     pub aws_region: String,
+    /// `putEvents` mode: the bus name or ARN (`default` is the account's default bus).
+    #[serde(default = "default_bus")]
+    pub event_bus_name: String,
+    /// The entries' `Source`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Another endpoint than AWS's for the region (moto, LocalStack, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub mode: EventBridgeMode,
+}
+
+fn default_bus() -> String {
+    "default".into()
+}
+
+fn default_source() -> String {
+    "sailpoint.isc".into()
+}
+
+/// Which EventBridge API the relay calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventBridgeMode {
+    /// PutEvents to the customer's own bus (at most 10 entries per call).
+    #[default]
+    PutEvents,
+    /// PutPartnerEvents from a registered SaaS partner source (at most 20 entries per call).
+    PutPartnerEvents,
 }
 
 /// Where a Kafka record's key comes from.

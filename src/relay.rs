@@ -26,7 +26,10 @@ use crate::model::SubscriptionType;
 use crate::queue::{self, Queue, QueueStats};
 use crate::router::{RouteSpec, Router, RouterMetrics};
 use crate::sinks::dead_letter::DeadLetter;
+use crate::sinks::discard::DiscardSink;
 use crate::sinks::driver::Driver;
+use crate::sinks::eventbridge::{EventBridgeMetrics, EventBridgeSink, EventBridgeTarget};
+use crate::sinks::http::{HttpMetrics, HttpSink};
 use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
 use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::nats::{render_subject, NatsMetrics, NatsSink};
@@ -89,6 +92,8 @@ impl Relay {
         let router_metrics = RouterMetrics::register(&registry)?;
         let kafka_metrics = KafkaMetrics::register(&registry)?;
         let nats_metrics = NatsMetrics::register(&registry)?;
+        let eventbridge_metrics = EventBridgeMetrics::register(&registry)?;
+        let http_metrics = HttpMetrics::register(&registry)?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
         // If start-up fails half way, stop what was already started (readiness probes).
@@ -150,6 +155,86 @@ impl Relay {
             let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
             sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
         }
+        // EventBridge: one sink (one queue) for every EVENTBRIDGE subscription, one client per region and
+        // endpoint.
+        let mut eb_clients: Vec<((String, Option<String>), aws_sdk_eventbridge::Client)> =
+            Vec::new();
+        for s in &enabled {
+            let Some(e) = s
+                .event_bridge_config
+                .as_ref()
+                .filter(|_| s.kind == SubscriptionType::Eventbridge)
+            else {
+                continue;
+            };
+            let key = (e.aws_region.clone(), e.endpoint_url.clone());
+            if !eb_clients.iter().any(|(k, _)| *k == key) {
+                let client = crate::sinks::eventbridge::client(&key.0, key.1.as_deref()).await;
+                eb_clients.push((key, client));
+            }
+        }
+        if !eb_clients.is_empty() {
+            let ready = Readiness::default();
+            // No connection to hold: the sink is ready at once; failures show per event.
+            ready.set();
+            sink_metrics
+                .connected
+                .with_label_values(&["eventbridge"])
+                .set(1);
+            let transport = EventBridgeSink::new(
+                eb_clients.iter().map(|(_, c)| c.clone()).collect(),
+                &config.sinks.eventbridge,
+                Duration::from_millis(config.delivery.delivery_timeout_ms),
+                eventbridge_metrics.retries.clone(),
+                eventbridge_metrics.throttled.clone(),
+            );
+            let worker = Driver::new("eventbridge", transport, sink_metrics.batch("eventbridge"));
+            sinks.add(
+                "eventbridge",
+                config.sinks.eventbridge.queue,
+                Box::new(worker),
+                ready,
+                &sink_metrics,
+            );
+        }
+        if enabled.iter().any(|s| s.kind == SubscriptionType::Http) {
+            let ready = Readiness::default();
+            ready.set();
+            sink_metrics.connected.with_label_values(&["http"]).set(1);
+            let transport = HttpSink::new(
+                &config.sinks.http,
+                Duration::from_millis(config.delivery.delivery_timeout_ms),
+                http_metrics.retries.clone(),
+            )
+            .map_err(|message| StartError::Sink {
+                sink: "http".into(),
+                message,
+            })?;
+            let worker = Driver::new("http", transport, sink_metrics.batch("http"));
+            sinks.add(
+                "http",
+                config.sinks.http.queue,
+                Box::new(worker),
+                ready,
+                &sink_metrics,
+            );
+        }
+        if enabled.iter().any(|s| s.kind == SubscriptionType::Discard) {
+            let ready = Readiness::default();
+            ready.set();
+            sink_metrics
+                .connected
+                .with_label_values(&["discard"])
+                .set(1);
+            let worker = Driver::new("discard", DiscardSink, sink_metrics.batch("discard"));
+            sinks.add(
+                "discard",
+                config.sinks.discard.queue,
+                Box::new(worker),
+                ready,
+                &sink_metrics,
+            );
+        }
         if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
             let ready = Readiness::default();
             let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
@@ -201,6 +286,34 @@ impl Relay {
                     )
                 }
                 SubscriptionType::Stdout => ("stdout".to_string(), Target::Stdout),
+                SubscriptionType::Discard => ("discard".to_string(), Target::Discard),
+                SubscriptionType::Eventbridge => {
+                    let Some(e) = &s.event_bridge_config else {
+                        continue;
+                    };
+                    let key = (e.aws_region.clone(), e.endpoint_url.clone());
+                    let Some(client) = eb_clients.iter().position(|(k, _)| *k == key) else {
+                        continue;
+                    };
+                    (
+                        "eventbridge".to_string(),
+                        Target::EventBridge(EventBridgeTarget {
+                            client,
+                            mode: e.mode,
+                            bus: e.event_bus_name.clone(),
+                            source: e.source.clone(),
+                        }),
+                    )
+                }
+                SubscriptionType::Http => {
+                    let Some(h) = &s.http_config else { continue };
+                    let (uri, auth) =
+                        crate::sinks::http::target(h).map_err(|message| StartError::Sink {
+                            sink: "http".into(),
+                            message: format!("subscription `{}`: {message}", s.name),
+                        })?;
+                    ("http".to_string(), Target::Http { uri, auth })
+                }
                 // Refused by config validation.
                 _ => continue,
             };

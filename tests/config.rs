@@ -237,6 +237,63 @@ options = { "max.in.flight" = 10 }
 }
 
 #[test]
+fn http_and_eventbridge_config_errors() {
+    check(
+        r#"
+[sinks.eventbridge]
+max_entry_bytes = 2000000
+max_in_flight = 0
+[sinks.http]
+request_timeout_ms = 0
+[[subscriptions]]
+name = "h0"
+triggerId = "idn:identity-created"
+type = "HTTP"
+httpConfig = { url = "ftp://x/", httpDispatchMode = "ASYNC" }
+[[subscriptions]]
+name = "h1"
+triggerId = "idn:identity-created"
+type = "HTTP"
+httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BASIC_AUTH" }
+[[subscriptions]]
+name = "h2"
+triggerId = "idn:identity-created"
+type = "HTTP"
+httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = {} }
+[[subscriptions]]
+name = "h3"
+triggerId = "idn:identity-created"
+type = "HTTP"
+[[subscriptions]]
+name = "e0"
+triggerId = "idn:identity-created"
+type = "EVENTBRIDGE"
+eventBridgeConfig = { awsAccount = "12", awsRegion = "US East", source = "aws.events" }
+[[subscriptions]]
+name = "e1"
+triggerId = "idn:identity-created"
+type = "EVENTBRIDGE"
+eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode = "putPartnerEvents", endpointUrl = "localhost:4566" }
+"#,
+        &[
+            "sinks.eventbridge.max_entry_bytes: must be between 1024 and 1048576",
+            "sinks.eventbridge.max_in_flight:",
+            "sinks.http.request_timeout_ms:",
+            "subscriptions[0].httpConfig.httpDispatchMode: ASYNC is for REQUEST_RESPONSE triggers",
+            "subscriptions[0].httpConfig.url: `ftp://x/` must be an http:// or https:// URL",
+            "subscriptions[1].httpConfig.basicAuthConfig: required for httpAuthenticationType BASIC_AUTH",
+            "subscriptions[2].httpConfig.bearerTokenAuthConfig.bearerToken: required",
+            "subscriptions[3].httpConfig: required for type HTTP",
+            "subscriptions[4].eventBridgeConfig.awsAccount: must be a 12-digit AWS account id",
+            "subscriptions[4].eventBridgeConfig.awsRegion: `US East` is not an AWS region",
+            "subscriptions[4].eventBridgeConfig.source: sources starting with `aws.` are AWS's own",
+            "subscriptions[5].eventBridgeConfig.source: a partner event source is named `aws.partner/",
+            "subscriptions[5].eventBridgeConfig.endpointUrl: `localhost:4566` is not an http(s) URL",
+        ],
+    );
+}
+
+#[test]
 fn dead_letter_errors() {
     check(
         r#"

@@ -426,11 +426,12 @@ def check_compose(f: Failures) -> None:
     run_check_config(f, binary, text, env, str(cfg_file.relative_to(ROOT)))
     cfg = tomllib.loads(text)
     kinds = {s["type"] for s in cfg.get("subscriptions", [])}
-    f.check({"KAFKA", "NATS"} <= kinds, f"{cfg_file.name}: wires {sorted(kinds)}, needs KAFKA and NATS")
+    f.check({"KAFKA", "NATS", "EVENTBRIDGE"} <= kinds,
+            f"{cfg_file.name}: wires {sorted(kinds)}, needs KAFKA, NATS and EVENTBRIDGE")
     f.check(any(s.get("natsConfig", {}).get("jetstream") for s in cfg.get("subscriptions", [])),
             f"{cfg_file.name}: no JetStream subscription")
-    f.check("# EVENTBRIDGE-SUBSCRIPTION" in text and 'type = "EVENTBRIDGE"' in text,
-            f"{cfg_file.name}: the EventBridge subscription (commented until the sink lands) is missing")
+    f.check(any("moto" in s.get("eventBridgeConfig", {}).get("endpointUrl", "") for s in cfg.get("subscriptions", [])),
+            f"{cfg_file.name}: the EventBridge subscription does not go to the compose moto service")
     ports = {listen_port(cfg["ingress"]["listen"]), listen_port(cfg["admin"]["listen"])}
     published = {int(p.rsplit(":", 1)[1]) for p in relay.get("ports", [])}
     f.check(ports <= published, f"compose.yaml: relay listens on {sorted(ports)} but publishes {sorted(published)}")

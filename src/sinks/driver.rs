@@ -43,6 +43,10 @@ pub trait Transport: Send + Sync + 'static {
     fn start(&self, batch: Vec<Delivery>) -> BoxFuture<'_, Vec<InFlight>>;
     /// Push out what the client still buffers, waiting at most `within`.
     fn flush(&self, within: Duration) -> BoxFuture<'_, ()>;
+    /// How long to wait for more deliveries to fill a batch (0: send what is there).
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A sink worker: a [`Transport`] driven by the shared loop.
@@ -95,6 +99,7 @@ impl<T: Transport> SinkWorker for Driver<T> {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let take = self.transport.take().max(1);
+            let linger = self.transport.linger();
             let max = self.transport.max_in_flight().max(1);
             let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
             let mut outstanding = 0usize;
@@ -126,6 +131,22 @@ impl<T: Transport> SinkWorker for Driver<T> {
                             open = false;
                             continue;
                         }
+                        if !linger.is_zero() && n < room {
+                            // Fill the batch for up to `linger` (bounded, like Kafka's linger.ms).
+                            let until = tokio::time::Instant::now() + linger;
+                            while buf.len() < room {
+                                let want = room - buf.len();
+                                match tokio::time::timeout_at(until, rx.recv_many(&mut buf, want)).await {
+                                    Ok(0) => {
+                                        open = false;
+                                        break;
+                                    }
+                                    Ok(_) => {}
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        let n = buf.len();
                         self.batch.observe(n as f64);
                         outstanding += n;
                         let batch = std::mem::replace(&mut buf, Vec::with_capacity(take));

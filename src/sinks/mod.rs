@@ -18,7 +18,10 @@ use crate::model::KafkaKey;
 use crate::queue::QueueReceiver;
 
 pub mod dead_letter;
+pub mod discard;
 pub mod driver;
+pub mod eventbridge;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod nats;
@@ -75,7 +78,14 @@ pub enum Target {
         jetstream: bool,
         expected_stream: Option<String>,
     },
+    EventBridge(eventbridge::EventBridgeTarget),
+    Http {
+        uri: ::http::Uri,
+        /// The `Authorization` header (marked sensitive), if the subscription authenticates.
+        auth: Option<::http::HeaderValue>,
+    },
     Stdout,
+    Discard,
 }
 
 /// Whether a sink has reached its destination once and its worker is still running (readiness).

@@ -2,6 +2,9 @@
 //! reach real brokers (started by `scripts/test`, or by a test itself when it needs to stop one).
 #![allow(dead_code)]
 
+pub mod aws;
+pub mod webhook;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

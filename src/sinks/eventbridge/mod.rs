@@ -1,0 +1,36 @@
+//! The EventBridge sink (`EVENTBRIDGE` subscriptions, ISC's `eventBridgeConfig`): entries shaped as ISC's
+//! native integration shapes them (`DetailType` = trigger id, `Detail` = the payload with `_metadata`,
+//! `Source` configurable), so rules written for ISC's partner events keep matching.
+//!
+//! `mode = "putEvents"` (default) sends to the customer's own bus, at most 10 entries per call;
+//! `"putPartnerEvents"` is for registered SaaS partners (`aws.partner/…` sources), at most 20. Calls are cut
+//! by count and by size (AWS counts Source + DetailType + Detail + Resources; `max_entry_bytes`). An entry
+//! too large for any call fails as `too_large` and goes to the dead letter. When a call reports
+//! `FailedEntryCount > 0`, only the failed entries are sent again, with backoff (longer when throttled),
+//! until `delivery_timeout_ms`; entries failing with a non-retriable code are rejected (dead letter).
+//! The SDK's own retries are off, so every attempt is counted here. Credentials come from the standard AWS
+//! chain (environment, profile, web identity / IRSA); the region from the subscription.
+
+mod config;
+mod metrics;
+mod sink;
+
+pub(crate) use config::check_subscription;
+pub use config::{EventBridgeSinkConfig, DEFAULT_MAX_ENTRY_BYTES};
+pub use metrics::EventBridgeMetrics;
+pub use sink::{EventBridgeSink, EventBridgeTarget};
+
+/// An EventBridge client for a region and an optional endpoint (moto, LocalStack), credentials from the
+/// standard chain.
+pub async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_eventbridge::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .load()
+        .await;
+    let mut b = aws_sdk_eventbridge::config::Builder::from(&shared)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(url) = endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_eventbridge::Client::from_conf(b.build())
+}
