@@ -1,5 +1,6 @@
 //! The admin listener, on its own port so it is never exposed with the ingress: `/metrics` (Prometheus text),
-//! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, and not draining).
+//! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, and not draining),
+//! and the Triggers API (`api`) when it is enabled.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct AdminState {
     pub registry: Registry,
     pub sinks: Vec<(String, Readiness)>,
     pub draining: Arc<AtomicBool>,
+    /// The Triggers API, when `[api]` enables it.
+    pub api: Option<Arc<crate::api::ApiState>>,
 }
 
 impl AdminState {
@@ -44,6 +47,11 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 }
 
 pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(api) = &state.api {
+        if crate::api::ApiState::serves(req.uri().path()) {
+            return api.handle(req).await;
+        }
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -35,6 +35,9 @@ pub struct Config {
     pub sinks: SinksConfig,
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// The Triggers management API on the admin listener (off unless `[api]` enables it).
+    #[serde(default)]
+    pub api: ApiConfig,
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
 }
@@ -242,6 +245,85 @@ fn default_queue_events() -> usize {
 fn default_queue_bytes() -> u64 {
     64 * 1024 * 1024
 }
+
+/// `[api]`: ISC's Triggers API served on the admin listener, with its own clients and a durable store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where subscriptions created through the API are kept (a JSON file, written atomically, mode 0600).
+    #[serde(default)]
+    pub store_path: Option<std::path::PathBuf>,
+    /// OAuth clients (`POST /oauth/token`, client credentials).
+    #[serde(default)]
+    pub clients: Vec<ApiClientConfig>,
+    /// Static bearer tokens, each with its scopes.
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenConfig>,
+    /// Requests per client per window (ISC: 100 per 10 s); more get 429.
+    #[serde(default = "default_rate_requests")]
+    pub rate_limit_requests: u32,
+    #[serde(default = "default_rate_window")]
+    pub rate_limit_window_ms: u64,
+    /// Lifetime of an access token from `/oauth/token`.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_s: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            store_path: None,
+            clients: Vec::new(),
+            tokens: Vec::new(),
+            rate_limit_requests: default_rate_requests(),
+            rate_limit_window_ms: default_rate_window(),
+            token_ttl_s: default_token_ttl(),
+        }
+    }
+}
+
+fn default_rate_requests() -> u32 {
+    100
+}
+fn default_rate_window() -> u64 {
+    10_000
+}
+fn default_token_ttl() -> u64 {
+    3_600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiClientConfig {
+    pub client_id: String,
+    /// SHA-256 of the client secret, hex (`printf %s "$SECRET" | sha256sum`): the secret itself is never stored.
+    pub client_secret_sha256: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    /// A name for logs and rate limits.
+    pub name: String,
+    pub token: Secret,
+    pub scopes: Vec<String>,
+}
+
+/// The scopes the API knows (ISC's names); `sp:scopes:all` grants every one.
+pub const API_SCOPES: &[&str] = &[
+    "sp:trigger-service-subscriptions:read",
+    "sp:trigger-service-subscriptions:manage",
+    "sp:trigger-service-invocation-status:read",
+    "sp:trigger-service-invocation-status:manage",
+    "sp:scopes:all",
+];
+
+/// ISC's limit of subscriptions per FIRE_AND_FORGET trigger.
+pub const MAX_SUBSCRIPTIONS_PER_TRIGGER: usize = 50;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -503,7 +585,66 @@ impl Config {
                 );
             }
         }
+        let a = &self.api;
+        if a.enabled {
+            if a.store_path.is_none() {
+                errors.push(
+                    "api.store_path",
+                    "required when the API is enabled (a file the relay can write)",
+                );
+            }
+            if a.clients.is_empty() && a.tokens.is_empty() {
+                errors.push("api", "no clients and no tokens: nobody could call the API");
+            }
+        }
+        if a.rate_limit_requests == 0 || a.rate_limit_window_ms == 0 {
+            errors.push(
+                "api.rate_limit_requests",
+                "rate_limit_requests and rate_limit_window_ms must be greater than 0",
+            );
+        }
+        if a.token_ttl_s == 0 {
+            errors.push("api.token_ttl_s", "must be greater than 0");
+        }
+        for (i, c) in a.clients.iter().enumerate() {
+            if c.client_id.is_empty() {
+                errors.push(format!("api.clients[{i}].client_id"), "must not be empty");
+            }
+            if c.client_secret_sha256.len() != 64
+                || !c
+                    .client_secret_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+            {
+                errors.push(
+                    format!("api.clients[{i}].client_secret_sha256"),
+                    "must be 64 hex digits: printf %s \"$SECRET\" | sha256sum",
+                );
+            }
+            check_scopes(&format!("api.clients[{i}].scopes"), &c.scopes, &mut errors);
+        }
+        for (i, t) in a.tokens.iter().enumerate() {
+            if t.token.expose().len() < 16 {
+                errors.push(
+                    format!("api.tokens[{i}].token"),
+                    "must be at least 16 characters",
+                );
+            }
+            check_scopes(&format!("api.tokens[{i}].scopes"), &t.scopes, &mut errors);
+        }
         let catalog = self.catalog_checked(&mut errors);
+        let mut per_trigger: std::collections::HashMap<&str, usize> = Default::default();
+        for s in &self.subscriptions {
+            *per_trigger.entry(s.trigger_id.as_str()).or_default() += 1;
+        }
+        for (t, n) in per_trigger {
+            if n > MAX_SUBSCRIPTIONS_PER_TRIGGER {
+                errors.push(
+                    "subscriptions",
+                    format!("{n} subscriptions for `{t}`: ISC allows at most {MAX_SUBSCRIPTIONS_PER_TRIGGER} per trigger"),
+                );
+            }
+        }
         let mut names = HashSet::new();
         let mut ids = HashSet::new();
         for (i, s) in self.subscriptions.iter().enumerate() {
@@ -527,6 +668,14 @@ impl Config {
         }
     }
 
+    /// Check one subscription as the config would (the API's POST, PUT and PATCH); paths start at `path`.
+    pub fn check_subscription(&self, path: &str, s: &Subscription) -> Vec<ConfigError> {
+        let mut errors = Errors(Vec::new());
+        let catalog = self.catalog_checked(&mut errors);
+        self.validate_subscription(path, s, &catalog, &mut errors);
+        errors.0
+    }
+
     fn validate_subscription(
         &self,
         path: &str,
@@ -536,6 +685,15 @@ impl Config {
     ) {
         if s.name.trim().is_empty() {
             errors.push(format!("{path}.name"), "must not be empty");
+        }
+        if !iso8601_duration(&s.response_deadline) {
+            errors.push(
+                format!("{path}.responseDeadline"),
+                format!(
+                    "`{}` is not an ISO-8601 duration such as PT1H",
+                    s.response_deadline
+                ),
+            );
         }
         match catalog.get(&s.trigger_id) {
             None => errors.push(
@@ -582,6 +740,21 @@ impl Config {
                 "natsConfig",
                 s.nats_config.is_some(),
                 SubscriptionType::Nats,
+            ),
+            (
+                "inlineConfig",
+                s.inline_config.is_some(),
+                SubscriptionType::Inline,
+            ),
+            (
+                "scriptConfig",
+                s.script_config.is_some(),
+                SubscriptionType::Script,
+            ),
+            (
+                "workflowConfig",
+                s.workflow_config.is_some(),
+                SubscriptionType::Workflow,
             ),
         ];
         for (key, present, kind) in configs {
@@ -857,4 +1030,58 @@ fn expand(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, Stri
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn check_scopes(path: &str, scopes: &[String], errors: &mut Errors) {
+    if scopes.is_empty() {
+        errors.push(
+            path,
+            format!("list at least one of {}", API_SCOPES.join(", ")),
+        );
+    }
+    for (i, sc) in scopes.iter().enumerate() {
+        if !API_SCOPES.contains(&sc.as_str()) {
+            errors.push(
+                format!("{path}[{i}]"),
+                format!("`{sc}` is not one of {}", API_SCOPES.join(", ")),
+            );
+        }
+    }
+}
+
+/// ISO-8601 durations as ISC takes them: `P[nY][nM][nW][nD][T[nH][nM][n[.n]S]]`, at least one part.
+pub fn iso8601_duration(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('P') else {
+        return false;
+    };
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    fn parts(s: &str, units: &[char], fraction_last: bool) -> Option<usize> {
+        let mut n = 0;
+        let mut number = String::new();
+        let mut next_unit = 0;
+        for c in s.chars() {
+            if c.is_ascii_digit() || (c == '.' && fraction_last && !number.is_empty()) {
+                number.push(c);
+                continue;
+            }
+            let at = units[next_unit..].iter().position(|u| *u == c)? + next_unit;
+            if number.is_empty() || (number.contains('.') && at != units.len() - 1) {
+                return None;
+            }
+            number.clear();
+            next_unit = at + 1;
+            n += 1;
+        }
+        number.is_empty().then_some(n)
+    }
+    let Some(d) = parts(date, &['Y', 'M', 'W', 'D'], false) else {
+        return false;
+    };
+    match time {
+        None => d > 0,
+        Some(t) => matches!(parts(t, &['H', 'M', 'S'], true), Some(n) if n > 0),
+    }
 }

@@ -75,7 +75,7 @@ pub struct ApiError {
     /// Seconds for `Retry-After` (503, 429).
     pub retry_after_s: Option<u64>,
     /// Extra header (e.g. `Allow` on 405, `WWW-Authenticate` on 401).
-    pub header: Option<(header::HeaderName, HeaderValue)>,
+    pub header: Option<Box<(header::HeaderName, HeaderValue)>>,
 }
 
 impl ApiError {
@@ -106,7 +106,7 @@ impl ApiError {
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.header = Some((name, value));
+        self.header = Some(Box::new((name, value)));
         self
     }
 
@@ -149,7 +149,7 @@ impl ApiError {
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if let Some((name, value)) = self.header {
+        if let Some((name, value)) = self.header.map(|b| *b) {
             h.insert(name, value);
         }
         resp

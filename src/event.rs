@@ -10,7 +10,7 @@
 //! tracking id and reported by the shutdown; nothing accepted disappears silently.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::queue::Reservation;
 use crate::router::Route;
 use crate::sinks::SinkError;
+use crate::status::{InvocationKind, Status, StatusLog};
 
 #[derive(Debug)]
 pub struct Event {
@@ -28,6 +29,8 @@ pub struct Event {
     pub tracking_id: String,
     pub body: Bytes,
     pub received: Instant,
+    /// A test invocation (`POST /trigger-invocations/test`): its `contentJson`. `None` for real-time events.
+    pub test: Option<serde_json::Value>,
     /// The body parsed once, on first use, for every subscription that needs it (a Kafka key pointer).
     parsed: OnceLock<Option<serde_json::Value>>,
 }
@@ -46,6 +49,7 @@ impl Event {
             tracking_id,
             body,
             received,
+            test: None,
             parsed: OnceLock::new(),
         }
     }
@@ -120,6 +124,30 @@ impl Delivery {
                 error = %e,
                 "event not delivered"
             );
+        }
+        if let Some(log) = &self.route.statuses {
+            let (kind, content) = match &self.event.test {
+                Some(c) => (InvocationKind::Test, c.clone()),
+                None => (InvocationKind::RealTime, serde_json::json!({})),
+            };
+            let now = SystemTime::now();
+            log.record(Status {
+                id: self
+                    .event
+                    .invocation_id
+                    .as_deref()
+                    .unwrap_or(&self.event.tracking_id)
+                    .to_string(),
+                trigger_id: self.event.trigger_id.clone(),
+                subscription_id: self.route.subscription_id.clone(),
+                subscription_name: self.route.subscription_name.clone(),
+                kind,
+                created: now.checked_sub(latency).unwrap_or(now),
+                completed: now,
+                input: StatusLog::keepable(&self.event.body),
+                content_json: content,
+                error: outcome.as_ref().err().map(|e| e.to_string()),
+            });
         }
         if let Some(tx) = self.ack.take() {
             let _ = tx.send(outcome);

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -17,8 +18,10 @@ pub mod model;
 pub mod queue;
 pub mod relay;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod sinks;
+pub mod status;
 pub mod telemetry;
 
 pub use config::Config;

@@ -237,6 +237,9 @@ pub struct Subscription {
     #[serde(default)]
     pub description: Option<String>,
     pub trigger_id: String,
+    /// ISC's responses carry it; in a request it is ignored (the catalog knows the name).
+    #[serde(default, skip_serializing)]
+    pub trigger_name: Option<String>,
     #[serde(rename = "type")]
     pub kind: SubscriptionType,
     #[serde(default = "default_deadline")]
@@ -259,6 +262,13 @@ pub struct Subscription {
     /// trigger-relay: where events go that failed for good (optional).
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
+    /// ISC's configs of the types that run inside ISC: accepted in the model, refused by validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_config: Option<serde_json::Value>,
 }
 
 /// trigger-relay's `deadLetter`: a Kafka topic or a NATS subject (exactly one) on a configured connection.

@@ -24,17 +24,17 @@ use crate::config::{Config, ConfigErrors};
 use crate::ingress::{Authenticator, IngressMetrics, IngressState};
 use crate::model::SubscriptionType;
 use crate::queue::{self, Queue, QueueStats};
-use crate::router::{RouteSpec, Router, RouterMetrics};
-use crate::sinks::dead_letter::DeadLetter;
+use crate::router::{Router, RouterMetrics};
+use crate::routes::RouteBuilder;
 use crate::sinks::discard::DiscardSink;
 use crate::sinks::driver::Driver;
-use crate::sinks::eventbridge::{EventBridgeMetrics, EventBridgeSink, EventBridgeTarget};
+use crate::sinks::eventbridge::{EventBridgeMetrics, EventBridgeSink};
 use crate::sinks::http::{HttpMetrics, HttpSink};
 use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
 use crate::sinks::metrics::SinkMetrics;
-use crate::sinks::nats::{render_subject, NatsMetrics, NatsSink};
+use crate::sinks::nats::{NatsMetrics, NatsSink};
 use crate::sinks::stdout::StdoutSink;
-use crate::sinks::{Readiness, SinkWorker, Target};
+use crate::sinks::{Readiness, SinkWorker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -155,25 +155,12 @@ impl Relay {
             let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
             sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
         }
-        // EventBridge: one sink (one queue) for every EVENTBRIDGE subscription, one client per region and
-        // endpoint.
-        let mut eb_clients: Vec<((String, Option<String>), aws_sdk_eventbridge::Client)> =
-            Vec::new();
-        for s in &enabled {
-            let Some(e) = s
-                .event_bridge_config
-                .as_ref()
-                .filter(|_| s.kind == SubscriptionType::Eventbridge)
-            else {
-                continue;
-            };
-            let key = (e.aws_region.clone(), e.endpoint_url.clone());
-            if !eb_clients.iter().any(|(k, _)| *k == key) {
-                let client = crate::sinks::eventbridge::client(&key.0, key.1.as_deref()).await;
-                eb_clients.push((key, client));
-            }
-        }
-        if !eb_clients.is_empty() {
+        // The API may add subscriptions of ISC's types at any time: their sinks then always run.
+        let api_on = config.api.enabled;
+        let uses = |kind: SubscriptionType| enabled.iter().any(|s| s.kind == kind);
+        // EventBridge: one sink (one queue) for every EVENTBRIDGE subscription; the route builder makes one
+        // client per region and endpoint.
+        if api_on || uses(SubscriptionType::Eventbridge) {
             let ready = Readiness::default();
             // No connection to hold: the sink is ready at once; failures show per event.
             ready.set();
@@ -182,7 +169,6 @@ impl Relay {
                 .with_label_values(&["eventbridge"])
                 .set(1);
             let transport = EventBridgeSink::new(
-                eb_clients.iter().map(|(_, c)| c.clone()).collect(),
                 &config.sinks.eventbridge,
                 Duration::from_millis(config.delivery.delivery_timeout_ms),
                 eventbridge_metrics.retries.clone(),
@@ -197,7 +183,7 @@ impl Relay {
                 &sink_metrics,
             );
         }
-        if enabled.iter().any(|s| s.kind == SubscriptionType::Http) {
+        if api_on || uses(SubscriptionType::Http) {
             let ready = Readiness::default();
             ready.set();
             sink_metrics.connected.with_label_values(&["http"]).set(1);
@@ -219,7 +205,7 @@ impl Relay {
                 &sink_metrics,
             );
         }
-        if enabled.iter().any(|s| s.kind == SubscriptionType::Discard) {
+        if uses(SubscriptionType::Discard) {
             let ready = Readiness::default();
             ready.set();
             sink_metrics
@@ -235,7 +221,7 @@ impl Relay {
                 &sink_metrics,
             );
         }
-        if enabled.iter().any(|s| s.kind == SubscriptionType::Stdout) {
+        if uses(SubscriptionType::Stdout) {
             let ready = Readiness::default();
             let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
             sink_metrics.connected.with_label_values(&["stdout"]).set(1);
@@ -248,117 +234,62 @@ impl Relay {
             );
         }
 
-        let mut router = Router::new(catalog.clone());
-        for s in &enabled {
-            let (sink, target) = match s.kind {
-                SubscriptionType::Kafka => {
-                    let Some(k) = &s.kafka_config else { continue };
-                    let cluster =
-                        config
-                            .kafka_cluster_for(k)
-                            .map_err(|message| StartError::Sink {
-                                sink: "kafka".into(),
-                                message,
-                            })?;
-                    (
-                        format!("kafka.{cluster}"),
-                        Target::Kafka {
-                            topic: k.topic.clone(),
-                            key: k.key.clone(),
-                        },
-                    )
-                }
-                SubscriptionType::Nats => {
-                    let Some(n) = &s.nats_config else { continue };
-                    let sink_err = |message| StartError::Sink {
-                        sink: "nats".into(),
-                        message,
-                    };
-                    let connection = config.nats_connection_for(n).map_err(sink_err)?;
-                    let subject = render_subject(&n.subject, &s.trigger_id).map_err(sink_err)?;
-                    (
-                        format!("nats.{connection}"),
-                        Target::Nats {
-                            subject,
-                            jetstream: n.jetstream,
-                            expected_stream: n.expected_stream.clone(),
-                        },
-                    )
-                }
-                SubscriptionType::Stdout => ("stdout".to_string(), Target::Stdout),
-                SubscriptionType::Discard => ("discard".to_string(), Target::Discard),
-                SubscriptionType::Eventbridge => {
-                    let Some(e) = &s.event_bridge_config else {
-                        continue;
-                    };
-                    let key = (e.aws_region.clone(), e.endpoint_url.clone());
-                    let Some(client) = eb_clients.iter().position(|(k, _)| *k == key) else {
-                        continue;
-                    };
-                    (
-                        "eventbridge".to_string(),
-                        Target::EventBridge(EventBridgeTarget {
-                            client,
-                            mode: e.mode,
-                            bus: e.event_bus_name.clone(),
-                            source: e.source.clone(),
-                        }),
-                    )
-                }
-                SubscriptionType::Http => {
-                    let Some(h) = &s.http_config else { continue };
-                    let (uri, auth) =
-                        crate::sinks::http::target(h).map_err(|message| StartError::Sink {
-                            sink: "http".into(),
-                            message: format!("subscription `{}`: {message}", s.name),
-                        })?;
-                    ("http".to_string(), Target::Http { uri, auth })
-                }
-                // Refused by config validation.
-                _ => continue,
-            };
-            let Some(queue) = sinks.queues.get(&sink).cloned() else {
-                continue;
-            };
-            let id = s.effective_id();
-            let filter = match &s.filter {
-                Some(f) => {
-                    Some(
-                        crate::filter::Filter::compile(f).map_err(|e| StartError::Sink {
-                            sink: sink.clone(),
-                            message: format!("subscription `{}`: filter: {e}", s.name),
-                        })?,
-                    )
-                }
-                None => None,
-            };
-            let dead_letter = match &s.dead_letter {
-                None => None,
-                Some(dl) => Some(Arc::new(
-                    dead_letter(&config, s, dl, &kafka_producers, &nats_clients).map_err(
-                        |message| StartError::Sink {
-                            sink: sink.clone(),
-                            message: format!("subscription `{}`: deadLetter: {message}", s.name),
-                        },
-                    )?,
-                )),
-            };
-            let spec = RouteSpec {
-                dead_letter,
-                metrics: sink_metrics.route(&sink, &id),
-                subscription_id: id,
-                subscription_name: s.name.clone(),
-                trigger_id: s.trigger_id.clone(),
-                sink,
-                target,
-                ack: s.ack_mode.unwrap_or(config.delivery.ack),
-                filter,
-            };
-            router.add(spec, queue, &router_metrics);
-        }
+        let statuses = api_on.then(|| Arc::new(crate::status::StatusLog::default()));
         let stats: Vec<QueueStats> = sinks.queues.values().map(Queue::stats).collect();
-        drop(sinks.queues);
+        let builder = RouteBuilder {
+            config: Arc::new(config.clone()),
+            catalog: catalog.clone(),
+            queues: std::mem::take(&mut sinks.queues),
+            kafka_producers,
+            nats_clients,
+            eventbridge_clients: tokio::sync::Mutex::new(Vec::new()),
+            sink_metrics: sink_metrics.clone(),
+            router_metrics: router_metrics.clone(),
+            statuses: statuses.clone(),
+        };
+        // Subscriptions from the API's store join the config file's.
+        let store = match (&config.api.store_path, api_on) {
+            (Some(path), true) => Some(crate::api::store::Store::open(path).map_err(
+                |message| StartError::Sink {
+                    sink: "api".into(),
+                    message,
+                },
+            )?),
+            _ => None,
+        };
+        let mut all = config.subscriptions.clone();
+        if let Some(store) = &store {
+            for s in store.list() {
+                let problems = config.check_subscription("", &s);
+                if problems.is_empty() {
+                    all.push(s);
+                } else {
+                    let list: Vec<String> = problems.iter().map(|e| e.to_string()).collect();
+                    tracing::error!(subscription = %s.effective_id(), name = %s.name, problems = ?list, "a stored subscription no longer fits the config; it is not routed (fix the config, or change it through the API)");
+                }
+            }
+        }
+        let router = builder
+            .build(&all)
+            .await
+            .map_err(|message| StartError::Sink {
+                sink: "router".into(),
+                message,
+            })?;
+        let builder = Arc::new(tokio::sync::Mutex::new(Some(builder)));
         let router = Arc::new(ArcSwap::from_pointee(router));
+        let api = match store {
+            Some(store) => Some(Arc::new(crate::api::ApiState::new(
+                &config,
+                catalog.clone(),
+                store,
+                builder.clone(),
+                router.clone(),
+                statuses.clone().unwrap_or_default(),
+                &registry,
+            )?)),
+            None => None,
+        };
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -426,6 +357,7 @@ impl Relay {
             registry,
             sinks: sinks.readiness,
             draining: draining.clone(),
+            api,
         });
 
         let ingress_stop = CancellationToken::new();
@@ -472,6 +404,8 @@ impl Relay {
                 let _ = ingress_task.await;
             }
             // The last senders go with the table: the queues close and the workers drain them.
+            // The builder holds queue senders too: take it (the API's writes stop with it), then swap the table.
+            drop(builder.lock().await.take());
             router.store(Arc::new(Router::new(catalog)));
             drop(router);
             let drained = tokio::time::timeout_at(deadline, workers.wait())
@@ -560,38 +494,4 @@ impl SinkSet {
             .push((name.to_string(), worker, rx, ready.clone()));
         self.readiness.push((name.to_string(), ready));
     }
-}
-
-/// The dead letter of one subscription, on a connection the relay already has.
-fn dead_letter(
-    config: &Config,
-    s: &crate::model::Subscription,
-    dl: &crate::model::DeadLetterConfig,
-    kafka: &BTreeMap<String, rdkafka::producer::FutureProducer>,
-    nats: &BTreeMap<String, async_nats::Client>,
-) -> Result<DeadLetter, String> {
-    if let Some(k) = &dl.kafka_config {
-        let cluster = config.kafka_cluster_for(k)?;
-        let producer = kafka
-            .get(cluster)
-            .ok_or_else(|| format!("no Kafka cluster `{cluster}`"))?;
-        return Ok(DeadLetter::Kafka {
-            producer: producer.clone(),
-            sink: format!("kafka.{cluster}"),
-            topic: k.topic.clone(),
-        });
-    }
-    if let Some(n) = &dl.nats_config {
-        let connection = config.nats_connection_for(n)?;
-        let client = nats
-            .get(connection)
-            .ok_or_else(|| format!("no NATS connection `{connection}`"))?;
-        return Ok(DeadLetter::Nats {
-            client: client.clone(),
-            sink: format!("nats.{connection}"),
-            subject: render_subject(&n.subject, &s.trigger_id)?,
-            jetstream: n.jetstream,
-        });
-    }
-    Err("set kafkaConfig or natsConfig".into())
 }

@@ -32,6 +32,8 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// Where permanently failed events go (`deadLetter`), if anywhere.
     pub dead_letter: Option<Arc<DeadLetter>>,
+    /// Where outcomes are recorded for `GET /trigger-invocations/status` (when the API is on).
+    pub statuses: Option<Arc<crate::status::StatusLog>>,
     filter_metrics: FilterCounters,
 }
 
@@ -100,6 +102,7 @@ pub struct RouteSpec {
     pub filter: Option<Filter>,
     pub metrics: RouteMetrics,
     pub dead_letter: Option<Arc<DeadLetter>>,
+    pub statuses: Option<Arc<crate::status::StatusLog>>,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,7 @@ impl Router {
             filter: spec.filter,
             metrics: spec.metrics,
             dead_letter: spec.dead_letter,
+            statuses: spec.statuses,
         };
         let entry = self
             .triggers

@@ -19,16 +19,42 @@ use crate::sinks::{SinkError, Target};
 const TAKE: usize = 200;
 
 /// Where one subscription's entries go: which client (region + endpoint), which API, bus and source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct EventBridgeTarget {
-    /// Index into the sink's clients.
-    pub client: usize,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub client: Client,
     pub mode: EventBridgeMode,
     pub bus: String,
     pub source: String,
 }
 
+impl std::fmt::Debug for EventBridgeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBridgeTarget")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("mode", &self.mode)
+            .field("bus", &self.bus)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Entries that can share a call.
+type GroupKey = (String, Option<String>, EventBridgeMode, String, String);
+
 impl EventBridgeTarget {
+    fn group(&self) -> GroupKey {
+        (
+            self.region.clone(),
+            self.endpoint.clone(),
+            self.mode,
+            self.bus.clone(),
+            self.source.clone(),
+        )
+    }
+
     fn max_entries(&self) -> usize {
         match self.mode {
             EventBridgeMode::PutEvents => 10,
@@ -38,7 +64,6 @@ impl EventBridgeTarget {
 }
 
 pub struct EventBridgeSink {
-    clients: Vec<Client>,
     max_entry_bytes: usize,
     max_in_flight: usize,
     request_timeout: Duration,
@@ -50,14 +75,12 @@ pub struct EventBridgeSink {
 
 impl EventBridgeSink {
     pub fn new(
-        clients: Vec<Client>,
         config: &super::EventBridgeSinkConfig,
         delivery_timeout: Duration,
         retries: IntCounter,
         throttled: IntCounter,
     ) -> Self {
         Self {
-            clients,
             max_entry_bytes: config.max_entry_bytes,
             max_in_flight: config.max_in_flight,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -205,7 +228,7 @@ impl EventBridgeSink {
     /// Send one batch until every entry is accepted, failed for good, or out of time; retry only the
     /// entries that failed, with backoff (longer when throttled).
     fn send_batch(&self, t: EventBridgeTarget, mut batch: Vec<Delivery>) -> InFlight {
-        let client = self.clients[t.client].clone();
+        let client = t.client.clone();
         let request_timeout = self.request_timeout;
         let delivery_timeout = self.delivery_timeout;
         let retries = self.retries.clone();
@@ -297,7 +320,8 @@ impl Transport for EventBridgeSink {
     fn start(&self, batch: Vec<Delivery>) -> BoxFuture<'_, Vec<InFlight>> {
         let mut out: Vec<InFlight> = Vec::new();
         // Group by destination, keeping queue order within each; cut calls by count and by size.
-        let mut groups: HashMap<EventBridgeTarget, (Vec<Delivery>, usize)> = HashMap::new();
+        let mut groups: HashMap<GroupKey, (EventBridgeTarget, Vec<Delivery>, usize)> =
+            HashMap::new();
         for d in batch {
             let Target::EventBridge(t) = &d.route.target else {
                 let e = Err(SinkError::Rejected(
@@ -316,7 +340,9 @@ impl Transport for EventBridgeSink {
                 out.push(Box::pin(std::future::ready(vec![(d, e)])));
                 continue;
             }
-            let (group, bytes) = groups.entry(t.clone()).or_default();
+            let (_, group, bytes) = groups
+                .entry(t.group())
+                .or_insert_with(|| (t.clone(), Vec::new(), 0));
             if group.len() == t.max_entries() || *bytes + size > self.max_entry_bytes {
                 out.push(self.send_batch(t.clone(), std::mem::take(group)));
                 *bytes = 0;
@@ -324,7 +350,7 @@ impl Transport for EventBridgeSink {
             group.push(d);
             *bytes += size;
         }
-        for (t, (group, _)) in groups {
+        for (_, (t, group, _)) in groups {
             if !group.is_empty() {
                 out.push(self.send_batch(t, group));
             }

@@ -1,0 +1,832 @@
+//! ISC's Triggers API, served by the relay on the admin listener (never on the public ingress), so the tools
+//! people use with ISC — SailPoint's SDKs, Postman collections, scripts — manage the relay's subscriptions.
+//!
+//! One handler set, two mounts: `/beta/...` as ISC's beta spec documents it, and the newer `/…/v1` paths that
+//! SailPoint's current SDK calls (`/triggers/v1`, `/trigger-subscriptions/v1/{id}`, ...). Access is ISC's too:
+//! `POST /oauth/token` (client credentials) or a static bearer token, ISC's scope names, 100 requests per 10 s
+//! per caller, and ISC's error shapes.
+//!
+//! Writes are serialised by the route builder's lock: validate like the config → build the new routing table →
+//! write the store (fsync'd) → swap the table. An event in flight keeps the route it started with; the next event
+//! sees the new table. Subscriptions from the config file are listed but read-only (409).
+
+pub mod auth;
+mod collection;
+mod openapi;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::catalog::{Catalog, TriggerType};
+use crate::config::{Config, MAX_SUBSCRIPTIONS_PER_TRIGGER};
+use crate::error::ApiError;
+use crate::event::{Delivery, Event};
+use crate::model::Subscription;
+use crate::router::Router;
+use crate::routes::RouteBuilder;
+use crate::status::StatusLog;
+use auth::{Auth, Principal, RateLimiter, TokenError};
+use collection::{params, Query, Spec};
+use store::Store;
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+const SUBS_READ: &[&str] = &[
+    "sp:trigger-service-subscriptions:read",
+    "sp:trigger-service-subscriptions:manage",
+];
+const SUBS_MANAGE: &[&str] = &["sp:trigger-service-subscriptions:manage"];
+const STATUS_READ: &[&str] = &[
+    "sp:trigger-service-invocation-status:read",
+    "sp:trigger-service-invocation-status:manage",
+];
+const STATUS_MANAGE: &[&str] = &["sp:trigger-service-invocation-status:manage"];
+
+/// The fields a PATCH may touch (ISC's list, plus the relay's own configs).
+const PATCHABLE: &[&str] = &[
+    "name",
+    "description",
+    "enabled",
+    "type",
+    "filter",
+    "responseDeadline",
+    "httpConfig",
+    "eventBridgeConfig",
+    "workflowConfig",
+    "kafkaConfig",
+    "natsConfig",
+    "ackMode",
+    "deadLetter",
+];
+
+pub struct ApiState {
+    config: Arc<Config>,
+    catalog: Catalog,
+    store: Store,
+    builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
+    router: Arc<ArcSwap<Router>>,
+    statuses: Arc<StatusLog>,
+    auth: Auth,
+    limiter: RateLimiter,
+    requests: IntCounterVec,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, v: &Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no subscription with id `{id}`"),
+    )
+}
+
+/// The API path without its mount: `/beta/triggers` and `/triggers/v1` both give `/triggers`.
+fn route(path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/beta/") {
+        return Some(format!("/{rest}"));
+    }
+    for base in [
+        "/triggers",
+        "/trigger-subscriptions",
+        "/trigger-invocations",
+    ] {
+        if let Some(r) = path.strip_prefix(base).and_then(|r| r.strip_prefix("/v1")) {
+            if r.is_empty() || r.starts_with('/') {
+                return Some(format!("{base}{r}"));
+            }
+        }
+    }
+    None
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ValidateFilterInput {
+    input: Value,
+    filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestInvocation {
+    trigger_id: String,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    content_json: Option<Value>,
+    #[serde(default)]
+    subscription_ids: Option<Vec<String>>,
+}
+
+impl ApiState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: &Config,
+        catalog: Catalog,
+        store: Store,
+        builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
+        router: Arc<ArcSwap<Router>>,
+        statuses: Arc<StatusLog>,
+        registry: &Registry,
+    ) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_api_requests_total",
+                "Triggers API requests by operation and status",
+            ),
+            &["operation", "status"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(Self {
+            config: Arc::new(config.clone()),
+            catalog,
+            store,
+            builder,
+            router,
+            statuses,
+            auth: Auth::new(&config.api),
+            limiter: RateLimiter::new(
+                config.api.rate_limit_requests,
+                std::time::Duration::from_millis(config.api.rate_limit_window_ms),
+            ),
+            requests,
+        })
+    }
+
+    /// Is `path` one of the API's?
+    pub fn serves(path: &str) -> bool {
+        path == "/oauth/token" || path == "/openapi.json" || route(path).is_some()
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+        let path = req.uri().path().to_string();
+        let (operation, result) = self.dispatch(req, &path).await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status.is_server_error() {
+                    tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = %e.message, causes = ?e.causes, "API request failed");
+                } else {
+                    tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = %e.message, causes = ?e.causes, "API request refused");
+                }
+                e.into_response()
+            }
+        };
+        self.requests
+            .with_label_values(&[operation, resp.status().as_str()])
+            .inc();
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> (&'static str, Result<Resp, ApiError>) {
+        let method = req.method().clone();
+        if path == "/oauth/token" {
+            return ("token", self.token(req).await);
+        }
+        if path == "/openapi.json" {
+            return (
+                "openapi",
+                Ok(json_response(StatusCode::OK, &openapi::document())),
+            );
+        }
+        let Some(p) = route(path) else {
+            return (
+                "unknown",
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no such path `{path}`"),
+                )),
+            );
+        };
+        let segments: Vec<&str> = p.trim_matches('/').split('/').collect();
+        let (operation, scopes): (&'static str, &[&str]) = match (&method, segments.as_slice()) {
+            (&Method::GET, ["triggers"]) => ("list_triggers", SUBS_READ),
+            (&Method::GET, ["trigger-subscriptions"]) => ("list_subscriptions", SUBS_READ),
+            (&Method::POST, ["trigger-subscriptions"]) => ("create_subscription", SUBS_MANAGE),
+            (&Method::POST, ["trigger-subscriptions", "validate-filter"]) => {
+                ("validate_filter", SUBS_MANAGE)
+            }
+            (&Method::GET, ["trigger-subscriptions", _]) => ("get_subscription", SUBS_READ),
+            (&Method::PUT, ["trigger-subscriptions", _]) => ("update_subscription", SUBS_MANAGE),
+            (&Method::PATCH, ["trigger-subscriptions", _]) => ("patch_subscription", SUBS_MANAGE),
+            (&Method::DELETE, ["trigger-subscriptions", _]) => ("delete_subscription", SUBS_MANAGE),
+            (&Method::GET, ["trigger-invocations", "status"]) => ("list_statuses", STATUS_READ),
+            (&Method::POST, ["trigger-invocations", "test"]) => ("test_invocation", STATUS_MANAGE),
+            (&Method::POST, ["trigger-invocations", _, "complete"]) => {
+                ("complete_invocation", STATUS_MANAGE)
+            }
+            _ => {
+                return (
+                    "unknown",
+                    Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no operation {method} {path}"),
+                    )),
+                )
+            }
+        };
+        let principal = match self.authorize(&req, scopes) {
+            Ok(p) => p,
+            Err(e) => return (operation, Err(e)),
+        };
+        let id = segments.get(1).map(|s| s.to_string()).unwrap_or_default();
+        let query = params(req.uri().query());
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return (
+                        operation,
+                        Err(bad_request("the request body could not be read").cause(e.to_string())),
+                    )
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        tracing::debug!(operation, caller = %principal.name, "API request");
+        let result = match operation {
+            "list_triggers" => self.list_triggers(&query),
+            "list_subscriptions" => self.list_subscriptions(&query),
+            "create_subscription" => self.create(&body).await,
+            "validate_filter" => self.validate_filter(&body),
+            "get_subscription" => self.get(&id),
+            "update_subscription" => self.update(&id, &body).await,
+            "patch_subscription" => self.patch(&id, &content_type, &body).await,
+            "delete_subscription" => self.delete(&id).await,
+            "list_statuses" => self.list_statuses(&query),
+            "test_invocation" => self.test_invocation(&body).await,
+            _ => Err(bad_request(format!("no pending invocation `{id}`")).cause(
+                "trigger-relay relays FIRE_AND_FORGET triggers only: there is never a REQUEST_RESPONSE invocation to complete",
+            )),
+        };
+        (operation, result)
+    }
+
+    fn authorize(&self, req: &Request<Incoming>, scopes: &[&str]) -> Result<Principal, ApiError> {
+        let p = self
+            .auth
+            .authenticate(req.headers().get(header::AUTHORIZATION))
+            .map_err(|why| {
+                ApiError::new(StatusCode::UNAUTHORIZED, why)
+                    .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            })?;
+        if let Err(wait) = self.limiter.check(&p.name) {
+            return Err(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
+                    .retry_after(wait),
+            );
+        }
+        if !p.allowed(scopes) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the access token does not grant this operation",
+            )
+            .cause(format!("needs one of the scopes: {}", scopes.join(", "))));
+        }
+        Ok(p)
+    }
+
+    async fn token(&self, req: Request<Incoming>) -> Result<Resp, ApiError> {
+        if req.method() != Method::POST {
+            return Err(
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "POST the token request")
+                    .with_header(header::ALLOW, HeaderValue::from_static("POST")),
+            );
+        }
+        let mut form = params(req.uri().query());
+        let body = Limited::new(req.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        form.extend(form_urlencoded::parse(&body).into_owned());
+        let oauth_error = |status: StatusCode, code: &str, description: &str| {
+            json_response(
+                status,
+                &json!({ "error": code, "error_description": description }),
+            )
+        };
+        Ok(match self.auth.issue(&form) {
+            Ok((token, ttl, scopes)) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "access_token": token,
+                    "token_type": "bearer",
+                    "expires_in": ttl.as_secs(),
+                    "scope": scopes.join(" "),
+                }),
+            ),
+            Err(TokenError::UnsupportedGrant) => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            ),
+            Err(TokenError::InvalidRequest(why)) => {
+                oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)
+            }
+            Err(TokenError::InvalidClient) => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client or wrong secret",
+            ),
+        })
+    }
+
+    fn list(
+        query: &HashMap<String, String>,
+        spec: &Spec,
+        items: Vec<Value>,
+    ) -> Result<Resp, ApiError> {
+        let q = Query::parse(query, spec)
+            .map_err(|m| bad_request("invalid query parameter").cause(m))?;
+        let (page, total) = q.apply(items);
+        let mut r = json_response(StatusCode::OK, &Value::Array(page));
+        if q.count {
+            r.headers_mut()
+                .insert("x-total-count", HeaderValue::from(total as u64));
+        }
+        Ok(r)
+    }
+
+    fn list_triggers(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
+        let items = self
+            .catalog
+            .all()
+            .iter()
+            .map(|t| {
+                let mut v = json!({
+                    "id": t.id,
+                    "name": t.name,
+                    "type": match t.kind { TriggerType::FireAndForget => "FIRE_AND_FORGET", TriggerType::RequestResponse => "REQUEST_RESPONSE" },
+                    "description": t.description,
+                    "inputSchema": t.input_schema.clone().unwrap_or_else(|| "{}".into()),
+                    "exampleInput": t.example_input.clone().unwrap_or_else(|| json!({})),
+                });
+                if t.kind == TriggerType::RequestResponse {
+                    v["outputSchema"] = json!(t.output_schema);
+                    v["exampleOutput"] = t.example_output.clone().unwrap_or(Value::Null);
+                }
+                v
+            })
+            .collect();
+        Self::list(
+            query,
+            &Spec {
+                filters: &[("id", &["eq", "ge", "le"])],
+                sorters: &["id", "name"],
+            },
+            items,
+        )
+    }
+
+    /// The API's view of a subscription: ISC's shape, `triggerName` from the catalog, secrets `null`.
+    fn dto(&self, s: &Subscription) -> Value {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Value::Object(m) = &mut v {
+            m.insert("id".into(), s.effective_id().into());
+            m.insert(
+                "triggerName".into(),
+                self.catalog
+                    .get(&s.trigger_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default()
+                    .into(),
+            );
+            // The relay's own fields appear only when set (ISC's clients know ISC's fields).
+            for k in ["kafkaConfig", "natsConfig", "ackMode", "deadLetter"] {
+                if m.get(k) == Some(&Value::Null) {
+                    m.remove(k);
+                }
+            }
+        }
+        v
+    }
+
+    fn config_subs(&self) -> &[Subscription] {
+        &self.config.subscriptions
+    }
+
+    fn all(&self) -> Vec<Subscription> {
+        let mut all = self.config_subs().to_vec();
+        all.extend(self.store.list());
+        all
+    }
+
+    fn find(&self, id: &str) -> Option<(Subscription, bool)> {
+        if let Some(s) = self.config_subs().iter().find(|s| s.effective_id() == id) {
+            return Some((s.clone(), true));
+        }
+        self.store
+            .list()
+            .into_iter()
+            .find(|s| s.effective_id() == id)
+            .map(|s| (s, false))
+    }
+
+    fn list_subscriptions(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
+        let items = self.all().iter().map(|s| self.dto(s)).collect();
+        Self::list(
+            query,
+            &Spec {
+                filters: &[
+                    ("id", &["eq", "in"]),
+                    ("triggerId", &["eq"]),
+                    ("type", &["eq", "le"]),
+                ],
+                sorters: &["triggerId", "triggerName"],
+            },
+            items,
+        )
+    }
+
+    fn get(&self, id: &str) -> Result<Resp, ApiError> {
+        let (s, _) = self.find(id).ok_or_else(|| not_found(id))?;
+        Ok(json_response(StatusCode::OK, &self.dto(&s)))
+    }
+
+    /// Parse and check a subscription body; `path` errors name the field.
+    fn parse(&self, body: &[u8]) -> Result<Subscription, ApiError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let s: Subscription = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            bad_request("the subscription is not valid").cause(if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            })
+        })?;
+        Ok(s)
+    }
+
+    fn check(&self, s: &Subscription, others: &[Subscription]) -> Result<(), ApiError> {
+        let problems = self.config.check_subscription("", s);
+        if !problems.is_empty() {
+            let mut e = bad_request("the subscription is not valid");
+            for p in problems {
+                e = e.cause(p.to_string().trim_start_matches('.').to_string());
+            }
+            return Err(e);
+        }
+        let same = others
+            .iter()
+            .filter(|o| o.trigger_id == s.trigger_id)
+            .count();
+        if same >= MAX_SUBSCRIPTIONS_PER_TRIGGER {
+            return Err(bad_request(format!(
+                "`{}` already has {same} subscriptions",
+                s.trigger_id
+            ))
+            .cause(format!(
+                "ISC allows at most {MAX_SUBSCRIPTIONS_PER_TRIGGER} subscriptions per FIRE_AND_FORGET trigger"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Validate → build the table → write the store → swap the table, all under the builder's lock.
+    async fn commit(
+        &self,
+        change: impl FnOnce(&mut Vec<Subscription>) -> Result<Subscription, ApiError>,
+    ) -> Result<Subscription, ApiError> {
+        let guard = self.builder.lock().await;
+        let Some(builder) = guard.as_ref() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay is shutting down",
+            ));
+        };
+        let mut stored = self.store.list();
+        let changed = change(&mut stored)?;
+        let mut all = self.config_subs().to_vec();
+        all.extend(stored.iter().cloned());
+        let router = builder
+            .build(&all)
+            .await
+            .map_err(|m| bad_request("the subscription cannot be routed").cause(m))?;
+        self.store.replace(stored).map_err(|m| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the change could not be saved",
+            )
+            .cause(m)
+        })?;
+        self.router.store(Arc::new(router));
+        Ok(changed)
+    }
+
+    fn read_only(id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("subscription `{id}` is managed by the relay's config file"),
+        )
+        .cause("change it in the config file and restart; the API manages only the subscriptions it created")
+    }
+
+    async fn create(&self, body: &[u8]) -> Result<Resp, ApiError> {
+        let mut s = self.parse(body)?;
+        s.id = Some(uuid::Uuid::new_v4().to_string());
+        let others = self.all();
+        self.check(&s, &others)?;
+        let created = self
+            .commit(|stored| {
+                stored.push(s.clone());
+                Ok(s)
+            })
+            .await?;
+        Ok(json_response(StatusCode::CREATED, &self.dto(&created)))
+    }
+
+    async fn replace_with(&self, id: &str, mut new: Subscription) -> Result<Resp, ApiError> {
+        let (old, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
+        if read_only {
+            return Err(Self::read_only(id));
+        }
+        if new.id.as_deref().is_some_and(|n| n != id) {
+            return Err(bad_request("the id cannot be changed").cause(format!("id: `{id}`")));
+        }
+        if new.trigger_id != old.trigger_id {
+            return Err(bad_request("the triggerId cannot be changed")
+                .cause(format!("triggerId: `{}`", old.trigger_id)));
+        }
+        new.id = Some(id.to_string());
+        keep_secrets(&mut new, &old);
+        let others: Vec<Subscription> = self
+            .all()
+            .into_iter()
+            .filter(|s| s.effective_id() != id)
+            .collect();
+        self.check(&new, &others)?;
+        let saved = self
+            .commit(|stored| {
+                let slot = stored
+                    .iter_mut()
+                    .find(|s| s.effective_id() == id)
+                    .ok_or_else(|| not_found(id))?;
+                *slot = new.clone();
+                Ok(new)
+            })
+            .await?;
+        Ok(json_response(StatusCode::OK, &self.dto(&saved)))
+    }
+
+    /// PUT: ISC's `SubscriptionPutRequest` has no required field and no `triggerId`; what it leaves out of
+    /// `name`, `type` and `triggerId` stays, everything else is replaced.
+    async fn update(&self, id: &str, body: &[u8]) -> Result<Resp, ApiError> {
+        let (old, _) = self.find(id).ok_or_else(|| not_found(id))?;
+        let mut doc: Value = serde_json::from_slice(body)
+            .map_err(|e| bad_request("the body is not JSON").cause(e.to_string()))?;
+        let Value::Object(m) = &mut doc else {
+            return Err(bad_request("the body must be a JSON object"));
+        };
+        m.entry("triggerId")
+            .or_insert_with(|| old.trigger_id.clone().into());
+        m.entry("name").or_insert_with(|| old.name.clone().into());
+        m.entry("type").or_insert_with(|| old.kind.as_str().into());
+        let new = self.parse(doc.to_string().as_bytes())?;
+        self.replace_with(id, new).await
+    }
+
+    async fn patch(&self, id: &str, content_type: &str, body: &[u8]) -> Result<Resp, ApiError> {
+        if !content_type.starts_with("application/json-patch+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "PATCH takes a JSON Patch document",
+            )
+            .cause("set Content-Type: application/json-patch+json"));
+        }
+        let (old, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
+        if read_only {
+            return Err(Self::read_only(id));
+        }
+        let ops: Vec<Value> = serde_json::from_slice(body)
+            .map_err(|e| bad_request("the body is not a JSON Patch array").cause(e.to_string()))?;
+        for (i, op) in ops.iter().enumerate() {
+            let kind = op["op"].as_str().unwrap_or("");
+            if !matches!(kind, "add" | "remove" | "replace" | "move" | "copy") {
+                return Err(
+                    bad_request("unsupported JSON Patch operation").cause(format!(
+                        "[{i}].op: `{kind}`: use add, remove, replace, move or copy"
+                    )),
+                );
+            }
+            for key in ["path", "from"] {
+                let Some(p) = op.get(key).and_then(Value::as_str) else {
+                    continue;
+                };
+                let field = p.trim_start_matches('/').split('/').next().unwrap_or("");
+                if !PATCHABLE.contains(&field) {
+                    return Err(bad_request("this field cannot be patched").cause(format!(
+                        "[{i}].{key}: `{p}`: patchable fields are {}",
+                        PATCHABLE.join(", ")
+                    )));
+                }
+            }
+        }
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+            .map_err(|e| bad_request("the body is not a valid JSON Patch").cause(e.to_string()))?;
+        let mut doc = self.dto(&old);
+        if let Value::Object(m) = &mut doc {
+            m.remove("triggerName");
+        }
+        json_patch::patch(&mut doc, &patch)
+            .map_err(|e| bad_request("the patch does not apply").cause(e.to_string()))?;
+        let new = self.parse(doc.to_string().as_bytes())?;
+        self.replace_with(id, new).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<Resp, ApiError> {
+        let (_, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
+        if read_only {
+            return Err(Self::read_only(id));
+        }
+        self.commit(|stored| {
+            let i = stored
+                .iter()
+                .position(|s| s.effective_id() == id)
+                .ok_or_else(|| not_found(id))?;
+            Ok(stored.remove(i))
+        })
+        .await?;
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        Ok(r)
+    }
+
+    fn validate_filter(&self, body: &[u8]) -> Result<Resp, ApiError> {
+        let v: ValidateFilterInput = serde_json::from_slice(body).map_err(|e| {
+            bad_request("expected {\"input\": {...}, \"filter\": \"...\"}").cause(e.to_string())
+        })?;
+        let r = crate::filter::validate(&v.filter, &v.input);
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::to_value(r).unwrap_or_default(),
+        ))
+    }
+
+    fn list_statuses(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
+        let mut items: Vec<Value> = self.statuses.list().iter().map(|s| s.to_json()).collect();
+        items.reverse();
+        Self::list(
+            query,
+            &Spec {
+                filters: &[("triggerId", &["eq"]), ("subscriptionId", &["eq"])],
+                sorters: &["triggerId", "subscriptionName", "created", "completed"],
+            },
+            items,
+        )
+    }
+
+    /// Send a test event through the real sink path to the chosen subscriptions (disabled ones too).
+    async fn test_invocation(&self, body: &[u8]) -> Result<Resp, ApiError> {
+        let t: TestInvocation = serde_json::from_slice(body)
+            .map_err(|e| bad_request("the test invocation is not valid").cause(e.to_string()))?;
+        let info = self.catalog.get(&t.trigger_id).ok_or_else(|| {
+            bad_request(format!("unknown trigger `{}`", t.trigger_id))
+                .cause("use an id from GET /triggers")
+        })?;
+        if info.kind == TriggerType::RequestResponse {
+            return Err(bad_request(format!(
+                "`{}` is a REQUEST_RESPONSE trigger; trigger-relay relays FIRE_AND_FORGET triggers only",
+                t.trigger_id
+            )));
+        }
+        let chosen: Vec<Subscription> = self
+            .all()
+            .into_iter()
+            .filter(|s| s.trigger_id == t.trigger_id)
+            .filter(|s| {
+                t.subscription_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|i| *i == s.effective_id()))
+            })
+            .collect();
+        if chosen.is_empty() {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(r);
+        }
+        let content = t.content_json.clone().unwrap_or_else(|| json!({}));
+        let guard = self.builder.lock().await;
+        let Some(builder) = guard.as_ref() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay is shutting down",
+            ));
+        };
+        let mut out = Vec::new();
+        for s in chosen {
+            let invocation_id = uuid::Uuid::new_v4().to_string();
+            let mut payload = match t.input.clone().or_else(|| info.example_input.clone()) {
+                Some(Value::Object(m)) => m,
+                Some(_) => return Err(bad_request("input must be a JSON object")),
+                None => serde_json::Map::new(),
+            };
+            payload.insert(
+                "_metadata".into(),
+                json!({
+                    "triggerType": info.kind.metadata_name(),
+                    "invocationId": invocation_id,
+                    "triggerId": info.id,
+                }),
+            );
+            let bytes = Bytes::from(Value::Object(payload).to_string());
+            let Some(entry) = builder
+                .route(&s)
+                .await
+                .map_err(|m| bad_request("a subscription cannot be routed").cause(m))?
+            else {
+                continue;
+            };
+            let reservation = entry.queue.try_reserve(bytes.len()).map_err(|full| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the relay is at capacity; retry later",
+                )
+                .cause(full.to_string())
+                .retry_after(1)
+            })?;
+            let mut event = Event::new(
+                info.id.as_str().into(),
+                Some(invocation_id.clone().into_boxed_str()),
+                crate::error::tracking_id(),
+                bytes,
+                Instant::now(),
+            );
+            event.test = Some(content.clone());
+            let d = Delivery::new(Arc::new(event), entry.route.clone(), None, reservation);
+            if let Err(d) = entry.queue.send(d) {
+                d.refuse();
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the relay is shutting down",
+                ));
+            }
+            out.push(json!({
+                "id": invocation_id,
+                "triggerId": info.id,
+                "secret": uuid::Uuid::new_v4().to_string(),
+                "contentJson": content,
+            }));
+        }
+        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    }
+}
+
+/// Secrets are write-only: a PUT or PATCH that leaves one out keeps the stored one (same auth type and user).
+fn keep_secrets(new: &mut Subscription, old: &Subscription) {
+    let (Some(n), Some(o)) = (new.http_config.as_mut(), old.http_config.as_ref()) else {
+        return;
+    };
+    if let (Some(nb), Some(ob)) = (n.basic_auth_config.as_mut(), o.basic_auth_config.as_ref()) {
+        if nb.password.is_none() && nb.user_name == ob.user_name {
+            nb.password = ob.password.clone();
+        }
+    }
+    match (
+        n.bearer_token_auth_config.as_mut(),
+        o.bearer_token_auth_config.as_ref(),
+    ) {
+        (Some(nb), Some(ob)) if nb.bearer_token.is_none() => {
+            nb.bearer_token = ob.bearer_token.clone()
+        }
+        _ => {}
+    }
+}

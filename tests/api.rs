@@ -1,0 +1,797 @@
+//! The Triggers management API over HTTP, on both mounts (`/beta/...` and `/.../v1`): OAuth client
+//! credentials, scopes, rate limit, ISC's collection parameters, the subscription lifecycle (POST, GET, PUT,
+//! PATCH with JSON Patch, DELETE) with secrets write-only, limits, validate-filter, test invocations through the
+//! real sink path, invocation statuses, config-managed subscriptions read-only, and durability across restarts.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::webhook::Webhook;
+use support::*;
+use trigger_relay::Relay;
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+const READER_TOKEN: &str = "reader-token-0123456789abcdef";
+const CLIENT_SECRET: &str = "client-secret-for-tests";
+
+fn config(store: &std::path::Path, hook: &Webhook, extra: &str) -> String {
+    let digest: String = Sha256::digest(CLIENT_SECRET.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+[api]
+enabled = true
+store_path = "{store}"
+{extra}
+[[api.clients]]
+client_id = "sdk"
+client_secret_sha256 = "{digest}"
+scopes = ["sp:trigger-service-subscriptions:manage", "sp:trigger-service-invocation-status:manage"]
+[[api.tokens]]
+name = "admin"
+token = "{ADMIN_TOKEN}"
+scopes = ["sp:scopes:all"]
+[[api.tokens]]
+name = "reader"
+token = "{READER_TOKEN}"
+scopes = ["sp:trigger-service-subscriptions:read"]
+[[subscriptions]]
+name = "from config"
+triggerId = "idn:source-created"
+type = "HTTP"
+httpConfig = {{ url = "{url}" }}
+"#,
+        store = store.join("subscriptions.json").display(),
+        url = hook.url("/config")
+    )
+}
+
+async fn call(
+    relay: &Relay,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", content_type)];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    request(method, relay.admin_addr(), path, &headers, body).await
+}
+
+async fn api(relay: &Relay, method: &str, path: &str, body: Option<Value>) -> Response {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    call(
+        relay,
+        method,
+        path,
+        Some(ADMIN_TOKEN),
+        "application/json",
+        bytes,
+    )
+    .await
+}
+
+fn isc_error(r: &Response, status: u16, cause: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    let j = r.json();
+    assert!(
+        j["detailCode"]
+            .as_str()
+            .unwrap()
+            .starts_with(&status.to_string()),
+        "{j}"
+    );
+    assert_eq!(j["trackingId"].as_str().unwrap().len(), 32);
+    let causes = j["causes"].to_string();
+    assert!(causes.contains(cause), "cause {cause:?} not in {j}");
+}
+
+fn http_subscription(name: &str, url: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "Access request subscription",
+        "triggerId": "idn:identity-created",
+        "type": "HTTP",
+        "httpConfig": {
+            "url": url,
+            "httpDispatchMode": "SYNC",
+            "httpAuthenticationType": "BEARER_TOKEN",
+            "bearerTokenAuthConfig": { "bearerToken": "webhook-secret-1" }
+        },
+        "enabled": true,
+        "filter": "$[?($.identity.name == \"William Wilson\")]"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_scopes_and_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "rate_limit_requests = 5")).await;
+    let form = |s: &str| s.as_bytes().to_vec();
+    let ct = "application/x-www-form-urlencoded";
+
+    struct Case {
+        body: &'static str,
+        status: u16,
+        error: &'static str,
+    }
+    for c in [
+        Case {
+            body: "grant_type=client_credentials&client_id=sdk&client_secret=wrong",
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            body: "grant_type=password&client_id=sdk&client_secret=x",
+            status: 400,
+            error: "unsupported_grant_type",
+        },
+        Case {
+            body: "grant_type=client_credentials&client_id=sdk",
+            status: 400,
+            error: "invalid_request",
+        },
+    ] {
+        let r = call(&relay, "POST", "/oauth/token", None, ct, form(c.body)).await;
+        assert_eq!(r.status, c.status, "{}", c.body);
+        assert_eq!(r.json()["error"], c.error, "{}", c.body);
+    }
+    let r = call(
+        &relay,
+        "POST",
+        "/oauth/token",
+        None,
+        ct,
+        form(&format!(
+            "grant_type=client_credentials&client_id=sdk&client_secret={CLIENT_SECRET}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let t = r.json();
+    assert_eq!(t["token_type"], "bearer");
+    assert!(t["expires_in"].as_u64().unwrap() > 0);
+    let token = t["access_token"].as_str().unwrap().to_string();
+
+    // No token, a bad token: 401 in ISC's shape. The reader cannot write: 403.
+    let r = call(
+        &relay,
+        "GET",
+        "/beta/triggers",
+        None,
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.json()["error"].is_string());
+    let r = call(
+        &relay,
+        "GET",
+        "/beta/triggers",
+        Some("nope"),
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = call(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(READER_TOKEN),
+        "application/json",
+        http_subscription("x", &hook.url("/x"))
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    isc_error(&r, 403, "sp:trigger-service-subscriptions:manage");
+
+    // The issued token works; after 5 requests in the window the sixth gets 429 + Retry-After.
+    for i in 0..5 {
+        let r = call(
+            &relay,
+            "GET",
+            "/triggers/v1",
+            Some(&token),
+            "application/json",
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let r = call(
+        &relay,
+        "GET",
+        "/triggers/v1",
+        Some(&token),
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["message"], " Rate Limit Exceeded ");
+    assert!(r.headers.contains_key("retry-after"));
+    // Another caller has its own window.
+    let r = api(&relay, "GET", "/beta/triggers?limit=1", None).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_with_isc_collection_parameters_on_both_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let all = api(&relay, "GET", "/beta/triggers?count=true", None).await;
+    assert_eq!(all.status, 200);
+    let n = all.json().as_array().unwrap().len();
+    assert_eq!(all.headers["x-total-count"], n.to_string().as_str());
+    assert!(n >= 20);
+    let v1 = api(&relay, "GET", "/triggers/v1", None).await;
+    assert_eq!(v1.json(), all.json(), "both mounts serve the same catalog");
+    let t = all.json()[0].clone();
+    for field in ["id", "name", "type", "inputSchema", "exampleInput"] {
+        assert!(!t[field].is_null(), "{field} in {t}");
+    }
+    assert!(
+        t["inputSchema"].is_string(),
+        "inputSchema is a JSON Schema serialised as a string"
+    );
+
+    struct Case {
+        query: &'static str,
+        status: u16,
+        check: fn(&[Value]),
+    }
+    for c in [
+        Case {
+            query: "limit=2&offset=1",
+            status: 200,
+            check: |v| assert_eq!(v.len(), 2),
+        },
+        Case {
+            query: "filters=id%20eq%20%22idn:identity-created%22",
+            status: 200,
+            check: |v| {
+                assert_eq!(v.len(), 1);
+                assert_eq!(v[0]["id"], "idn:identity-created");
+            },
+        },
+        Case {
+            query: "filters=id%20ge%20%22idn:s%22",
+            status: 200,
+            check: |v| {
+                assert!(v.iter().all(|t| t["id"].as_str().unwrap() >= "idn:s"));
+            },
+        },
+        Case {
+            query: "sorters=-name",
+            status: 200,
+            check: |v| {
+                let names: Vec<&str> = v.iter().map(|t| t["name"].as_str().unwrap()).collect();
+                let mut sorted = names.clone();
+                sorted.sort();
+                sorted.reverse();
+                assert_eq!(names, sorted);
+            },
+        },
+        Case {
+            query: "limit=251",
+            status: 400,
+            check: |_| {},
+        },
+        Case {
+            query: "filters=name%20eq%20%22x%22",
+            status: 400,
+            check: |_| {},
+        },
+        Case {
+            query: "sorters=type",
+            status: 400,
+            check: |_| {},
+        },
+    ] {
+        let r = api(&relay, "GET", &format!("/beta/triggers?{}", c.query), None).await;
+        assert_eq!(
+            r.status,
+            c.status,
+            "{}: {}",
+            c.query,
+            String::from_utf8_lossy(&r.body)
+        );
+        if r.status == 200 {
+            (c.check)(r.json().as_array().unwrap());
+        } else {
+            isc_error(&r, 400, "");
+        }
+    }
+    let doc = api(&relay, "GET", "/openapi.json", None).await.json();
+    for p in [
+        "/beta/trigger-subscriptions/{id}",
+        "/trigger-subscriptions/v1/{id}",
+        "/trigger-invocations/v1/test",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} in openapi.json");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_lifecycle_takes_effect_at_once_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let text = config(dir.path(), &hook, "");
+    let relay = start(&text).await;
+
+    // POST: 201, ISC's defaults, secrets null, triggerName from the catalog.
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(http_subscription("wh", &hook.url("/wh"))),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let s = r.json();
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["triggerName"], "Identity Created");
+    assert_eq!(s["responseDeadline"], "PT1H");
+    assert_eq!(s["enabled"], true);
+    assert!(
+        s["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"].is_null(),
+        "secrets are write-only: {s}"
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("webhook-secret-1"));
+
+    // The next event goes to it (no restart), with the secret it was given.
+    let body = example_body("idn:identity-created", &unique("live"));
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", body.clone())
+            .await
+            .status,
+        200
+    );
+    let got = hook.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/wh");
+    assert_eq!(got[0].headers["authorization"], "Bearer webhook-secret-1");
+
+    // GET on both mounts; list with filters and count.
+    let one = api(
+        &relay,
+        "GET",
+        &format!("/trigger-subscriptions/v1/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(one.json(), s);
+    let listed = api(
+        &relay,
+        "GET",
+        "/beta/trigger-subscriptions?count=true&filters=triggerId%20eq%20%22idn:identity-created%22&sorters=triggerName",
+        None,
+    )
+    .await;
+    assert_eq!(listed.headers["x-total-count"], "1");
+    assert_eq!(listed.json()[0]["id"], id.as_str());
+    let everything = api(&relay, "GET", "/beta/trigger-subscriptions", None)
+        .await
+        .json();
+    assert_eq!(
+        everything.as_array().unwrap().len(),
+        2,
+        "config and API subscriptions are both listed"
+    );
+
+    // PUT: full replace without the secret keeps it; id and triggerId cannot change.
+    let mut put = http_subscription("wh renamed", &hook.url("/wh2"));
+    put["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = Value::Null;
+    let r = api(
+        &relay,
+        "PUT",
+        &format!("/beta/trigger-subscriptions/{id}"),
+        Some(put.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["name"], "wh renamed");
+    let mut moved = put.clone();
+    moved["triggerId"] = json!("idn:identity-deleted");
+    isc_error(
+        &api(
+            &relay,
+            "PUT",
+            &format!("/beta/trigger-subscriptions/{id}"),
+            Some(moved),
+        )
+        .await,
+        400,
+        "triggerId",
+    );
+    let mut other_id = put.clone();
+    other_id["id"] = json!("another");
+    isc_error(
+        &api(
+            &relay,
+            "PUT",
+            &format!("/beta/trigger-subscriptions/{id}"),
+            Some(other_id),
+        )
+        .await,
+        400,
+        "id",
+    );
+
+    // PATCH (application/json-patch+json): only patchable fields; the result is validated like a PUT.
+    let patch = |ops: Value, ct: &'static str| {
+        let relay = &relay;
+        let id = id.clone();
+        async move {
+            call(
+                relay,
+                "PATCH",
+                &format!("/trigger-subscriptions/v1/{id}"),
+                Some(ADMIN_TOKEN),
+                ct,
+                ops.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let r = patch(
+        json!([
+            {"op": "replace", "path": "/description", "value": "A new description"},
+            {"op": "copy", "from": "/name", "path": "/description"},
+            {"op": "replace", "path": "/name", "value": "A new name"},
+            {"op": "remove", "path": "/filter"}
+        ]),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let p = r.json();
+    assert_eq!(p["name"], "A new name");
+    assert_eq!(p["description"], "wh renamed");
+    assert!(p["filter"].is_null());
+    isc_error(
+        &patch(
+            json!([{"op": "replace", "path": "/id", "value": "x"}]),
+            "application/json-patch+json",
+        )
+        .await,
+        400,
+        "/id",
+    );
+    isc_error(
+        &patch(
+            json!([{"op": "test", "path": "/name", "value": "x"}]),
+            "application/json-patch+json",
+        )
+        .await,
+        400,
+        "test",
+    );
+    isc_error(
+        &patch(
+            json!([{"op": "replace", "path": "/type", "value": "INLINE"}]),
+            "application/json-patch+json",
+        )
+        .await,
+        400,
+        "INLINE",
+    );
+    isc_error(
+        &patch(
+            json!([{"op": "replace", "path": "/name", "value": "x"}]),
+            "application/json",
+        )
+        .await,
+        415,
+        "json-patch",
+    );
+    // The secret survived PUT and PATCH: the next event still carries it, to the new URL.
+    let before = hook.received().len();
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", body.clone())
+            .await
+            .status,
+        200
+    );
+    let got = hook.wait_for(before + 1, Duration::from_secs(10)).await;
+    assert_eq!(got[before].path, "/wh2");
+    assert_eq!(
+        got[before].headers["authorization"],
+        "Bearer webhook-secret-1"
+    );
+
+    // Config-managed subscriptions are read-only.
+    let cfg_id = everything
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "from config")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    isc_error(
+        &api(
+            &relay,
+            "DELETE",
+            &format!("/beta/trigger-subscriptions/{cfg_id}"),
+            None,
+        )
+        .await,
+        409,
+        "config file",
+    );
+
+    // The store is private to the relay's user.
+    let store = dir.path().join("subscriptions.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Restart on the same store: the subscription is still there and still routed.
+    assert_eq!(relay.wait().await.undelivered, 0);
+    let relay = start(&text).await;
+    let again = api(
+        &relay,
+        "GET",
+        &format!("/beta/trigger-subscriptions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["name"], "A new name");
+    let before = hook.received().len();
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", body.clone())
+            .await
+            .status,
+        200
+    );
+    let got = hook.wait_for(before + 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        got[before].headers["authorization"],
+        "Bearer webhook-secret-1"
+    );
+
+    // DELETE: 204, then 404; events are no longer routed to it.
+    let r = api(
+        &relay,
+        "DELETE",
+        &format!("/beta/trigger-subscriptions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    isc_error(
+        &api(
+            &relay,
+            "DELETE",
+            &format!("/beta/trigger-subscriptions/{id}"),
+            None,
+        )
+        .await,
+        404,
+        "",
+    );
+    let before = hook.received().len();
+    assert_eq!(
+        post_event(&relay, "/events/idn:identity-created", body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        hook.received().len(),
+        before,
+        "a deleted subscription receives nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_subscriptions_and_the_per_trigger_limit_get_400_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let url = hook.url("/x");
+    struct Case {
+        patch: fn(&mut Value),
+        cause: &'static str,
+    }
+    for c in [
+        Case {
+            patch: |s| s["type"] = json!("INLINE"),
+            cause: "INLINE runs inside ISC",
+        },
+        Case {
+            patch: |s| s["type"] = json!("WORKFLOW"),
+            cause: "WORKFLOW",
+        },
+        Case {
+            patch: |s| s["filter"] = json!("$[?($.a == )]"),
+            cause: "filter",
+        },
+        Case {
+            patch: |s| s["responseDeadline"] = json!("1h"),
+            cause: "responseDeadline",
+        },
+        Case {
+            patch: |s| s["triggerId"] = json!("idn:nope"),
+            cause: "unknown trigger",
+        },
+        Case {
+            patch: |s| s["httpConfig"]["url"] = json!("ftp://x"),
+            cause: "httpConfig.url",
+        },
+        Case {
+            patch: |s| {
+                s.as_object_mut().unwrap().remove("name");
+            },
+            cause: "name",
+        },
+        Case {
+            patch: |s| s["color"] = json!("blue"),
+            cause: "color",
+        },
+    ] {
+        let mut s = http_subscription("bad", &url);
+        (c.patch)(&mut s);
+        let r = api(&relay, "POST", "/beta/trigger-subscriptions", Some(s)).await;
+        isc_error(&r, 400, c.cause);
+    }
+    // ISC's limit: 50 subscriptions per FIRE_AND_FORGET trigger.
+    for i in 0..50 {
+        let mut s = http_subscription(&format!("n{i}"), &url);
+        s["triggerId"] = json!("idn:identity-deleted");
+        s["enabled"] = json!(false);
+        let r = api(&relay, "POST", "/trigger-subscriptions/v1", Some(s)).await;
+        assert_eq!(r.status, 201, "{i}: {}", String::from_utf8_lossy(&r.body));
+    }
+    let mut s = http_subscription("one too many", &url);
+    s["triggerId"] = json!("idn:identity-deleted");
+    isc_error(
+        &api(&relay, "POST", "/trigger-subscriptions/v1", Some(s)).await,
+        400,
+        "at most 50",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_filter_test_invocations_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+
+    // ISC's validate-filter example.
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions/validate-filter",
+        Some(json!({"input": {"identityId": "201327fda1c44704ac01181e963d463c"}, "filter": "$[?($.identityId == \"201327fda1c44704ac01181e963d463c\")]"})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        json!({"isValid": true, "isValidJSONPath": true, "isPathExist": true})
+    );
+
+    // A disabled subscription still gets test invocations (as in ISC).
+    let mut s = http_subscription("tested", &hook.url("/tested"));
+    s["enabled"] = json!(false);
+    s.as_object_mut().unwrap().remove("filter");
+    let created = api(&relay, "POST", "/beta/trigger-subscriptions", Some(s))
+        .await
+        .json();
+    let sub_id = created["id"].as_str().unwrap().to_string();
+    let r = api(
+        &relay,
+        "POST",
+        "/trigger-invocations/v1/test",
+        Some(json!({"triggerId": "idn:identity-created", "contentJson": {"workflowId": 1234}, "subscriptionIds": [sub_id]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let inv = r.json()[0].clone();
+    assert_eq!(inv["triggerId"], "idn:identity-created");
+    assert_eq!(inv["contentJson"], json!({"workflowId": 1234}));
+    let got = hook.wait_for(1, Duration::from_secs(10)).await;
+    let payload: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        payload["_metadata"]["invocationId"], inv["id"],
+        "the test event carries the invocation id"
+    );
+    assert_eq!(payload["_metadata"]["triggerId"], "idn:identity-created");
+    assert!(
+        payload["identity"].is_object(),
+        "the default input is the trigger's example"
+    );
+
+    // No subscription for the trigger: 204.
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-invocations/test",
+        Some(json!({"triggerId": "idn:campaign-ended", "contentJson": {}})),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+
+    // A real-time event to the config subscription.
+    let body = example_body("idn:source-created", &unique("rt"));
+    assert_eq!(
+        post_event(&relay, "/events/idn:source-created", body)
+            .await
+            .status,
+        200
+    );
+
+    let statuses = api(
+        &relay,
+        "GET",
+        "/beta/trigger-invocations/status?count=true",
+        None,
+    )
+    .await;
+    assert_eq!(statuses.status, 200);
+    let list = statuses.json();
+    let test = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "TEST")
+        .expect("a TEST status");
+    assert_eq!(test["id"], inv["id"]);
+    assert_eq!(test["subscriptionId"], sub_id.as_str());
+    assert_eq!(test["subscriptionName"], "tested");
+    assert!(test["created"].is_string() && test["completed"].is_string());
+    assert_eq!(
+        test["startInvocationInput"]["contentJson"],
+        json!({"workflowId": 1234})
+    );
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["type"] == "REAL_TIME" && s["triggerId"] == "idn:source-created"));
+    let only = api(
+        &relay,
+        "GET",
+        &format!("/trigger-invocations/v1/status?filters=subscriptionId%20eq%20%22{sub_id}%22"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(only.as_array().unwrap().len(), 1);
+
+    // Nothing to complete: the relay has no REQUEST_RESPONSE invocations.
+    isc_error(
+        &api(
+            &relay,
+            "POST",
+            "/beta/trigger-invocations/x/complete",
+            Some(json!({"secret": "s", "output": {}})),
+        )
+        .await,
+        400,
+        "FIRE_AND_FORGET",
+    );
+}
