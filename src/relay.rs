@@ -86,6 +86,9 @@ struct SinkSet {
 impl Relay {
     /// Start everything described by `config` (already validated by [`Config::from_toml`]).
     pub async fn start(config: Config) -> Result<Relay, StartError> {
+        // rustls is built with two crypto providers here (the AWS SDK brings aws-lc-rs, async-nats ring) and then
+        // refuses to pick one for clients that ask for the process default (async-nats's TLS): choose ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let registry = Registry::new();
         let sink_metrics = SinkMetrics::register(&registry)?;
         let ingress_metrics = IngressMetrics::register(&registry)?;
