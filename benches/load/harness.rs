@@ -1,0 +1,1596 @@
+//! The load harness behind `cargo bench --bench load` (and, in short mode, `tests/load_harness.rs`).
+//!
+//! - The relay runs as its own process (the binary Cargo built for this profile), pinned with `taskset` to the
+//!   last core when the machine has two or more, so its peak RSS and CPU seconds come from `/proc/<pid>`.
+//! - The load generator is a hyper HTTP/1.1 client in this process, on one thread pinned to core 0: N keep-alive
+//!   connections, either closed loop (each connection sends its next request when the answer came) or a fixed
+//!   offered rate (each connection follows its own schedule; latency is counted from the scheduled send time,
+//!   so a stalled server cannot hide its queueing delay).
+//! - Baselines (a minimal hyper server answering 204, a direct rdkafka producer, a direct async-nats publisher)
+//!   run in this process on their own thread pinned to the relay's core, with a single-threaded tokio runtime
+//!   (the pinned relay also gets one tokio worker: tokio sizes its pool by the CPUs it may use).
+//! - Payloads are ISC's example invocations from the built-in catalog, padded to 0.5, 1, 2, 4 and 8 KB, each
+//!   request with its own `_metadata.invocationId` (so JetStream's duplicate window never drops one).
+//!
+//! Nothing here asserts timings: the harness measures and reports.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// The relay binary Cargo built next to this bench or test (release for `cargo bench`, debug for `cargo test`).
+pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_trigger-relay");
+
+const TOKEN: &str = "bench-token";
+const AUTHORIZATION: &str = "Bearer bench-token";
+
+/// Every scenario, in the order they run.
+pub const SCENARIOS: &[&str] = &[
+    "blackhole",
+    "kafka-accepted",
+    "kafka-delivered",
+    "nats-core",
+    "nats-jetstream",
+    "fanout",
+    "overload",
+    "filters",
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A few seconds per scenario: proves the harness works, measures nothing worth keeping.
+    pub short: bool,
+    /// Scenario names (or prefixes, `kafka` selects both Kafka scenarios); empty = all.
+    pub scenarios: Vec<String>,
+    /// Keep-alive connections of the load generator.
+    pub connections: usize,
+    /// Mark scenarios whose broker is not running as skipped instead of failing (asked for explicitly).
+    pub skip_missing_brokers: bool,
+    /// Kafka bootstrap servers and NATS URL (`TRIGGER_RELAY_BENCH_KAFKA`/`_NATS`, else the test ones).
+    pub kafka: Option<String>,
+    pub nats: Option<String>,
+}
+
+impl Options {
+    pub fn from_env() -> Self {
+        let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
+        Self {
+            short: false,
+            scenarios: Vec::new(),
+            connections: 64,
+            skip_missing_brokers: false,
+            kafka: env("TRIGGER_RELAY_BENCH_KAFKA", "TRIGGER_RELAY_TEST_KAFKA"),
+            nats: env("TRIGGER_RELAY_BENCH_NATS", "TRIGGER_RELAY_TEST_NATS"),
+        }
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        self.scenarios.is_empty() || self.scenarios.iter().any(|s| name.starts_with(s.as_str()))
+    }
+
+    fn warmup(&self) -> Duration {
+        Duration::from_millis(if self.short { 200 } else { 2000 })
+    }
+
+    fn measure(&self) -> Duration {
+        Duration::from_millis(if self.short { 1000 } else { 10_000 })
+    }
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub scenario: String,
+    /// Events per second the relay answered 200 (or the fixed rate it was offered).
+    pub relay: f64,
+    pub baseline: f64,
+    pub baseline_name: String,
+    pub p99_ms: f64,
+    /// The relay's peak RSS (VmHWM), MiB.
+    pub rss_mib: f64,
+    /// The relay's CPU time (user + system) per answered event, µs.
+    pub cpu_us_per_event: f64,
+    pub errors: String,
+    pub note: String,
+    pub skipped: Option<String>,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        if self.baseline > 0.0 {
+            self.relay / self.baseline
+        } else {
+            0.0
+        }
+    }
+}
+
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub pinned: bool,
+    pub idle_rss_mib: Option<f64>,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| scenario | relay ev/s | baseline ev/s | ratio | relay p99 | relay peak RSS | relay CPU/event | errors | notes |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---|---|\n");
+        for r in &self.rows {
+            if let Some(why) = &r.skipped {
+                let _ = writeln!(
+                    s,
+                    "| {} | – | – | – | – | – | – | – | skipped: {why} |",
+                    r.scenario
+                );
+                continue;
+            }
+            let _ =
+                writeln!(
+                s,
+                "| {} | {:.0} | {:.0} ({}) | {:.2} | {:.2} ms | {:.1} MiB | {:.1} µs | {} | {} |",
+                r.scenario,
+                r.relay,
+                r.baseline,
+                r.baseline_name,
+                r.ratio(),
+                r.p99_ms,
+                r.rss_mib,
+                r.cpu_us_per_event,
+                if r.errors.is_empty() { "none" } else { &r.errors },
+                r.note
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nRelay pinned to its own core: {}. Idle RSS after start-up: {}.",
+            if self.pinned {
+                "yes (taskset; load generator on core 0)"
+            } else {
+                "no"
+            },
+            self.idle_rss_mib
+                .map(|m| format!("{m:.1} MiB"))
+                .unwrap_or_else(|| "not measured".into())
+        );
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CPU pinning
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Pinning happens when there are two cores and `taskset` exists: generator on core 0, relay and baselines on
+/// the last core.
+fn pinning() -> Option<(usize, usize)> {
+    let taskset = Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    (cores() >= 2 && taskset).then(|| (0, cores() - 1))
+}
+
+fn pin_current_thread(core: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity(0) applies to the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Run `f` on a new thread (pinned to `core`) with its own single-threaded tokio runtime.
+fn on_thread<T: Send + 'static>(
+    core: Option<usize>,
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        if let Some(c) = core {
+            pin_current_thread(c);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(f())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Payloads
+
+/// One request template: the body with a 36-byte placeholder where the invocation id goes.
+#[derive(Clone)]
+struct Template {
+    trigger: String,
+    path: String,
+    body: Vec<u8>,
+    id_at: usize,
+}
+
+pub struct Payloads {
+    templates: Vec<Template>,
+    nonce: u32,
+    seq: AtomicU64,
+}
+
+const PLACEHOLDER: &str = "00000000-0000-4000-8000-000000000000";
+pub const SIZES: &[usize] = &[512, 1024, 2048, 4096, 8192];
+
+impl Payloads {
+    /// ISC's example invocation of each trigger, padded to every size of [`SIZES`].
+    pub fn new(triggers: &[&str]) -> Self {
+        let catalog = trigger_relay::catalog::Catalog::builtin();
+        let mut templates = Vec::new();
+        for &size in SIZES {
+            for t in triggers {
+                let mut v = catalog
+                    .example_invocation(t, PLACEHOLDER)
+                    .unwrap_or_else(|| panic!("{t} is not in the catalog"));
+                pad(&mut v, size);
+                let body = serde_json::to_vec(&v).unwrap();
+                let id_at = find(&body, PLACEHOLDER.as_bytes()).expect("placeholder");
+                templates.push(Template {
+                    trigger: t.to_string(),
+                    path: format!("/events/{t}"),
+                    body,
+                    id_at,
+                });
+            }
+        }
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            ^ std::process::id();
+        Self {
+            templates,
+            nonce,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn mean_size(&self) -> usize {
+        self.templates.iter().map(|t| t.body.len()).sum::<usize>() / self.templates.len()
+    }
+
+    pub fn sizes(&self) -> (usize, usize) {
+        let min = self.templates.iter().map(|t| t.body.len()).min().unwrap();
+        let max = self.templates.iter().map(|t| t.body.len()).max().unwrap();
+        (min, max)
+    }
+
+    /// The next body (templates in turn), with a fresh invocation id.
+    fn next(&self) -> (&Template, Bytes, String) {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let t = &self.templates[(n % self.templates.len() as u64) as usize];
+        let id = format!(
+            "{:08x}-{:04x}-4000-8000-{:012x}",
+            self.nonce,
+            (n >> 48) as u16,
+            n & 0xffff_ffff_ffff
+        );
+        let mut body = t.body.clone();
+        body[t.id_at..t.id_at + 36].copy_from_slice(id.as_bytes());
+        (t, Bytes::from(body), id)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Grow an example to about `size` bytes the way real events grow: more entries in its first array of objects
+/// (`changes`, `requestedItemsStatus`, `accountRequests`), otherwise more keys in an `attributes` object.
+fn pad(v: &mut serde_json::Value, size: usize) {
+    use serde_json::{json, Value};
+    let len = |v: &Value| serde_json::to_vec(v).unwrap().len();
+    let obj = v.as_object_mut().unwrap();
+    let array_key = obj
+        .iter()
+        .find(|(k, x)| {
+            *k != "_metadata"
+                && x.as_array()
+                    .is_some_and(|a| a.first().is_some_and(Value::is_object))
+        })
+        .map(|(k, _)| k.clone());
+    let mut i = 0;
+    loop {
+        if len(v) >= size {
+            return;
+        }
+        let obj = v.as_object_mut().unwrap();
+        match &array_key {
+            Some(k) => {
+                let arr = obj.get_mut(k).unwrap().as_array_mut().unwrap();
+                let mut e = arr[0].clone();
+                // Vary the attribute names so filters see different entries.
+                if let Some(a) = e.get_mut("attribute") {
+                    *a = json!(format!("attribute{i}"));
+                }
+                arr.push(e);
+            }
+            None => {
+                let attrs = obj
+                    .entry("attributes")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
+                attrs.insert(
+                    format!("customAttribute{i}"),
+                    json!(format!("value {i} of a custom identity attribute")),
+                );
+            }
+        }
+        i += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Latency statistics (exact: every sample kept, sorted once)
+
+#[derive(Default, Clone)]
+pub struct Latencies(Vec<u32>);
+
+impl Latencies {
+    fn record(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+    fn merge(&mut self, o: Latencies) {
+        self.0.extend(o.0);
+    }
+    /// Percentile in ms (q in 0..=1).
+    pub fn pct(&mut self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.sort_unstable();
+        let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+        self.0[i] as f64 / 1000.0
+    }
+    pub fn summary(&mut self) -> String {
+        format!(
+            "p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms",
+            self.pct(0.5),
+            self.pct(0.9),
+            self.pct(0.99),
+            self.pct(1.0)
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The load generator
+
+#[derive(Clone)]
+struct Load {
+    addr: SocketAddr,
+    connections: usize,
+    /// None: closed loop (as fast as answers come). Some: offered events/s across all connections.
+    rate: Option<f64>,
+    warmup: Duration,
+    measure: Duration,
+}
+
+#[derive(Default)]
+pub struct LoadResult {
+    /// Answers per status during the measured window.
+    pub statuses: BTreeMap<u16, u64>,
+    pub io_errors: u64,
+    /// Latency of 200 answers.
+    pub ok_latency: Latencies,
+    pub window: Duration,
+    /// CPU time of the load generator's thread over its wall time (near 1.0: the generator was the limit).
+    pub generator_busy: f64,
+}
+
+/// CPU time (user + system) of the calling thread.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+impl LoadResult {
+    pub fn ok(&self) -> u64 {
+        self.statuses.get(&200).copied().unwrap_or(0)
+            + self.statuses.get(&204).copied().unwrap_or(0)
+    }
+    pub fn ok_rate(&self) -> f64 {
+        self.ok() as f64 / self.window.as_secs_f64()
+    }
+    pub fn errors(&self) -> String {
+        let mut parts: Vec<String> = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| !matches!(s, 200 | 204))
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        if self.io_errors > 0 {
+            parts.push(format!("io×{}", self.io_errors));
+        }
+        parts.join(", ")
+    }
+}
+
+async fn connection(i: usize, load: Load, payloads: Arc<Payloads>, start: Instant) -> LoadResult {
+    let mut out = LoadResult::default();
+    let measure_from = start + load.warmup;
+    let end = measure_from + load.measure;
+    let interval = load
+        .rate
+        .map(|r| Duration::from_secs_f64(load.connections as f64 / r));
+    let mut next = start
+        + interval
+            .map(|iv| iv.mul_f64(i as f64 / load.connections as f64))
+            .unwrap_or_default();
+    let host = load.addr.to_string();
+    'connect: while Instant::now() < end {
+        let stream = match tokio::net::TcpStream::connect(load.addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                out.io_errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
+        else {
+            out.io_errors += 1;
+            continue;
+        };
+        tokio::spawn(conn);
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                break 'connect;
+            }
+            let sent_at = match interval {
+                Some(iv) => {
+                    if next > now {
+                        tokio::time::sleep_until(next.into()).await;
+                    }
+                    let at = next;
+                    next += iv;
+                    at
+                }
+                None => now,
+            };
+            let (t, body, _) = payloads.next();
+            let req = http::Request::post(t.path.as_str())
+                .header(http::header::HOST, host.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::AUTHORIZATION, AUTHORIZATION)
+                .body(Full::new(body))
+                .unwrap();
+            if sender.ready().await.is_err() {
+                out.io_errors += 1;
+                continue 'connect;
+            }
+            let result = match sender.send_request(req).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match resp.into_body().collect().await {
+                        Ok(_) => Ok(status),
+                        Err(_) => Err(()),
+                    }
+                }
+                Err(_) => Err(()),
+            };
+            let done = Instant::now();
+            if sent_at < measure_from || done > end {
+                if result.is_err() {
+                    continue 'connect;
+                }
+                continue;
+            }
+            match result {
+                Ok(status) => {
+                    *out.statuses.entry(status).or_default() += 1;
+                    if matches!(status, 200 | 204) {
+                        out.ok_latency.record(done - sent_at);
+                    }
+                }
+                Err(()) => {
+                    out.io_errors += 1;
+                    continue 'connect;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run the load on its own thread (pinned to the generator core) and wait for it. `during` is called when the
+/// measured window starts and ends (to read the relay's CPU time).
+fn run_load(
+    load: &Load,
+    payloads: &Arc<Payloads>,
+    core: Option<usize>,
+    mut at_window_start: impl FnMut(),
+) -> LoadResult {
+    let load = load.clone();
+    let payloads = payloads.clone();
+    let warmup = load.warmup;
+    let handle = on_thread(core, move || {
+        Box::pin(async move {
+            let start = Instant::now();
+            let cpu0 = thread_cpu();
+            let tasks: Vec<_> = (0..load.connections)
+                .map(|i| tokio::spawn(connection(i, load.clone(), payloads.clone(), start)))
+                .collect();
+            let mut total = LoadResult {
+                window: load.measure,
+                ..Default::default()
+            };
+            for t in tasks {
+                let r = t.await.expect("connection task");
+                for (s, n) in r.statuses {
+                    *total.statuses.entry(s).or_default() += n;
+                }
+                total.io_errors += r.io_errors;
+                total.ok_latency.merge(r.ok_latency);
+            }
+            total.generator_busy =
+                (thread_cpu() - cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+            total
+        })
+    });
+    std::thread::sleep(warmup);
+    at_window_start();
+    handle.join().expect("load generator thread")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The relay process
+
+struct Usage {
+    cpu_s: f64,
+    hwm_mib: f64,
+    rss_mib: f64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_s = (ticks(11) + ticks(12)) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Usage {
+        cpu_s,
+        hwm_mib: kb("VmHWM:") / 1024.0,
+        rss_mib: kb("VmRSS:") / 1024.0,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct RelayProc {
+    child: Child,
+    ingress: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl RelayProc {
+    /// Start the relay binary with `[delivery]`, `[sinks…]` and subscriptions from `body`.
+    fn start(body: &str, core: Option<usize>) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ingress: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = format!(
+            "[ingress]\nlisten = \"{ingress}\"\n[ingress.auth]\nbearer_tokens = [\"{TOKEN}\"]\n[admin]\nlisten = \"{admin}\"\n[log]\nformat = \"json\"\nlevel = \"warn,rdkafka=off,librdkafka=off\"\n{body}"
+        );
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.path().join("relay.log")).map_err(|e| e.to_string())?;
+        let mut cmd = match core {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", &c.to_string(), RELAY_BIN]);
+                cmd
+            }
+            None => Command::new(RELAY_BIN),
+        };
+        let child = cmd
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {RELAY_BIN}: {e}"))?;
+        let mut me = Self {
+            child,
+            ingress,
+            dir,
+        };
+        me.wait_ready(admin)?;
+        Ok(me)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, admin: SocketAddr) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "the relay exited ({status}) during start-up:\n{}",
+                    self.log()
+                ));
+            }
+            if readyz(admin) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the relay was not ready within 60 s:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /readyz` answered 200 (a blocking one-shot HTTP/1.0 request, no runtime needed).
+fn readyz(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: relay\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+}
+
+/// Measure the relay under `load`: answered rate, latency, errors, its CPU per answered event and peak RSS.
+struct RelayRun {
+    result: LoadResult,
+    cpu_us_per_event: f64,
+    hwm_mib: f64,
+    idle_rss_mib: f64,
+}
+
+fn measure_relay(
+    opts: &Options,
+    pins: Option<(usize, usize)>,
+    config_body: &str,
+    payloads: &Arc<Payloads>,
+    rate: Option<f64>,
+    connections: usize,
+) -> Result<RelayRun, String> {
+    let relay = RelayProc::start(config_body, pins.map(|p| p.1))?;
+    let pid = relay.pid();
+    let idle = usage(pid);
+    let load = Load {
+        addr: relay.ingress,
+        connections,
+        rate,
+        warmup: opts.warmup(),
+        measure: opts.measure(),
+    };
+    let cpu_start = Arc::new(Mutex::new(0.0));
+    let c = cpu_start.clone();
+    let result = run_load(&load, payloads, pins.map(|p| p.0), move || {
+        *c.lock().unwrap() = usage(pid).cpu_s;
+    });
+    let end = usage(pid);
+    if result.ok() == 0 && result.statuses.is_empty() {
+        return Err(format!(
+            "no answer from the relay ({} I/O errors); its log:\n{}",
+            result.io_errors,
+            relay.log()
+        ));
+    }
+    // CPU over the window is divided by every answered request (200s and 503s alike cost CPU); per event
+    // counts only what was accepted, which is what a user pays for.
+    let cpu = end.cpu_s - *cpu_start.lock().unwrap();
+    let answered = result.ok().max(1) as f64;
+    Ok(RelayRun {
+        cpu_us_per_event: cpu * 1e6 / answered,
+        hwm_mib: end.hwm_mib,
+        idle_rss_mib: idle.rss_mib,
+        result,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Baselines
+
+/// The ceiling of HTTP ingress here: hyper reading each body and answering 204, on the relay's core.
+/// The hyper server's answers, and its CPU time per answer in µs (over the whole run, warm-up included).
+fn baseline_hyper(
+    opts: &Options,
+    pins: Option<(usize, usize)>,
+    payloads: &Arc<Payloads>,
+) -> (LoadResult, f64) {
+    let server = serve_in_thread(pins.map(|p| p.1), || Box::pin(std::future::ready(204)));
+    let load = Load {
+        addr: server.addr,
+        connections: opts.connections,
+        rate: None,
+        warmup: opts.warmup(),
+        measure: opts.measure(),
+    };
+    let r = run_load(&load, payloads, pins.map(|p| p.0), || {});
+    let served =
+        r.ok() as f64 * (opts.warmup() + opts.measure()).as_secs_f64() / r.window.as_secs_f64();
+    let cpu = server.stop();
+    let per_event = cpu.as_secs_f64() * 1e6 / served.max(1.0);
+    (r, per_event)
+}
+
+fn kafka_config(bootstrap: &str) -> rdkafka::ClientConfig {
+    // The relay's defaults (see sinks/kafka/config.rs): acks=all, idempotence, lz4, linger 5 ms, batch 1 MB.
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("message.timeout.ms", "300000")
+        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    c
+}
+
+/// What a direct client achieved: rate and latency (send → broker ack).
+pub struct Direct {
+    pub rate: f64,
+    pub latency: Latencies,
+}
+
+/// A direct rdkafka producer, same payloads and headers, same batch settings, on the relay's core. Closed loop
+/// keeps up to `window` records in flight; a fixed rate sends on a schedule and measures each ack's latency.
+fn baseline_kafka(
+    opts: &Options,
+    pins: Option<(usize, usize)>,
+    bootstrap: &str,
+    topic: &str,
+    payloads: &Arc<Payloads>,
+    rate: Option<f64>,
+) -> Result<Direct, String> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let (bootstrap, topic, payloads) = (bootstrap.to_string(), topic.to_string(), payloads.clone());
+    let (warmup, measure) = (opts.warmup(), opts.measure());
+    on_thread(pins.map(|p| p.1), move || {
+        Box::pin(async move {
+            // Created on the pinned thread: librdkafka's threads inherit its affinity.
+            let producer: FutureProducer = kafka_config(&bootstrap)
+                .create()
+                .map_err(|e| format!("kafka producer: {e}"))?;
+            // Connected and holding a producer id before the clock starts, as the relay is when /readyz
+            // answers 200: one record, acknowledged.
+            let (_, body, id) = payloads.next();
+            let first = FutureRecord::to(&topic).payload(&body[..]).key(id.as_str());
+            producer
+                .send(first, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| format!("kafka producer: first record: {e}"))?;
+            let start = Instant::now();
+            let measure_from = start + warmup;
+            let end = measure_from + measure;
+            let mut in_flight = FuturesUnordered::new();
+            let mut latency = Latencies::default();
+            let mut acked = 0u64;
+            let mut failed = 0u64;
+            let window = 10_000;
+            let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+            let mut next = start;
+            while Instant::now() < end {
+                if let Some(iv) = interval {
+                    // Keep acks flowing while waiting for the next slot.
+                    while Instant::now() < next {
+                        tokio::select! {
+                            Some((at, r)) = in_flight.next(), if !in_flight.is_empty() => {
+                                count(&mut latency, &mut acked, &mut failed, at, r, measure_from, end);
+                            }
+                            _ = tokio::time::sleep_until(next.into()) => {}
+                        }
+                    }
+                    next += iv;
+                } else if in_flight.len() >= window {
+                    if let Some((at, r)) = in_flight.next().await {
+                        count(&mut latency, &mut acked, &mut failed, at, r, measure_from, end);
+                    }
+                    continue;
+                }
+                let at = interval.map(|iv| next - iv).unwrap_or_else(Instant::now);
+                let (t, body, id) = payloads.next();
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "trigger-id", value: Some(t.trigger.as_str()) })
+                    .insert(Header { key: "invocation-id", value: Some(id.as_str()) })
+                    .insert(Header { key: "subscription-id", value: Some("direct") })
+                    .insert(Header { key: "content-type", value: Some("application/json") });
+                let rec = FutureRecord::to(&topic).payload(&body[..]).key(id.as_str()).headers(headers);
+                match producer.send_result(rec) {
+                    Ok(f) => in_flight.push(async move { (at, f.await) }),
+                    Err(_) => {
+                        // librdkafka's queue is full: wait for one ack.
+                        if let Some((at, r)) = in_flight.next().await {
+                            count(&mut latency, &mut acked, &mut failed, at, r, measure_from, end);
+                        }
+                    }
+                }
+            }
+            if failed > 0 && acked == 0 {
+                return Err(format!("the direct producer got no ack ({failed} failed)"));
+            }
+            Ok(Direct { rate: acked as f64 / measure.as_secs_f64(), latency })
+        })
+    })
+    .join()
+    .expect("kafka baseline thread")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn count<T, E, C>(
+    latency: &mut Latencies,
+    acked: &mut u64,
+    failed: &mut u64,
+    at: Instant,
+    r: Result<Result<T, E>, C>,
+    measure_from: Instant,
+    end: Instant,
+) {
+    let now = Instant::now();
+    if at < measure_from || now > end {
+        return;
+    }
+    match r {
+        Ok(Ok(_)) => {
+            *acked += 1;
+            latency.record(now - at);
+        }
+        _ => *failed += 1,
+    }
+}
+
+fn nats_subject(prefix: &str, trigger: &str) -> String {
+    format!("{prefix}.{}", trigger.trim_start_matches("idn:"))
+}
+
+fn nats_headers(trigger: &str, id: &str) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("trigger-id", trigger);
+    h.insert("subscription-id", "direct");
+    h.insert("content-type", "application/json");
+    h.insert("invocation-id", id);
+    h
+}
+
+/// A direct async-nats publisher on the relay's core. Core: publishes followed by a flush every 256 (what
+/// the relay's core sink does per batch); JetStream: up to 256 acks awaited at once (the relay's default
+/// `max_in_flight`), `Nats-Msg-Id` set as the relay sets it.
+fn baseline_nats(
+    opts: &Options,
+    pins: Option<(usize, usize)>,
+    url: &str,
+    prefix: &str,
+    jetstream: bool,
+    payloads: &Arc<Payloads>,
+) -> Result<Direct, String> {
+    let (url, prefix, payloads) = (url.to_string(), prefix.to_string(), payloads.clone());
+    let (warmup, measure) = (opts.warmup(), opts.measure());
+    on_thread(pins.map(|p| p.1), move || {
+        Box::pin(async move {
+            let client = async_nats::connect(&url)
+                .await
+                .map_err(|e| format!("nats connect {url}: {e}"))?;
+            let js = async_nats::jetstream::new(client.clone());
+            let start = Instant::now();
+            let measure_from = start + warmup;
+            let end = measure_from + measure;
+            let mut latency = Latencies::default();
+            let (mut acked, mut failed) = (0u64, 0u64);
+            let mut in_flight = FuturesUnordered::new();
+            while Instant::now() < end {
+                if jetstream {
+                    if in_flight.len() >= 256 {
+                        if let Some((at, r)) = in_flight.next().await {
+                            count(
+                                &mut latency,
+                                &mut acked,
+                                &mut failed,
+                                at,
+                                r,
+                                measure_from,
+                                end,
+                            );
+                        }
+                        continue;
+                    }
+                    let (t, body, id) = payloads.next();
+                    let msg = async_nats::jetstream::message::PublishMessage::build()
+                        .payload(body)
+                        .headers(nats_headers(&t.trigger, &id))
+                        .message_id(&id);
+                    let at = Instant::now();
+                    match js
+                        .send_publish(nats_subject(&prefix, &t.trigger), msg)
+                        .await
+                    {
+                        Ok(ack) => in_flight.push(async move { (at, Ok::<_, ()>(ack.await)) }),
+                        Err(_) => failed += 1,
+                    }
+                } else {
+                    let at = Instant::now();
+                    for _ in 0..256 {
+                        let (t, body, id) = payloads.next();
+                        client
+                            .publish_with_headers(
+                                nats_subject(&prefix, &t.trigger),
+                                nats_headers(&t.trigger, &id),
+                                body,
+                            )
+                            .await
+                            .map_err(|e| format!("nats publish: {e}"))?;
+                    }
+                    let r = client.flush().await;
+                    for _ in 0..256 {
+                        count(
+                            &mut latency,
+                            &mut acked,
+                            &mut failed,
+                            at,
+                            Ok::<_, ()>(r.as_ref().map(|_| ()).map_err(|_| ())),
+                            measure_from,
+                            end,
+                        );
+                    }
+                }
+            }
+            Ok(Direct {
+                rate: acked as f64 / measure.as_secs_f64(),
+                latency,
+            })
+        })
+    })
+    .join()
+    .expect("nats baseline thread")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenarios
+
+/// The triggers of the payload mix: an attribute change, a creation, an access request, a provisioning result.
+pub const MIX: &[&str] = &[
+    "idn:identity-attributes-changed",
+    "idn:identity-created",
+    "idn:access-request-post-approval",
+    "idn:post-provisioning",
+];
+
+fn discard_config(subs_per_trigger: usize, triggers: &[&str]) -> String {
+    let mut s = String::from("[sinks.discard.queue]\nmax_events = 10000\nmax_bytes = 67108864\n");
+    for t in triggers {
+        for k in 0..subs_per_trigger {
+            let _ = writeln!(
+                s,
+                "[[subscriptions]]\nname = \"{t} {k}\"\ntriggerId = \"{t}\"\ntype = \"DISCARD\""
+            );
+        }
+    }
+    s
+}
+
+fn kafka_relay_config(bootstrap: &str, topic: &str, ack: &str, queue_bytes: u64) -> String {
+    let mut s = format!(
+        "[delivery]\nack = \"{ack}\"\n[sinks.kafka.bench]\nbootstrap_servers = \"{bootstrap}\"\n[sinks.kafka.bench.queue]\nmax_events = 10000\nmax_bytes = {queue_bytes}\n"
+    );
+    for t in MIX {
+        let _ = writeln!(
+            s,
+            "[[subscriptions]]\nname = \"{t}\"\ntriggerId = \"{t}\"\ntype = \"KAFKA\"\nkafkaConfig = {{ topic = \"{topic}\" }}"
+        );
+    }
+    s
+}
+
+fn nats_relay_config(url: &str, prefix: &str, jetstream: bool) -> String {
+    let mut s =
+        format!("[delivery]\nack = \"delivered\"\n[sinks.nats.bench]\nservers = [\"{url}\"]\n");
+    for t in MIX {
+        let _ = writeln!(
+            s,
+            "[[subscriptions]]\nname = \"{t}\"\ntriggerId = \"{t}\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{prefix}.{{trigger}}\", jetstream = {jetstream} }}"
+        );
+    }
+    s
+}
+
+/// 50 filters of the kinds ISC's documentation shows, on `idn:identity-attributes-changed`: some match every
+/// event, some match the larger ones, some never match.
+pub fn typical_filters() -> Vec<String> {
+    (0..50)
+        .map(|i| match i % 5 {
+            0 => format!("$.changes[?(@.attribute == \"attribute{i}\")]"),
+            1 => "$[?($.identity.name == \"William Wilson\")]".to_string(),
+            2 => {
+                "$.changes[?(@.attribute in [\"department\", \"title\", \"manager\"])]".to_string()
+            }
+            3 => "$.changes[?(@.attribute == \"department\" && @.newValue =~ /market.*/i)]"
+                .to_string(),
+            _ => format!("$[?($.identity.id == \"2c91808568c529c60168cca6f90c13{i:02}\")]"),
+        })
+        .collect()
+}
+
+fn filters_config() -> String {
+    let mut s = String::from("[sinks.discard.queue]\nmax_events = 10000\nmax_bytes = 67108864\n");
+    for (i, f) in typical_filters().iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "[[subscriptions]]\nname = \"filtered {i}\"\ntriggerId = \"idn:identity-attributes-changed\"\ntype = \"DISCARD\"\nfilter = '{f}'"
+        );
+    }
+    s
+}
+
+/// A webhook that reads each body and answers 200 after `delay` (a slow downstream for the overload scenario).
+struct LocalServer {
+    addr: SocketAddr,
+    /// CPU time the server's thread used, read when it stops.
+    cpu: Arc<Mutex<Duration>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LocalServer {
+    /// Stop the server; the CPU time its thread used.
+    fn stop(mut self) -> Duration {
+        self.shut();
+        *self.cpu.lock().unwrap()
+    }
+
+    fn shut(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+fn slow_webhook(core: Option<usize>, delay: Duration) -> LocalServer {
+    serve_in_thread(core, move || {
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            200
+        })
+    })
+}
+
+/// A hyper HTTP/1.1 server on its own thread: reads each body, answers the status `answer` gives.
+fn serve_in_thread(
+    core: Option<usize>,
+    answer: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = u16> + Send>>
+        + Send
+        + Sync
+        + 'static,
+) -> LocalServer {
+    use hyper::service::service_fn;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let answer = Arc::new(answer);
+    let cpu = Arc::new(Mutex::new(Duration::ZERO));
+    let cpu_out = cpu.clone();
+    let thread = on_thread(core, move || {
+        Box::pin(async move {
+            let cpu0 = thread_cpu();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let accept = async {
+                loop {
+                    let Ok((s, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = s.set_nodelay(true);
+                    let answer = answer.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                            let answer = answer.clone();
+                            async move {
+                                let body = req.into_body().collect().await?.to_bytes();
+                                std::hint::black_box(body);
+                                let status = answer().await;
+                                Ok::<_, hyper::Error>(
+                                    http::Response::builder()
+                                        .status(status)
+                                        .body(http_body_util::Empty::<Bytes>::new())
+                                        .unwrap(),
+                                )
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            };
+            tokio::select! {
+                _ = accept => {}
+                _ = stop_rx => {}
+            }
+            *cpu_out.lock().unwrap() = thread_cpu() - cpu0;
+        })
+    });
+    LocalServer {
+        addr,
+        cpu,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+/// Delete a bench topic so the in-memory broker lets go of its data (best effort).
+fn delete_topic(bootstrap: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    let _ = on_thread(None, move || {
+        Box::pin(async move {
+            let Ok(admin) = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+            else {
+                return;
+            };
+            let _ = admin.delete_topics(&[&topic], &AdminOptions::new()).await;
+        })
+    })
+    .join();
+}
+
+fn broker_up(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let hostport = addr
+        .trim_start_matches("nats://")
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+const KAFKA_HELP: &str = "needs a Kafka-compatible broker: run `scripts/bench` (starts tansu on a free port), or start one \
+     (`tansu broker --storage-engine memory://tansu/ --listener-url tcp://127.0.0.1:9092 \
+     --advertised-listener-url tcp://127.0.0.1:9092`) and set TRIGGER_RELAY_BENCH_KAFKA=127.0.0.1:9092";
+const NATS_HELP: &str =
+    "needs nats-server with JetStream: run `scripts/bench` (starts it on a free port), or run \
+     `nats-server -js -p 4222` and set TRIGGER_RELAY_BENCH_NATS=nats://127.0.0.1:4222";
+
+fn create_topic(bootstrap: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    on_thread(None, move || {
+        Box::pin(async move {
+            let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .create()
+                    .map_err(|e| e.to_string())?;
+            let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+            let r = admin
+                .create_topics(
+                    [&t],
+                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                )
+                .await
+                .map_err(|e| format!("create topic {topic}: {e}"))?;
+            for res in r {
+                res.map_err(|(t, e)| format!("create topic {t}: {e}"))?;
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .expect("admin thread")
+}
+
+fn create_stream(url: &str, name: &str, subjects: &str) -> Result<(), String> {
+    let (url, name, subjects) = (url.to_string(), name.to_string(), subjects.to_string());
+    on_thread(None, move || {
+        Box::pin(async move {
+            let client = async_nats::connect(&url)
+                .await
+                .map_err(|e| format!("nats connect {url}: {e}"))?;
+            let js = async_nats::jetstream::new(client);
+            js.create_stream(async_nats::jetstream::stream::Config {
+                name,
+                subjects: vec![subjects],
+                storage: async_nats::jetstream::stream::StorageType::Memory,
+                max_bytes: 1 << 30,
+                discard: async_nats::jetstream::stream::DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("create stream: {e}"))?;
+            Ok(())
+        })
+    })
+    .join()
+    .expect("nats admin thread")
+}
+
+fn row_from(scenario: &str, run: &mut RelayRun, baseline: f64, baseline_name: &str) -> Row {
+    Row {
+        scenario: scenario.to_string(),
+        relay: run.result.ok_rate(),
+        baseline,
+        baseline_name: baseline_name.to_string(),
+        p99_ms: run.result.ok_latency.pct(0.99),
+        rss_mib: run.hwm_mib,
+        cpu_us_per_event: run.cpu_us_per_event,
+        errors: run.result.errors(),
+        note: format!(
+            "{}; generator busy {:.0}%",
+            run.result.ok_latency.summary(),
+            run.result.generator_busy * 100.0
+        ),
+        skipped: None,
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("[load] {msg}");
+}
+
+/// Run the selected scenarios; a scenario that cannot run (broker missing, relay not starting) is an error,
+/// unless `skip_missing_brokers` was asked for.
+pub fn run(opts: &Options) -> Result<Report, String> {
+    let pins = pinning();
+    let mix = Arc::new(Payloads::new(MIX));
+    let (min, max) = mix.sizes();
+    progress(&format!(
+        "relay {RELAY_BIN}; {} payloads of {min}..{max} bytes (mean {}); {} connections; pinned: {}",
+        mix.len(),
+        mix.mean_size(),
+        opts.connections,
+        pins.is_some()
+    ));
+    let mut report = Report {
+        rows: Vec::new(),
+        pinned: pins.is_some(),
+        idle_rss_mib: None,
+    };
+    let run_id = format!("{:08x}", mix.nonce);
+
+    let need = |what: &Option<String>,
+                help: &str,
+                scenario: &str,
+                rows: &mut Vec<Row>|
+     -> Result<Option<String>, String> {
+        match what {
+            Some(a) if broker_up(a) => Ok(Some(a.clone())),
+            _ if opts.skip_missing_brokers => {
+                rows.push(Row {
+                    scenario: scenario.to_string(),
+                    skipped: Some("broker not running".into()),
+                    ..Default::default()
+                });
+                Ok(None)
+            }
+            Some(a) => Err(format!(
+                "scenario {scenario}: nothing listens on {a}; {help}"
+            )),
+            None => Err(format!("scenario {scenario} {help}")),
+        }
+    };
+
+    if opts.selected("blackhole") {
+        progress("blackhole: baseline (hyper, 204)");
+        let (base, base_cpu) = baseline_hyper(opts, pins, &mix);
+        progress("blackhole: relay → DISCARD");
+        let mut r = measure_relay(
+            opts,
+            pins,
+            &discard_config(1, MIX),
+            &mix,
+            None,
+            opts.connections,
+        )?;
+        report.idle_rss_mib = Some(r.idle_rss_mib);
+        let mut row = row_from("ingress → DISCARD", &mut r, base.ok_rate(), "hyper 204");
+        row.note = format!(
+            "CPU/event: hyper 204 {base_cpu:.1} µs, relay {:.2}× that; {}",
+            row.cpu_us_per_event / base_cpu.max(1e-9),
+            row.note
+        );
+        report.rows.push(row);
+    }
+
+    for ack in ["accepted", "delivered"] {
+        let name = format!("kafka-{ack}");
+        if !opts.selected(&name) {
+            continue;
+        }
+        let Some(bootstrap) = need(&opts.kafka, KAFKA_HELP, &name, &mut report.rows)? else {
+            continue;
+        };
+        let topic = format!("bench-{run_id}-{ack}");
+        create_topic(&bootstrap, &topic)?;
+        progress(&format!("{name}: baseline (direct rdkafka producer)"));
+        let base = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, None)?;
+        progress(&format!("{name}: relay"));
+        // `delivered` answers only after the broker's ack: its rate is connections / latency, so it gets 4×
+        // the connections (ISC's own concurrency is not documented; 256 is within what a tenant sends).
+        let conns = if ack == "delivered" {
+            opts.connections * 4
+        } else {
+            opts.connections
+        };
+        let mut r = measure_relay(
+            opts,
+            pins,
+            &kafka_relay_config(&bootstrap, &topic, ack, 64 << 20),
+            &mix,
+            None,
+            conns,
+        )?;
+        let row = row_from(
+            &format!("ingress → Kafka ({ack})"),
+            &mut r,
+            base.rate,
+            "rdkafka direct",
+        );
+        let half = row.relay / 2.0;
+        report.rows.push(row);
+        if ack == "delivered" && half > 0.0 {
+            progress(&format!(
+                "{name}: half the maximum, {half:.0} ev/s: direct producer, then relay"
+            ));
+            let mut base = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, Some(half))?;
+            let mut r = measure_relay(
+                opts,
+                pins,
+                &kafka_relay_config(&bootstrap, &topic, ack, 64 << 20),
+                &mix,
+                Some(half),
+                conns,
+            )?;
+            let mut row = row_from(
+                "ingress → Kafka (delivered) at ½ max",
+                &mut r,
+                base.rate,
+                "rdkafka direct, same rate",
+            );
+            let (rp, bp) = (row.p99_ms, base.latency.pct(0.99));
+            row.note = format!(
+                "added p99 {:.2} ms (direct producer at the same rate: {}); relay {}",
+                rp - bp,
+                base.latency.summary(),
+                row.note
+            );
+            report.rows.push(row);
+        }
+        delete_topic(&bootstrap, &topic);
+    }
+
+    for js in [false, true] {
+        let name = if js { "nats-jetstream" } else { "nats-core" };
+        if !opts.selected(name) {
+            continue;
+        }
+        let Some(url) = need(&opts.nats, NATS_HELP, name, &mut report.rows)? else {
+            continue;
+        };
+        let prefix = format!("bench{run_id}{}", if js { "js" } else { "core" });
+        if js {
+            create_stream(&url, &prefix.to_uppercase(), &format!("{prefix}.>"))?;
+        }
+        progress(&format!("{name}: baseline (direct async-nats)"));
+        let base = baseline_nats(opts, pins, &url, &prefix, js, &mix)?;
+        progress(&format!("{name}: relay (delivered)"));
+        let mut r = measure_relay(
+            opts,
+            pins,
+            &nats_relay_config(&url, &prefix, js),
+            &mix,
+            None,
+            opts.connections * 4,
+        )?;
+        let label = if js {
+            "ingress → NATS JetStream (delivered)"
+        } else {
+            "ingress → NATS core (delivered)"
+        };
+        report
+            .rows
+            .push(row_from(label, &mut r, base.rate, "async-nats direct"));
+    }
+
+    if opts.selected("fanout") {
+        let mut one: Option<(f64, f64)> = None;
+        for k in [1, 5, 50] {
+            progress(&format!("fanout: {k} DISCARD subscription(s) per event"));
+            let mut r = measure_relay(
+                opts,
+                pins,
+                &discard_config(k, MIX),
+                &mix,
+                None,
+                opts.connections,
+            )?;
+            let (rate, cpu) = (r.result.ok_rate(), r.cpu_us_per_event);
+            let (base_rate, base_cpu) = *one.get_or_insert((rate, cpu));
+            let mut row = row_from(
+                &format!("fan-out to {k}"),
+                &mut r,
+                base_rate,
+                "fan-out to 1",
+            );
+            row.note = format!(
+                "CPU/event {:.2}× fan-out to 1; {}",
+                cpu / base_cpu.max(1e-9),
+                row.note
+            );
+            report.rows.push(row);
+        }
+    }
+
+    if opts.selected("overload") {
+        // The destination must be the bottleneck for the queue to fill: an HTTP webhook (in this process, on
+        // the generator's core) that answers after 200 ms, so the HTTP sink's 256 requests in flight carry at
+        // most ~1.3k events/s, well under what the ingress takes even at 2× (the point is shedding, not CPU).
+        let hook = slow_webhook(pins.map(|p| p.0), Duration::from_millis(200));
+        let queue_bytes: u64 = 16 << 20;
+        let config = format!(
+            "[sinks.http.queue]\nmax_events = 10000\nmax_bytes = {queue_bytes}\n{}",
+            MIX.iter()
+                .map(|t| format!(
+                    "[[subscriptions]]\nname = \"{t}\"\ntriggerId = \"{t}\"\ntype = \"HTTP\"\nhttpConfig = {{ url = \"http://{}/hook\" }}\n",
+                    hook.addr
+                ))
+                .collect::<String>()
+        );
+        progress("overload: measuring the maximum (slow webhook, accepted, closed loop)");
+        let max = measure_relay(opts, pins, &config, &mix, None, opts.connections)?
+            .result
+            .ok_rate();
+        let offered = (2.0 * max).max(100.0);
+        progress(&format!(
+            "overload: offering {offered:.0} ev/s (2× {max:.0})"
+        ));
+        let mut r = measure_relay(opts, pins, &config, &mix, Some(offered), opts.connections)?;
+        let mut row = row_from(
+            "overload: 2× max offered (200 ms webhook)",
+            &mut r,
+            max,
+            "measured max",
+        );
+        let limit = (queue_bytes >> 20) as f64 + 64.0;
+        let shed = r.result.statuses.get(&503).copied().unwrap_or(0);
+        row.note = format!(
+            "offered {offered:.0} ev/s, shed 503×{shed}; peak RSS {:.1} MiB vs limit {limit:.0} MiB (queue 16 MiB + 64): {}; {}",
+            row.rss_mib,
+            if row.rss_mib <= limit { "within" } else { "OVER" },
+            row.note
+        );
+        report.rows.push(row);
+        drop(hook);
+    }
+
+    if opts.selected("filters") {
+        let one = Arc::new(Payloads::new(&["idn:identity-attributes-changed"]));
+        progress("filters: baseline (1 unfiltered DISCARD subscription)");
+        let base = measure_relay(
+            opts,
+            pins,
+            &discard_config(1, &["idn:identity-attributes-changed"]),
+            &one,
+            None,
+            opts.connections,
+        )?;
+        progress("filters: 50 filtered DISCARD subscriptions");
+        let mut r = measure_relay(opts, pins, &filters_config(), &one, None, opts.connections)?;
+        let mut row = row_from(
+            "50 filtered subscriptions",
+            &mut r,
+            base.result.ok_rate(),
+            "1 unfiltered",
+        );
+        row.note = format!(
+            "CPU/event {:.2}× unfiltered; {}",
+            row.cpu_us_per_event / base.cpu_us_per_event.max(1e-9),
+            row.note
+        );
+        report.rows.push(row);
+    }
+
+    if report.rows.is_empty() {
+        return Err(format!(
+            "no scenario matches {:?}; scenarios: {}",
+            opts.scenarios,
+            SCENARIOS.join(", ")
+        ));
+    }
+    Ok(report)
+}
+
+/// Where the table goes: `$TRIGGER_RELAY_BENCH_OUT`, else `target/load-bench.md`.
+pub fn out_path() -> PathBuf {
+    std::env::var_os("TRIGGER_RELAY_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/load-bench.md"))
+}
