@@ -55,6 +55,9 @@ struct MetaProbe<'a> {
     invocation_id: Option<Cow<'a, str>>,
 }
 
+/// The answer to a request shed because a queue is full (logged at debug level: the metric counts them).
+const SHED_MESSAGE: &str = "the relay is at capacity; retry later";
+
 /// Counts a request in flight for as long as its handler lives (also when the connection is dropped).
 struct InFlight(prometheus::IntGauge);
 
@@ -103,7 +106,10 @@ pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Respons
             r
         }
         Err(e) => {
-            if e.status.is_server_error() {
+            if e.message == SHED_MESSAGE {
+                // Under overload this is thousands per second: the shed counter tells it, the log would drown.
+                tracing::debug!(tracking_id = %e.tracking_id, trigger = label, causes = ?e.causes, "ingress request shed");
+            } else if e.status.is_server_error() {
                 tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request failed");
             } else {
                 tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request refused");
@@ -323,12 +329,9 @@ async fn route_request(
                 };
                 fail_t!(
                     "shed",
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the relay is at capacity; retry later"
-                    )
-                    .cause(msg)
-                    .retry_after(state.retry_after_s)
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SHED_MESSAGE)
+                        .cause(msg)
+                        .retry_after(state.retry_after_s)
                 );
             }
         }
