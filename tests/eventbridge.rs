@@ -225,3 +225,37 @@ deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
     );
     bus.assert_no_more(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_partner_events_from_a_partner_event_source() {
+    let endpoint = support::aws::moto();
+    let source = format!("aws.partner/trigger-relay.test/{}", unique("src"));
+    support::aws::eventbridge(&endpoint)
+        .create_partner_event_source()
+        .name(&source)
+        .account(ACCOUNT)
+        .send()
+        .await
+        .expect("create partner event source");
+    // moto delivers partner events to the account's default bus.
+    let bus = BusToQueue::create("default", &source).await;
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+[[subscriptions]]
+name = "partner"
+triggerId = "idn:identity-created"
+type = "EVENTBRIDGE"
+eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", source = "{source}", endpointUrl = "{endpoint}", mode = "putPartnerEvents" }}
+"#
+    ))
+    .await;
+    let body = example_body("idn:identity-created", &unique("partner"));
+    let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got = bus.read(1, Duration::from_secs(20)).await;
+    check_envelope(&got[0], &source, &[("idn:identity-created".into(), body)]);
+}

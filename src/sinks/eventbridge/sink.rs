@@ -160,8 +160,13 @@ impl EventBridgeSink {
         let detail = |d: &Delivery| String::from_utf8_lossy(&d.event.body).into_owned();
         fn results<'a>(
             n: usize,
+            failed: i32,
             entries: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
         ) -> EntryResults {
+            if failed == 0 {
+                // Every entry accepted (some implementations, moto's PutPartnerEvents among them, list none).
+                return vec![None; n];
+            }
             let mut out: EntryResults = entries
                 .map(|(code, msg)| code.map(|c| (c.to_string(), msg.unwrap_or("").to_string())))
                 .collect();
@@ -193,6 +198,7 @@ impl EventBridgeSink {
                     .map_err(call_error)?;
                 Ok(results(
                     batch.len(),
+                    out.failed_entry_count(),
                     out.entries()
                         .iter()
                         .map(|e| (e.error_code(), e.error_message())),
@@ -217,6 +223,7 @@ impl EventBridgeSink {
                     .map_err(call_error)?;
                 Ok(results(
                     batch.len(),
+                    out.failed_entry_count(),
                     out.entries()
                         .iter()
                         .map(|e| (e.error_code(), e.error_message())),
