@@ -24,7 +24,7 @@ async fn sigterm_under_load_loses_nothing_that_was_answered_200() {
 [ingress]
 listen = "127.0.0.1:{ingress}"
 [ingress.auth]
-bearer_tokens = ["${{TEST_TOKEN}}"]
+bearer_tokens = ["${{TRIGGER_RELAY_TEST_TOKEN}}"]
 [admin]
 listen = "127.0.0.1:{admin}"
 [delivery]
@@ -47,7 +47,7 @@ kafkaConfig = {{ topic = "{topic}" }}
     let child = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
         .arg("--config")
         .arg(&path)
-        .env("TEST_TOKEN", "load-token")
+        .env("TRIGGER_RELAY_TEST_TOKEN", "load-token")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
