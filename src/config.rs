@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, TriggerType};
 use crate::model::{AckMode, Secret, Subscription, SubscriptionType};
@@ -20,7 +20,7 @@ pub const DEV_CONFIG: &str = include_str!("../config/dev.toml");
 /// ISC gives a FIRE_AND_FORGET subscriber 10 s to answer.
 pub const ISC_RESPONSE_LIMIT_MS: u64 = 10_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -40,9 +40,51 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// Which environment variables `${VAR}` may read (read before interpolation, never interpolated itself).
+    #[serde(default)]
+    pub env: EnvConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[env]`: the allow-list of `${VAR}` interpolation. A config can only read variables meant for it, so a
+/// config file from elsewhere cannot pull, say, `${DATABASE_PASSWORD}` into a header or a URL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Variables whose name starts with one of these may be read. Written out, it replaces the default.
+    #[serde(default = "default_env_prefixes")]
+    pub allow_prefixes: Vec<String>,
+    /// Further variables that may be read, by exact name.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        Self {
+            allow_prefixes: default_env_prefixes(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// The default `[env] allow_prefixes`.
+pub const DEFAULT_ENV_PREFIXES: &[&str] = &["TRIGGER_RELAY_", "ISC_", "KAFKA_", "NATS_", "AWS_"];
+
+fn default_env_prefixes() -> Vec<String> {
+    DEFAULT_ENV_PREFIXES.iter().map(|p| p.to_string()).collect()
+}
+
+impl EnvConfig {
+    pub fn allows(&self, name: &str) -> bool {
+        self.allow.iter().any(|a| a == name)
+            || self
+                .allow_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngressConfig {
     #[serde(default = "default_ingress_listen")]
@@ -80,7 +122,7 @@ fn default_body_timeout() -> u64 {
 
 /// What the ingress accepts in `Authorization`, as an ISC subscription's `httpConfig` sends it. Several
 /// credentials may be listed at once, so a secret can be rotated without downtime.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Accept requests without credentials. Must be written out; meant for development.
@@ -92,14 +134,14 @@ pub struct AuthConfig {
     pub bearer_tokens: Vec<Secret>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicCredential {
     pub username: String,
     pub password: Secret,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
@@ -118,7 +160,7 @@ fn default_admin_listen() -> SocketAddr {
     ([0, 0, 0, 0], 9090).into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Default ack mode for subscriptions that do not set `ackMode`.
@@ -166,7 +208,7 @@ fn default_grace() -> u64 {
     20_000
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -174,7 +216,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -197,7 +239,7 @@ fn default_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinksConfig {
     /// Kafka clusters by name; subscriptions name one in `kafkaConfig.cluster`.
@@ -221,7 +263,7 @@ pub struct SinksConfig {
 }
 
 /// Queue capacity of one sink, in events and in bytes; whichever is reached first sheds load with 503.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     #[serde(default = "default_queue_events")]
@@ -247,7 +289,7 @@ fn default_queue_bytes() -> u64 {
 }
 
 /// `[api]`: ISC's Triggers API served on the admin listener, with its own clients and a durable store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default)]
@@ -295,7 +337,7 @@ fn default_token_ttl() -> u64 {
     3_600
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiClientConfig {
     pub client_id: String,
@@ -304,7 +346,7 @@ pub struct ApiClientConfig {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiTokenConfig {
     /// A name for logs and rate limits.
@@ -325,7 +367,7 @@ pub const API_SCOPES: &[&str] = &[
 /// ISC's limit of subscriptions per FIRE_AND_FORGET trigger.
 pub const MAX_SUBSCRIPTIONS_PER_TRIGGER: usize = 50;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// Triggers the built-in catalog does not know yet (tenants get new triggers first).
@@ -333,7 +375,7 @@ pub struct CatalogConfig {
     pub triggers: Vec<CatalogEntryConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CatalogEntryConfig {
     pub id: String,
@@ -418,7 +460,22 @@ impl Config {
             one(at, format!("invalid TOML: {msg}"))
         })?;
         let mut errors = Errors(Vec::new());
-        interpolate(&mut value, &mut String::new(), &env, &mut errors);
+        let allow = env_allow_list(&value, &mut errors);
+        let env = |name: &str| -> Result<String, String> {
+            if !allow.allows(name) {
+                return Err(format!(
+                    "environment variable `{name}` is not in the allow-list: add it to `[env] allow`, or give it \
+                     a prefix from `[env] allow_prefixes` ({})",
+                    allow.allow_prefixes.join(", ")
+                ));
+            }
+            env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))
+        };
+        if let toml::Value::Table(t) = &mut value {
+            for (k, item) in t.iter_mut().filter(|(k, _)| k.as_str() != "env") {
+                interpolate(item, &mut k.clone(), &env, &mut errors);
+            }
+        }
         if !errors.0.is_empty() {
             return Err(ConfigErrors(errors.0));
         }
@@ -965,7 +1022,7 @@ impl<F: FnMut(String, String)> ErrorSink for F {
 fn interpolate(
     v: &mut toml::Value,
     path: &mut String,
-    env: &impl Fn(&str) -> Option<String>,
+    env: &impl Fn(&str) -> Result<String, String>,
     errors: &mut Errors,
 ) {
     match v {
@@ -996,7 +1053,7 @@ fn interpolate(
     }
 }
 
-fn expand(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(s: &str, env: &impl Fn(&str) -> Result<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -1018,10 +1075,7 @@ fn expand(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, Stri
                     "`${{{name}}}` is not a valid environment variable name"
                 ));
             }
-            match env(name) {
-                Some(val) => out.push_str(&val),
-                None => return Err(format!("environment variable `{name}` is not set")),
-            }
+            out.push_str(&env(name)?);
             rest = &t[end + 1..];
         } else {
             out.push('$');
@@ -1084,4 +1138,97 @@ pub fn iso8601_duration(s: &str) -> bool {
         None => d > 0,
         Some(t) => matches!(parts(t, &['H', 'M', 'S'], true), Some(n) if n > 0),
     }
+}
+
+/// `[env]`, read from the raw TOML before anything is interpolated (its own values are taken literally).
+fn env_allow_list(value: &toml::Value, errors: &mut Errors) -> EnvConfig {
+    let Some(raw) = value.get("env") else {
+        return EnvConfig::default();
+    };
+    let allow: EnvConfig = match serde_path_to_error::deserialize(raw.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            let msg = e.inner().to_string();
+            errors.push(
+                format!("env.{}", e.path()).trim_end_matches(".."),
+                msg.lines().next().unwrap_or_default().trim(),
+            );
+            return EnvConfig {
+                allow_prefixes: Vec::new(),
+                allow: Vec::new(),
+            };
+        }
+    };
+    for (i, p) in allow.allow_prefixes.iter().enumerate() {
+        if p.is_empty() {
+            errors.push(
+                format!("env.allow_prefixes[{i}]"),
+                "an empty prefix would allow every variable; list the names in `allow` instead",
+            );
+        }
+    }
+    allow
+}
+
+/// Kafka `options` whose name looks like a credential: `check-config --print` shows `***` for their values.
+pub fn is_credential_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("sasl.")
+        || n.starts_with("ssl.key")
+        || ["password", "secret", "token", "key", "credential"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+impl Config {
+    /// The effective config (after `${VAR}` interpolation and with every default filled in) as TOML, with every
+    /// secret shown as `***`: `Secret` fields, credential-like Kafka `options`, and the password of a URL.
+    /// This is what `trigger-relay check-config --print` prints.
+    pub fn to_redacted_toml(&self) -> String {
+        let json = crate::model::with_redacted_secrets(|| serde_json::to_value(self))
+            .expect("the config serialises");
+        let toml = toml::Value::try_from(redact_json(json).unwrap_or(serde_json::Value::Null))
+            .expect("the config is TOML");
+        toml::to_string_pretty(&toml).expect("the config prints as TOML")
+    }
+}
+
+/// Drop nulls (TOML has none: an unset option is left out) and hide URL passwords (`scheme://user:pw@host`).
+fn redact_json(v: serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match v {
+        Value::Null => return None,
+        Value::String(s) => Value::String(redact_url_password(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().filter_map(redact_json).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .filter_map(|(k, v)| Some((k, redact_json(v)?)))
+                .collect(),
+        ),
+        other => other,
+    })
+}
+
+/// `scheme://user:***@host`: the password of every URL in `s` hidden.
+pub fn redact_url_password(s: &str) -> String {
+    // `scheme://user:password@host…` (also inside a comma-separated list of URLs).
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ',', ' ']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -27,7 +27,12 @@ enum Command {
     /// Run the relay (the default).
     Run,
     /// Validate the config and print every error with its key path; exit 1 when there is one.
-    CheckConfig,
+    CheckConfig {
+        /// Also print the effective config (after `${VAR}` interpolation, with every default) as TOML, every
+        /// secret shown as `***`.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<(String, String)> {
@@ -61,7 +66,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
+        Command::CheckConfig { print } => {
+            if print {
+                // The config on standard output (pipe it to a file); the verdict on standard error.
+                print!("{}", config.to_redacted_toml());
+                eprintln!(
+                    "{name}: ok ({} subscription(s), {} Kafka cluster(s))",
+                    config.subscriptions.len(),
+                    config.sinks.kafka.len()
+                );
+                return ExitCode::SUCCESS;
+            }
             println!(
                 "{name}: ok ({} subscription(s), {} Kafka cluster(s))",
                 config.subscriptions.len(),

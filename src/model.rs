@@ -29,8 +29,29 @@ impl std::fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_none()
+        if REDACTED_STARS.get() {
+            s.serialize_str("***")
+        } else {
+            s.serialize_none()
+        }
     }
+}
+
+thread_local! {
+    static REDACTED_STARS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (a serialisation) with every `Secret` written as `"***"` instead of `null`, so a printed config
+/// shows which secrets are set without showing them (`check-config --print`).
+pub fn with_redacted_secrets<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REDACTED_STARS.set(self.0);
+        }
+    }
+    let _reset = Reset(REDACTED_STARS.replace(true));
+    f()
 }
 
 /// ISC's `SubscriptionType`, plus the relay's own.

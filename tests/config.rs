@@ -97,9 +97,9 @@ fn broken_configs_name_every_error_with_its_key_path() {
         &["delivery.ack_timeout_ms: invalid type"],
     );
     check(
-        "x = \"${UNSET_VAR_FOR_TEST}\"\ny = \"${SET\"\n",
+        "x = \"${TRIGGER_RELAY_UNSET_VAR_FOR_TEST}\"\ny = \"${SET\"\n",
         &[
-            "x: environment variable `UNSET_VAR_FOR_TEST` is not set",
+            "x: environment variable `TRIGGER_RELAY_UNSET_VAR_FOR_TEST` is not set",
             "y: unterminated",
         ],
     );
@@ -354,12 +354,12 @@ fn auth_must_be_explicit() {
 fn env_interpolation_and_secrets_stay_out_of_debug() {
     let env: HashMap<&str, &str> = [("TOKEN", "tok-123"), ("USER_PW", "pw-456")].into();
     let c = Config::from_toml_with_env(
-        "[ingress.auth]\nbearer_tokens = [\"${TOKEN}\"]\nbasic = [{ username = \"u\", password = \"${USER_PW}\" }]\n[log]\nlevel = \"$${literal}\"\n",
+        "[env]\nallow = [\"TOKEN\", \"USER_PW\"]\n[ingress.auth]\nbearer_tokens = [\"${TOKEN}\"]\nbasic = [{ username = \"u\", password = \"${USER_PW}\" }]\n[log]\nlevel = \"$${literal}\"\n",
         |k| env.get(k).map(|v| v.to_string()),
     )
     .unwrap();
     let c2 = Config::from_toml_with_env(
-        "[ingress.auth]\nnone = true\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\noptions = { \"sasl.username\" = \"u\", \"sasl.password\" = \"${USER_PW}\" }\n",
+        "[env]\nallow = [\"USER_PW\"]\n[ingress.auth]\nnone = true\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\noptions = { \"sasl.username\" = \"u\", \"sasl.password\" = \"${USER_PW}\" }\n",
         |k| env.get(k).map(|v| v.to_string()),
     )
     .unwrap();

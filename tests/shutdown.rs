@@ -24,7 +24,7 @@ async fn sigterm_under_load_loses_nothing_that_was_answered_200() {
 [ingress]
 listen = "127.0.0.1:{ingress}"
 [ingress.auth]
-bearer_tokens = ["${{TEST_TOKEN}}"]
+bearer_tokens = ["${{TRIGGER_RELAY_TEST_TOKEN}}"]
 [admin]
 listen = "127.0.0.1:{admin}"
 [delivery]
@@ -47,7 +47,7 @@ kafkaConfig = {{ topic = "{topic}" }}
     let child = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
         .arg("--config")
         .arg(&path)
-        .env("TEST_TOKEN", "load-token")
+        .env("TRIGGER_RELAY_TEST_TOKEN", "load-token")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -93,7 +93,21 @@ kafkaConfig = {{ topic = "{topic}" }}
     for _ in 0..200 {
         first_200s.recv().await.expect("load is running");
     }
+    // Readiness, polled from before the signal until the admin listener closes (it closes last).
+    let readiness = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let s = support::reliability::readyz(admin_addr).await;
+            if seen.last() != Some(&s) {
+                seen.push(s);
+            }
+            if s.is_none() {
+                return seen;
+            }
+        }
+    });
     let pid = child.id().to_string();
+    let rss = support::reliability::rss_kb(child.id());
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -120,6 +134,12 @@ kafkaConfig = {{ topic = "{topic}" }}
         "the token never appears in logs"
     );
 
+    let seen = readiness.await.unwrap();
+    assert_eq!(
+        seen,
+        [Some(200), Some(503), None],
+        "after SIGTERM /readyz answers 503 (draining) before the relay stops"
+    );
     let answered = answered.lock().unwrap().clone();
     assert!(answered.len() >= 200, "load ran before the signal");
     let records = consume(&bootstrap, &topic, answered.len(), Duration::from_secs(60));
@@ -128,6 +148,23 @@ kafkaConfig = {{ topic = "{topic}" }}
         .map(|r| r.headers["invocation-id"].clone())
         .collect();
     let missing: Vec<_> = answered.iter().filter(|i| !in_kafka.contains(*i)).collect();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.headers["invocation-id"].clone())
+        .collect();
+    support::reliability::Row {
+        name: "sigterm-under-load".into(),
+        scenario: "SIGTERM to the binary under load (4 connections), Kafka, `accepted` mode".into(),
+        sent: answered.len(),
+        acknowledged: answered.len(),
+        delivered: in_kafka.len(),
+        lost: missing.len(),
+        duplicated: support::reliability::tally(&ids).1,
+        dropped_counted: 0,
+        rss_peak_kb: rss,
+        notes: "readiness 200 → 503 → closed; exit 0; requests after the listener closed are refused, not counted as sent".into(),
+    }
+    .write();
     assert!(
         missing.is_empty(),
         "{} of {} answered events are not in Kafka: {:?}",

@@ -15,7 +15,7 @@ use crate::config::QueueConfig;
 use crate::queue::QueueReceiver;
 use crate::sinks::{Readiness, SinkWorker};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
     #[serde(default)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod reliability;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -62,14 +63,53 @@ pub fn free_port() -> u16 {
 pub struct PrivateKafka {
     pub port: u16,
     child: Option<Child>,
+    /// `s3://bucket/` on moto's S3 when the broker keeps its data across restarts; in memory otherwise.
+    storage: Option<String>,
 }
 
 impl PrivateKafka {
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, None)
+    }
+
+    /// A broker whose topics and records survive SIGKILL: tansu's S3 storage on the moto server that
+    /// `scripts/test` started (a fresh bucket per broker).
+    pub fn start_persistent() -> Self {
+        let moto = std::env::var("TRIGGER_RELAY_TEST_MOTO").unwrap_or_else(|_| {
+            panic!("this test keeps a Kafka broker's data across restarts in moto's S3. Run it with `scripts/test`, which starts moto")
+        });
+        let bucket = unique("tansu");
+        let url = format!("{moto}/{bucket}");
+        let ok = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &url, "-o", "/dev/null"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "cannot create the S3 bucket {url} on moto (curl)");
+        Self::spawn(free_port(), Some(format!("s3://{bucket}/")))
+    }
+
+    /// SIGKILL, then start again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        let storage = self.storage.clone();
+        *self = Self::spawn(self.port, storage);
+    }
+
+    fn spawn(port: u16, storage: Option<String>) -> Self {
         let bin = std::env::var("TRIGGER_RELAY_TEST_TANSU").unwrap_or_else(|_| "tansu".into());
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url])
+        let engine = storage.clone().unwrap_or_else(|| "memory://tansu/".into());
+        let mut cmd = Command::new(&bin);
+        if storage.is_some() {
+            let moto = std::env::var("TRIGGER_RELAY_TEST_MOTO").unwrap();
+            cmd.env("AWS_ENDPOINT", moto)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_REGION", "us-east-1");
+        }
+        let child = cmd
+            .args(["broker", "--storage-engine", &engine, "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,6 +128,7 @@ impl PrivateKafka {
         Self {
             port,
             child: Some(child),
+            storage,
         }
     }
 
@@ -313,15 +354,7 @@ pub async fn post_event(relay: &Relay, path: &str, body: impl Into<Bytes>) -> Re
 
 /// The value of one sample in the relay's `/metrics` (0 when absent). `labels` like `sink="kafka.main"`.
 pub async fn metric(relay: &Relay, name: &str, labels: &[&str]) -> f64 {
-    let text = request("GET", relay.admin_addr(), "/metrics", &[], Bytes::new())
-        .await
-        .body;
-    let text = String::from_utf8_lossy(&text).into_owned();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    reliability::metric_at(relay.admin_addr(), name, labels).await
 }
 
 /// Poll `check` until it is true (a signal we can only observe by asking), failing after `within`.

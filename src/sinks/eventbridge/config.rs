@@ -10,7 +10,7 @@ use crate::model::{EventBridgeConfig, EventBridgeMode};
 /// since January 2026 (256 KiB before; set `max_entry_bytes = 262144` where that older quota applies).
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1_048_576;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventBridgeSinkConfig {
     /// The relay's queue in front of EventBridge (all EVENTBRIDGE subscriptions share it).

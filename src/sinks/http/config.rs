@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::config::{check_queue, ErrorSink, QueueConfig};
 use crate::model::HttpConfig;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// The relay's queue in front of the webhooks (all HTTP subscriptions share it).

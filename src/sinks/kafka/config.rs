@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::config::{check_queue, ErrorSink, QueueConfig};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
@@ -30,7 +30,7 @@ impl Compression {
     }
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaClusterConfig {
     /// `host:port[,host:port…]`
@@ -51,8 +51,24 @@ pub struct KafkaClusterConfig {
     pub queue: QueueConfig,
     /// Any other librdkafka property (`"security.protocol" = "SASL_SSL"`, `"sasl.password" = "${KAFKA_PASSWORD}"`).
     /// Nested tables are read as dotted names, so `security.protocol = "SSL"` unquoted works too.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted_options")]
     pub options: toml::Table,
+}
+
+/// Serialised (`check-config --print`) as flat librdkafka names, credential-like values as `***`.
+fn redacted_options<S: serde::Serializer>(options: &toml::Table, s: S) -> Result<S::Ok, S::Error> {
+    let mut flat = BTreeMap::new();
+    if flatten(options, String::new(), &mut flat).is_err() {
+        flat.clear();
+    }
+    s.collect_map(flat.into_iter().map(|(k, v)| {
+        let v = if crate::config::is_credential_option(&k) {
+            "***".to_string()
+        } else {
+            v
+        };
+        (k, v)
+    }))
 }
 
 /// `options` may hold credentials (`sasl.password`, `ssl.key.password`...): `Debug` shows their names only.

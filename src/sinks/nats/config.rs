@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::config::{check_queue, ErrorSink, QueueConfig};
 use crate::model::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConnectionConfig {
     /// `nats://host:4222`, `tls://…`; several for a cluster.
@@ -38,6 +38,32 @@ pub struct NatsConnectionConfig {
     pub max_in_flight: usize,
     #[serde(default)]
     pub queue: QueueConfig,
+}
+
+/// A server URL may carry a password (`nats://user:password@host`): `Debug` shows `***` in its place.
+impl std::fmt::Debug for NatsConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| crate::config::redact_url_password(s))
+            .collect();
+        f.debug_struct("NatsConnectionConfig")
+            .field("servers", &servers)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("nkey_seed", &self.nkey_seed)
+            .field("creds_file", &self.creds_file)
+            .field("tls_required", &self.tls_required)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("queue", &self.queue)
+            .finish()
+    }
 }
 
 fn default_connect_timeout() -> u64 {

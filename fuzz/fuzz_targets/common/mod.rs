@@ -1,0 +1,147 @@
+//! Shared by the ingress fuzz targets: an ingress (`IngressState`, built from the library's public types) with
+//! real bounded queues and a filtered route, served one HTTP connection at a time over `tokio::io::duplex`
+//! exactly as `server::serve` serves a TCP connection (hyper-util's auto builder: HTTP/1.1 keep-alive + h2c).
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trigger_relay::catalog::Catalog;
+use trigger_relay::config::{AuthConfig, QueueConfig};
+use trigger_relay::filter::Filter;
+use trigger_relay::ingress::{handle, Authenticator, IngressMetrics, IngressState};
+use trigger_relay::model::{AckMode, Secret};
+use trigger_relay::router::{RouteSpec, Router, RouterMetrics};
+use trigger_relay::sinks::metrics::SinkMetrics;
+use trigger_relay::sinks::Target;
+
+pub struct Harness {
+    pub rt: tokio::runtime::Runtime,
+    /// `[ingress.auth] none = true`
+    pub open: Arc<IngressState>,
+    /// `bearer_tokens = ["fuzz-token"]`, `basic = [{ username = "isc", password = "fuzz-pw" }]`
+    pub closed: Arc<IngressState>,
+}
+
+fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
+    let registry = prometheus::Registry::new();
+    let im = IngressMetrics::register(&registry).unwrap();
+    let sm = SinkMetrics::register(&registry).unwrap();
+    let rm = RouterMetrics::register(&registry).unwrap();
+    let mut router = Router::new(Catalog::builtin());
+    // A small queue, so the fuzzer also reaches the 503 (shed) path; drained in the background.
+    let cap = QueueConfig {
+        max_events: 4,
+        max_bytes: 1 << 20,
+    };
+    let (de, db) = sm.depth("discard");
+    let (queue, mut rx) = trigger_relay::queue::bounded("discard", cap, de, db);
+    rt.spawn(async move { while rx.recv().await.is_some() {} });
+    let routes = [
+        ("plain", "idn:identity-created", None),
+        (
+            "filtered",
+            "idn:identity-attributes-changed",
+            Some(r#"$.changes[?(@.attribute == "department" && @.newValue =~ /mark.*/i)]"#),
+        ),
+        ("root", "idn:identity-deleted", Some(r#"$[?($.identity.name in ["a", "b"])]"#)),
+    ];
+    for (name, trigger, filter) in routes {
+        let spec = RouteSpec {
+            subscription_id: name.into(),
+            subscription_name: name.into(),
+            trigger_id: trigger.into(),
+            sink: "discard".into(),
+            target: Target::Discard,
+            ack: AckMode::Accepted,
+            filter: filter.map(|f| Filter::compile(f).expect("fuzz filter")),
+            metrics: sm.route("discard", name),
+            dead_letter: None,
+        };
+        router.add(spec, queue.clone(), &rm);
+    }
+    Arc::new(IngressState {
+        router: Arc::new(arc_swap::ArcSwap::from_pointee(router)),
+        auth: Authenticator::new(&auth),
+        max_body_bytes: 64 * 1024,
+        body_read_timeout: Duration::from_millis(200),
+        ack_timeout: Duration::from_millis(200),
+        retry_after_s: 1,
+        metrics: im,
+    })
+}
+
+pub fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let open = state(
+            &rt,
+            AuthConfig {
+                none: true,
+                ..Default::default()
+            },
+        );
+        let closed = state(
+            &rt,
+            AuthConfig {
+                bearer_tokens: vec![Secret::new("fuzz-token")],
+                basic: vec![trigger_relay::config::BasicCredential {
+                    username: "isc".into(),
+                    password: Secret::new("fuzz-pw"),
+                }],
+                ..Default::default()
+            },
+        );
+        Harness { rt, open, closed }
+    })
+}
+
+/// Serve one connection whose client sends `input` and then closes its write side; return what the server
+/// wrote. Panics (a fuzz failure) if the exchange does not end within 10 s.
+pub fn exchange(state: &Arc<IngressState>, input: &[u8]) -> Vec<u8> {
+    let h = harness();
+    let state = state.clone();
+    h.rt.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let svc = service_fn(move |req| {
+            let s = state.clone();
+            async move { Ok::<_, Infallible>(handle(s, req).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(Duration::from_secs(2));
+        let conn = async move {
+            let _ = builder.serve_connection(TokioIo::new(server), svc).await;
+        };
+        let io = async move {
+            let _ = client.write_all(input).await;
+            let _ = client.shutdown().await;
+            let mut out = Vec::new();
+            let _ = client.read_to_end(&mut out).await;
+            out
+        };
+        let run = async { tokio::join!(conn, io).1 };
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("an ingress connection hung for 10 s")
+    })
+}
+
+/// Every status line the server wrote (HTTP/1.1 only).
+pub fn statuses(out: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(out);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
