@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let h = common::harness();
     let state = if pick % 2 == 0 { &h.open } else { &h.closed };
-    let out = common::exchange(state, input);
+    let out = common::exchange(state, input, true);
     for s in common::statuses(&out) {
         assert!(
             s != 500,

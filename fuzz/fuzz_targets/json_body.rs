@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     )
     .into_bytes();
     req.extend_from_slice(body);
-    let out = common::exchange(&common::harness().open, &req);
+    let out = common::exchange(&common::harness().open, &req, false);
     let statuses = common::statuses(&out);
     let text = String::from_utf8_lossy(&out);
     assert_eq!(statuses.len(), 1, "one answer to one request:\n{text}");

@@ -245,6 +245,15 @@ async fn route_request(
                 .cause("ISC trigger payloads are JSON objects")
         );
     }
+    // serde_json skips the strings `Probe` ignores without checking their UTF-8: check it here (found by
+    // fuzzing: a body with a raw non-UTF-8 byte inside a string was accepted and forwarded).
+    if let Err(e) = std::str::from_utf8(&body) {
+        fail!(
+            "invalid_json",
+            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
+                .cause(format!("not UTF-8: {e}"))
+        );
+    }
     let probe: Probe<'_> = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => fail!(

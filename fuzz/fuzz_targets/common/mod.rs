@@ -19,6 +19,7 @@ use trigger_relay::router::{RouteSpec, Router, RouterMetrics};
 use trigger_relay::sinks::metrics::SinkMetrics;
 use trigger_relay::sinks::Target;
 
+#[allow(dead_code)] // each target uses part of it
 pub struct Harness {
     pub rt: tokio::runtime::Runtime,
     /// `[ingress.auth] none = true`
@@ -104,9 +105,11 @@ pub fn harness() -> &'static Harness {
     })
 }
 
-/// Serve one connection whose client sends `input` and then closes its write side; return what the server
-/// wrote. Panics (a fuzz failure) if the exchange does not end within 10 s.
-pub fn exchange(state: &Arc<IngressState>, input: &[u8]) -> Vec<u8> {
+/// Serve one connection whose client sends `input` and then (when `close_write`) closes its write side; return
+/// what the server wrote. hyper closes an HTTP/1 connection at the client's EOF (no half-close), so a caller that
+/// needs every answer sends `connection: close` and keeps its side open. Panics (a fuzz failure) if the exchange
+/// does not end within 10 s.
+pub fn exchange(state: &Arc<IngressState>, input: &[u8], close_write: bool) -> Vec<u8> {
     let h = harness();
     let state = state.clone();
     h.rt.block_on(async move {
@@ -126,7 +129,9 @@ pub fn exchange(state: &Arc<IngressState>, input: &[u8]) -> Vec<u8> {
         };
         let io = async move {
             let _ = client.write_all(input).await;
-            let _ = client.shutdown().await;
+            if close_write {
+                let _ = client.shutdown().await;
+            }
             let mut out = Vec::new();
             let _ = client.read_to_end(&mut out).await;
             out
