@@ -795,3 +795,42 @@ async fn validate_filter_test_invocations_and_statuses() {
         "FIRE_AND_FORGET",
     );
 }
+
+/// Concurrent writes are serialised: every create lands once, in the table and in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_all_land_in_the_table_and_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let url = hook.url("/many");
+    let creates = (0..20).map(|i| {
+        let mut s = http_subscription(&format!("c{i}"), &url);
+        s["triggerId"] = json!("idn:source-deleted");
+        s.as_object_mut().unwrap().remove("filter");
+        api(&relay, "POST", "/trigger-subscriptions/v1", Some(s))
+    });
+    for r in futures_util::future::join_all(creates).await {
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let listed = api(
+        &relay,
+        "GET",
+        "/beta/trigger-subscriptions?filters=triggerId%20eq%20%22idn:source-deleted%22&count=true",
+        None,
+    )
+    .await;
+    assert_eq!(listed.headers["x-total-count"], "20");
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("subscriptions.json")).unwrap())
+            .unwrap();
+    assert_eq!(stored["subscriptions"].as_array().unwrap().len(), 20);
+    // And all 20 are routed: one event reaches the webhook 20 times.
+    let body = example_body("idn:source-deleted", &unique("fan"));
+    assert_eq!(
+        post_event(&relay, "/events/idn:source-deleted", body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(hook.received().len(), 20);
+}
