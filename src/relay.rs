@@ -164,13 +164,6 @@ impl Relay {
         // EventBridge: one sink (one queue) for every EVENTBRIDGE subscription; the route builder makes one
         // client per region and endpoint.
         if api_on || uses(SubscriptionType::Eventbridge) {
-            let ready = Readiness::default();
-            // No connection to hold: the sink is ready at once; failures show per event.
-            ready.set();
-            sink_metrics
-                .connected
-                .with_label_values(&["eventbridge"])
-                .set(1);
             let transport = EventBridgeSink::new(
                 &config.sinks.eventbridge,
                 Duration::from_millis(config.delivery.delivery_timeout_ms),
@@ -178,18 +171,14 @@ impl Relay {
                 eventbridge_metrics.throttled.clone(),
             );
             let worker = Driver::new("eventbridge", transport, sink_metrics.batch("eventbridge"));
-            sinks.add(
+            sinks.add_connectionless(
                 "eventbridge",
                 config.sinks.eventbridge.queue,
                 Box::new(worker),
-                ready,
                 &sink_metrics,
             );
         }
         if api_on || uses(SubscriptionType::Http) {
-            let ready = Readiness::default();
-            ready.set();
-            sink_metrics.connected.with_label_values(&["http"]).set(1);
             let transport = HttpSink::new(
                 &config.sinks.http,
                 Duration::from_millis(config.delivery.delivery_timeout_ms),
@@ -200,27 +189,19 @@ impl Relay {
                 message,
             })?;
             let worker = Driver::new("http", transport, sink_metrics.batch("http"));
-            sinks.add(
+            sinks.add_connectionless(
                 "http",
                 config.sinks.http.queue,
                 Box::new(worker),
-                ready,
                 &sink_metrics,
             );
         }
         if uses(SubscriptionType::Discard) {
-            let ready = Readiness::default();
-            ready.set();
-            sink_metrics
-                .connected
-                .with_label_values(&["discard"])
-                .set(1);
             let worker = Driver::new("discard", DiscardSink, sink_metrics.batch("discard"));
-            sinks.add(
+            sinks.add_connectionless(
                 "discard",
                 config.sinks.discard.queue,
                 Box::new(worker),
-                ready,
                 &sink_metrics,
             );
         }
@@ -482,6 +463,20 @@ impl Relay {
 }
 
 impl SinkSet {
+    /// A sink with no connection to wait for (EventBridge, HTTP, DISCARD): ready at once; failures show per event.
+    fn add_connectionless(
+        &mut self,
+        name: &str,
+        cap: crate::config::QueueConfig,
+        worker: Box<dyn SinkWorker>,
+        metrics: &SinkMetrics,
+    ) {
+        let ready = Readiness::default();
+        ready.set();
+        metrics.connected.with_label_values(&[name]).set(1);
+        self.add(name, cap, worker, ready, metrics);
+    }
+
     fn add(
         &mut self,
         name: &str,
