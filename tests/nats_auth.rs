@@ -1,7 +1,8 @@
-//! NATS connection options against real nats-servers that demand them: user/password, token, NKey and TLS with
-//! a client certificate (mutual TLS, certificates made by the test). Each case starts its own server from a
-//! config file, points a relay at it and checks that an event arrives through the authenticated connection.
-//! (Creds files need an operator/JWT setup; they go through async-nats's own loader and are only validated.)
+//! NATS connection options against real nats-servers that demand them: user/password, token, NKey, a creds file
+//! (decentralised JWT auth: a server in operator mode trusting an account that signed the relay's user) and TLS
+//! with a client certificate (mutual TLS). The certificates, keys and JWTs are made by the test. Each case starts
+//! its own server from a config file, points a relay at it and checks that an event arrives through the
+//! authenticated connection.
 
 mod support;
 
@@ -189,6 +190,27 @@ async fn every_nats_authentication_method_reaches_a_server_that_demands_it() {
     })
     .await;
 
+    // Creds file: operator mode. The server trusts an operator; the operator signed an account (preloaded into
+    // the server's memory resolver); the account signed the relay's user JWT, which the creds file carries
+    // together with the user's seed.
+    let jwt = Jwt::new();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("relay.creds");
+    std::fs::write(&creds, jwt.creds()).unwrap();
+    let operator = dir.path().join("operator.jwt");
+    std::fs::write(&operator, &jwt.operator).unwrap();
+    check(Case {
+        name: "creds-file",
+        server: jwt.server_conf(&operator),
+        relay: format!("creds_file = \"{}\"", creds.display()),
+        scheme: "nats",
+        client: async_nats::ConnectOptions::with_credentials_file(creds.clone())
+            .await
+            .unwrap(),
+        dir,
+    })
+    .await;
+
     // Mutual TLS: the server verifies the relay's client certificate; the relay verifies the server's.
     let p = pki();
     let dir = tempfile::tempdir().unwrap();
@@ -221,4 +243,108 @@ async fn every_nats_authentication_method_reaches_a_server_that_demands_it() {
         dir,
     })
     .await;
+}
+
+/// A minimal NATS decentralised-auth chain: operator → account (+ system account) → user, as `nsc` would make it.
+/// JWTs are `base64url(header).base64url(claims).base64url(ed25519 signature)`, signed with NKeys.
+struct Jwt {
+    operator: String,
+    system_account: (String, String),
+    account: (String, String),
+    user: String,
+    user_seed: String,
+}
+
+impl Jwt {
+    fn new() -> Jwt {
+        use nkeys::KeyPair;
+        let operator = KeyPair::new_operator();
+        let sys = KeyPair::new_account();
+        let account = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        let account_claims = serde_json::json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1
+            },
+            "default_permissions": { "pub": {}, "sub": {} },
+            "type": "account",
+            "version": 2
+        });
+        Jwt {
+            operator: sign(
+                &operator,
+                &operator.public_key(),
+                "test-operator",
+                serde_json::json!({
+                    "system_account": sys.public_key(),
+                    "type": "operator",
+                    "version": 2
+                }),
+            ),
+            system_account: (
+                sys.public_key(),
+                sign(&operator, &sys.public_key(), "SYS", account_claims.clone()),
+            ),
+            account: (
+                account.public_key(),
+                sign(&operator, &account.public_key(), "relay", account_claims),
+            ),
+            user: sign(
+                &account,
+                &user.public_key(),
+                "relay",
+                serde_json::json!({
+                    "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                    "type": "user",
+                    "version": 2
+                }),
+            ),
+            user_seed: user.seed().unwrap(),
+        }
+    }
+
+    fn server_conf(&self, operator_file: &std::path::Path) -> String {
+        format!(
+            "operator: \"{}\"\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{}\"\n  {}: \"{}\"\n}}",
+            operator_file.display(),
+            self.system_account.0,
+            self.system_account.0,
+            self.system_account.1,
+            self.account.0,
+            self.account.1,
+        )
+    }
+
+    /// The creds file `nsc generate creds` writes.
+    fn creds(&self) -> String {
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            self.user, self.user_seed
+        )
+    }
+}
+
+fn sign(signer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": unique("jti").replace(['-', '.'], "").to_uppercase(),
+        "iat": iat,
+        "iss": signer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+    let signature = signer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", b64.encode(signature))
 }
