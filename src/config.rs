@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,11 @@ pub struct IngressConfig {
     /// Required: credentials ISC sends, or `none = true` written out.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub limits: ListenerLimits,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for IngressConfig {
@@ -106,8 +112,79 @@ impl Default for IngressConfig {
             max_body_bytes: default_max_body(),
             body_read_timeout_ms: default_body_timeout(),
             auth: None,
+            limits: ListenerLimits::default(),
+            tls: None,
         }
     }
+}
+
+/// Connection limits and timeouts of one listener (`[ingress.limits]`, `[admin.limits]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Open connections at most; one more is answered 503 and closed (plain HTTP) or closed (TLS).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Request line + headers at most (HTTP/1.1: 431 beyond it; HTTP/2: the header list size). At least 8192.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// The longest a client may take to send the TLS handshake, or a request's headers (slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// The longest one request may take from its headers to its answer (503 after it).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            request_timeout_ms: default_request_timeout(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
+
+/// PEM files for a listener's TLS (`[ingress.tls]`, `[admin.tls]`), reloaded when they change or on SIGHUP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Require a client certificate signed by one of these CAs (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for new contents; 0 = only on SIGHUP.
+    #[serde(default = "default_tls_watch")]
+    pub watch_interval_ms: u64,
+}
+
+fn default_tls_watch() -> u64 {
+    10_000
 }
 
 fn default_ingress_listen() -> SocketAddr {
@@ -146,12 +223,19 @@ pub struct BasicCredential {
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    #[serde(default)]
+    pub limits: ListenerLimits,
+    /// Serve HTTPS; with `client_ca_file`, only clients with a certificate from that CA get in.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            limits: ListenerLimits::default(),
+            tls: None,
         }
     }
 }
@@ -434,6 +518,38 @@ impl Errors {
     }
 }
 
+fn validate_listener(name: &str, l: &ListenerLimits, tls: Option<&TlsConfig>, errors: &mut Errors) {
+    if l.max_connections == 0 {
+        errors.push(
+            format!("{name}.limits.max_connections"),
+            "must be greater than 0",
+        );
+    }
+    // hyper's HTTP/1.1 read buffer cannot be smaller than 8 KiB.
+    if !(8192..=1024 * 1024).contains(&l.max_header_bytes) {
+        errors.push(
+            format!("{name}.limits.max_header_bytes"),
+            "must be between 8192 and 1048576",
+        );
+    }
+    for (key, v) in [
+        ("header_read_timeout_ms", l.header_read_timeout_ms),
+        ("idle_timeout_ms", l.idle_timeout_ms),
+        ("request_timeout_ms", l.request_timeout_ms),
+    ] {
+        if v == 0 {
+            errors.push(format!("{name}.limits.{key}"), "must be greater than 0");
+        }
+    }
+    if let Some(t) = tls {
+        for (key, p) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+            if p.as_os_str().is_empty() {
+                errors.push(format!("{name}.tls.{key}"), "must name a PEM file");
+            }
+        }
+    }
+}
+
 impl Config {
     /// Parse, interpolate `${VAR}` from the environment, and validate. All semantic errors are reported
     /// together; a structural error (unknown key, wrong type) is reported with its path first, since nothing
@@ -544,6 +660,19 @@ impl Config {
         }
         if self.ingress.body_read_timeout_ms == 0 {
             errors.push("ingress.body_read_timeout_ms", "must be greater than 0");
+        }
+        for (name, limits, tls) in [
+            ("ingress", &self.ingress.limits, &self.ingress.tls),
+            ("admin", &self.admin.limits, &self.admin.tls),
+        ] {
+            validate_listener(name, limits, tls.as_ref(), &mut errors);
+        }
+        let needed = self.ingress.body_read_timeout_ms + d.ack_timeout_ms;
+        if self.ingress.limits.request_timeout_ms < needed {
+            errors.push(
+                "ingress.limits.request_timeout_ms",
+                format!("must be at least ingress.body_read_timeout_ms + delivery.ack_timeout_ms ({needed})"),
+            );
         }
         if self.ingress.listen == self.admin.listen && self.ingress.listen.port() != 0 {
             errors.push("admin.listen", "must differ from ingress.listen");

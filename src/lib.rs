@@ -23,6 +23,7 @@ pub mod server;
 pub mod sinks;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use relay::{Relay, ShutdownReport};

@@ -26,6 +26,7 @@ use crate::model::SubscriptionType;
 use crate::queue::{self, Queue, QueueStats};
 use crate::router::{Router, RouterMetrics};
 use crate::routes::RouteBuilder;
+use crate::server::{ServeOptions, ServerMetrics};
 use crate::sinks::discard::DiscardSink;
 use crate::sinks::driver::Driver;
 use crate::sinks::eventbridge::{EventBridgeMetrics, EventBridgeSink};
@@ -35,6 +36,7 @@ use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::nats::{NatsMetrics, NatsSink};
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::{Readiness, SinkWorker};
+use crate::tls::{TlsMetrics, TlsReloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -50,12 +52,21 @@ pub enum StartError {
     Sink { sink: String, message: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("TLS for the {listener} listener ([{listener}.tls]): {source}")]
+    Tls {
+        listener: &'static str,
+        source: crate::tls::TlsError,
+    },
 }
 
 impl StartError {
     /// Could starting again succeed without changing the config (a port in use may be freed)?
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Bind { .. })
+        match self {
+            Self::Bind { .. } => true,
+            Self::Tls { source, .. } => source.is_retriable(),
+            _ => false,
+        }
     }
 }
 
@@ -97,6 +108,8 @@ impl Relay {
         let nats_metrics = NatsMetrics::register(&registry)?;
         let eventbridge_metrics = EventBridgeMetrics::register(&registry)?;
         let http_metrics = HttpMetrics::register(&registry)?;
+        let server_metrics = ServerMetrics::register(&registry)?;
+        let tls_metrics = TlsMetrics::register(&registry)?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
         // If start-up fails half way, stop what was already started (readiness probes).
@@ -284,6 +297,14 @@ impl Relay {
                     source,
                 })
         };
+        let tls = |listener: &'static str, c: &Option<crate::config::TlsConfig>| {
+            c.clone()
+                .map(|c| TlsReloader::new(listener, c, tls_metrics.clone()))
+                .transpose()
+                .map_err(|source| StartError::Tls { listener, source })
+        };
+        let ingress_tls = tls("ingress", &config.ingress.tls)?;
+        let admin_tls = tls("admin", &config.admin.tls)?;
         let ingress_listener = bind("ingress", config.ingress.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
         let local = |l: &TcpListener, listener, addr| {
@@ -348,19 +369,34 @@ impl Relay {
         let ingress_kill = CancellationToken::new();
         let admin_stop = CancellationToken::new();
         let admin_kill = CancellationToken::new();
+        // Certificate watchers live until the very end of shutdown.
+        let tls_stop = CancellationToken::new();
+        for t in [&ingress_tls, &admin_tls].into_iter().flatten() {
+            tokio::spawn(t.clone().watch(tls_stop.clone()));
+        }
         let ingress_task = tokio::spawn(crate::server::serve(
             ingress_listener,
             move |req| crate::ingress::handle(ingress_state.clone(), req),
             ingress_stop.clone(),
             ingress_kill.clone(),
-            "ingress",
+            ServeOptions {
+                name: "ingress",
+                limits: config.ingress.limits.clone(),
+                tls: ingress_tls,
+                metrics: server_metrics.clone(),
+            },
         ));
         let admin_task = tokio::spawn(crate::server::serve(
             admin_listener,
             move |req| crate::admin::handle(admin_state.clone(), req),
             admin_stop.clone(),
             admin_kill.clone(),
-            "admin",
+            ServeOptions {
+                name: "admin",
+                limits: config.admin.limits.clone(),
+                tls: admin_tls,
+                metrics: server_metrics,
+            },
         ));
         tracing::info!(ingress = %ingress_addr, admin = %admin_addr, subscriptions = enabled.len(), "trigger-relay listening");
 
@@ -425,6 +461,7 @@ impl Relay {
                 admin_kill.cancel();
                 let _ = admin_task.await;
             }
+            tls_stop.cancel();
             ShutdownReport { undelivered }
         });
         Ok(Relay {

@@ -1,5 +1,11 @@
-//! The HTTP accept loop both listeners (ingress, admin) share: HTTP/1.1 keep-alive and h2c on one port,
-//! connections tracked for graceful shutdown.
+//! The HTTP accept loop both listeners (ingress, admin) share: HTTP/1.1 keep-alive and HTTP/2 (h2c, or ALPN
+//! over TLS) on one port, with the limits an internet-facing listener needs, and connections tracked for
+//! graceful shutdown.
+//!
+//! Limits ([`ListenerLimits`]): at most `max_connections` open (one more is answered 503 and closed, or just
+//! closed on a TLS port, before any handshake work); the TLS handshake and each request's headers within
+//! `header_read_timeout_ms` (slowloris); headers within `max_header_bytes` (431); a connection with no request in
+//! progress for `idle_timeout_ms` is closed; a request that outlives `request_timeout_ms` is answered 503.
 //!
 //! Stopping is one shape: cancel `stop` → the loop stops accepting and drops the listener → every open
 //! connection finishes the request it is serving and closes → [`serve`] returns. Cancelling `kill` (the
@@ -7,19 +13,89 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::config::ListenerLimits;
+use crate::error::ApiError;
+use crate::tls::TlsReloader;
+
+/// Connection metrics of both listeners, registered once, labelled by listener (`ingress`, `admin`).
+#[derive(Clone)]
+pub struct ServerMetrics {
+    open: IntGaugeVec,
+    refused: IntCounterVec,
+    timeouts: IntCounterVec,
+    tls_failures: IntCounterVec,
+}
+
+impl ServerMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let open = IntGaugeVec::new(
+            Opts::new(
+                "trigger_relay_connections_open",
+                "Open connections by listener",
+            ),
+            &["listener"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_connections_refused_total",
+                "Connections turned away because max_connections were open",
+            ),
+            &["listener"],
+        )?;
+        let timeouts = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_connection_timeouts_total",
+                "Connections or requests ended by a limit: stage = handshake, idle, request",
+            ),
+            &["listener", "stage"],
+        )?;
+        let tls_failures = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_tls_handshake_failures_total",
+                "TLS handshakes that failed (bad client certificate, protocol error, timeout)",
+            ),
+            &["listener"],
+        )?;
+        for m in [&refused, &timeouts, &tls_failures] {
+            r.register(Box::new(m.clone()))?;
+        }
+        r.register(Box::new(open.clone()))?;
+        Ok(Self {
+            open,
+            refused,
+            timeouts,
+            tls_failures,
+        })
+    }
+}
+
+/// How one listener serves: its name (metric label, logs), limits and optional TLS.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub name: &'static str,
+    pub limits: ListenerLimits,
+    pub tls: Option<Arc<TlsReloader>>,
+    pub metrics: ServerMetrics,
+}
 
 /// Serve `handler` on `listener` until `stop` is cancelled, then wait for open connections to finish their
 /// current request, or until `kill` is cancelled.
@@ -28,60 +104,265 @@ pub async fn serve<H, F>(
     handler: H,
     stop: CancellationToken,
     kill: CancellationToken,
-    name: &'static str,
+    opts: ServeOptions,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let limits = &opts.limits;
+    let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(header_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    let conn = Arc::new(Conn {
+        builder,
+        handler,
+        kill: kill.clone(),
+        opts: opts.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => r,
         };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let _ = stream.set_nodelay(true);
-                let h = handler.clone();
-                let svc = service_fn(move |req| {
-                    let f = h(req);
-                    async move { Ok::<_, Infallible>(f.await) }
-                });
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                let kill = kill.clone();
-                tracker.spawn(async move {
-                    tokio::select! {
-                        r = conn => if let Err(e) = r {
-                            tracing::debug!(listener = name, error = %e, "connection ended with an error");
-                        },
-                        _ = kill.cancelled() => {
-                            tracing::debug!(listener = name, "connection dropped at the end of the grace period");
-                        }
-                    }
-                });
-            }
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(listener = name, error = %e, "accept failed");
+                tracing::warn!(listener = opts.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            opts.metrics.refused.with_label_values(&[opts.name]).inc();
+            tracing::debug!(
+                listener = opts.name,
+                "max_connections open: connection turned away"
+            );
+            tracker.spawn(refuse(stream, opts.tls.is_some()));
+            continue;
+        };
+        let conn = conn.clone();
+        let watcher = graceful.watcher();
+        tracker.spawn(async move {
+            let open = conn.opts.metrics.open.with_label_values(&[conn.opts.name]);
+            open.inc();
+            conn.run(stream, watcher).await;
+            open.dec();
+            drop(permit);
+        });
     }
     drop(listener);
     tracker.close();
+    // Connections still in their TLS handshake are not watched yet: they end at `kill` or their timeout.
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = kill.cancelled() => {}
     }
     tracker.wait().await;
+}
+
+/// What each connection task needs, shared.
+struct Conn<H> {
+    builder: auto::Builder<TokioExecutor>,
+    handler: H,
+    kill: CancellationToken,
+    opts: ServeOptions,
+}
+
+impl<H, F> Conn<H>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    async fn run(&self, stream: TcpStream, watcher: Watcher) {
+        let name = self.opts.name;
+        let Some(tls) = &self.opts.tls else {
+            return self.http(stream, watcher).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let limit = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
+        let handshake = tokio::select! {
+            r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+            _ = self.kill.cancelled() => return,
+        };
+        match handshake {
+            Ok(Ok(s)) => self.http(s, watcher).await,
+            Ok(Err(e)) => {
+                self.opts
+                    .metrics
+                    .tls_failures
+                    .with_label_values(&[name])
+                    .inc();
+                tracing::debug!(listener = name, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                self.opts
+                    .metrics
+                    .tls_failures
+                    .with_label_values(&[name])
+                    .inc();
+                self.opts
+                    .metrics
+                    .timeouts
+                    .with_label_values(&[name, "handshake"])
+                    .inc();
+                tracing::debug!(listener = name, "TLS handshake timed out");
+            }
+        }
+    }
+
+    async fn http<I>(&self, io: I, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let name = self.opts.name;
+        let activity = Arc::new(Activity::new());
+        let request_timeout = Duration::from_millis(self.opts.limits.request_timeout_ms);
+        let idle_timeout = Duration::from_millis(self.opts.limits.idle_timeout_ms);
+        let h = self.handler.clone();
+        let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
+        let svc = service_fn(move |req| {
+            let busy = act.begin();
+            let f = h(req);
+            let metrics = metrics.clone();
+            async move {
+                let resp = match tokio::time::timeout(request_timeout, f).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        metrics.timeouts.with_label_values(&[name, "request"]).inc();
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "the request took longer than {} ms ({name}.limits.request_timeout_ms)",
+                                request_timeout.as_millis()
+                            ),
+                        )
+                        .retry_after(1)
+                        .into_response()
+                    }
+                };
+                drop(busy);
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), svc)
+            .into_owned();
+        let conn = watcher.watch(conn);
+        tokio::select! {
+            r = conn => if let Err(e) = r {
+                tracing::debug!(listener = name, error = %e, "connection ended with an error");
+            },
+            _ = activity.idle(idle_timeout) => {
+                self.opts.metrics.timeouts.with_label_values(&[name, "idle"]).inc();
+                tracing::debug!(listener = name, "idle connection closed");
+            }
+            _ = self.kill.cancelled() => {
+                tracing::debug!(listener = name, "connection dropped at the end of the grace period");
+            }
+        }
+    }
+}
+
+/// Requests in progress on one connection, and when the last one ended.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `start` when the connection last went idle.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
+                limit
+            } else {
+                let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+                let idle_for = self.start.elapsed().saturating_sub(since);
+                if idle_for >= limit {
+                    return;
+                }
+                limit - idle_for
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A request in progress; dropping it (answered, or abandoned with its connection) marks the end.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = a.start.elapsed().as_millis() as u64;
+        a.idle_since_ms.store(now, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Turn away a connection over `max_connections`: plain HTTP gets a 503 (read what the client sent first, so
+/// closing does not reset the answer away); TLS gets closed before any handshake work.
+async fn refuse(mut stream: TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
+    let e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many open connections; retry later",
+    );
+    let body = e.body();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nx-tracking-id: {}\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        e.tracking_id,
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await?;
+        // Lingering close: drain (bounded) what the client sends until it closes its side.
+        let mut buf = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
