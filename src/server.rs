@@ -130,6 +130,8 @@ pub async fn serve<H, F>(
         opts: opts.clone(),
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Writing 503s is bounded too: past this many at once, excess connections are just closed.
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -152,7 +154,14 @@ pub async fn serve<H, F>(
                 listener = opts.name,
                 "max_connections open: connection turned away"
             );
-            tracker.spawn(refuse(stream, opts.tls.is_some()));
+            if opts.tls.is_none() {
+                if let Ok(r) = refusals.clone().try_acquire_owned() {
+                    tracker.spawn(async move {
+                        refuse(stream).await;
+                        drop(r);
+                    });
+                }
+            }
             continue;
         };
         let conn = conn.clone();
@@ -331,12 +340,13 @@ impl Drop for Busy {
     }
 }
 
-/// Turn away a connection over `max_connections`: plain HTTP gets a 503 (read what the client sent first, so
-/// closing does not reset the answer away); TLS gets closed before any handshake work.
-async fn refuse(mut stream: TcpStream, tls: bool) {
-    if tls {
-        return;
-    }
+/// At most this many 503 answers to connections over `max_connections` are being written at once.
+const REFUSALS_AT_ONCE: usize = 64;
+
+/// Answer a plain-HTTP connection over `max_connections` with a 503 and close it, reading (a bounded amount of)
+/// what the client sent so that closing does not reset the answer away. A TLS connection is just closed: a
+/// handshake is the work the cap protects against.
+async fn refuse(mut stream: TcpStream) {
     let e = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "too many open connections; retry later",
