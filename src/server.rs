@@ -50,7 +50,9 @@ pub async fn serve<H, F>(
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
                 let h = handler.clone();
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |mut req: Request<Incoming>| {
+                    // The TCP peer, for handlers that need it (the ingress's per-IP rate limit).
+                    req.extensions_mut().insert::<std::net::SocketAddr>(_peer);
                     let f = h(req);
                     async move { Ok::<_, Infallible>(f.await) }
                 });
