@@ -103,6 +103,9 @@ pub struct IngressConfig {
     /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Per-source-IP and per-credential request limits (429 + `Retry-After`); off unless a limit is set.
+    #[serde(default)]
+    pub rate_limit: IngressRateLimitConfig,
 }
 
 impl Default for IngressConfig {
@@ -114,6 +117,7 @@ impl Default for IngressConfig {
             auth: None,
             limits: ListenerLimits::default(),
             tls: None,
+            rate_limit: IngressRateLimitConfig::default(),
         }
     }
 }
@@ -147,6 +151,35 @@ impl Default for ListenerLimits {
             header_read_timeout_ms: default_header_read_timeout(),
             idle_timeout_ms: default_idle_timeout(),
             request_timeout_ms: default_request_timeout(),
+        }
+    }
+}
+
+/// `[ingress.rate_limit]`: fixed windows of `window_ms`; a limit left out is off (both are, by default).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRateLimitConfig {
+    /// Requests per source IP (the TCP peer address) per window, counted before authentication.
+    #[serde(default)]
+    pub per_ip_requests: Option<u32>,
+    /// Requests per credential (Basic username, or bearer token) per window, counted after authentication.
+    #[serde(default)]
+    pub per_credential_requests: Option<u32>,
+    #[serde(default = "default_ingress_rate_window")]
+    pub window_ms: u64,
+    /// Most source IPs tracked at once; beyond it new sources are let through uncounted (and counted in
+    /// `trigger_relay_ingress_rate_limit_untracked_requests_total`).
+    #[serde(default = "default_max_tracked_keys")]
+    pub max_tracked_keys: usize,
+}
+
+impl Default for IngressRateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_ip_requests: None,
+            per_credential_requests: None,
+            window_ms: default_ingress_rate_window(),
+            max_tracked_keys: default_max_tracked_keys(),
         }
     }
 }
@@ -186,6 +219,16 @@ pub struct TlsConfig {
 fn default_tls_watch() -> u64 {
     10_000
 }
+fn default_ingress_rate_window() -> u64 {
+    1_000
+}
+fn default_max_tracked_keys() -> usize {
+    100_000
+}
+
+/// Upper bounds of `[ingress.rate_limit]`: an hour-long window, ten million tracked sources (~1 GB).
+pub const MAX_RATE_WINDOW_MS: u64 = 3_600_000;
+pub const MAX_TRACKED_KEYS: usize = 10_000_000;
 
 fn default_ingress_listen() -> SocketAddr {
     ([0, 0, 0, 0], 8080).into()
@@ -672,6 +715,38 @@ impl Config {
             errors.push(
                 "ingress.limits.request_timeout_ms",
                 format!("must be at least ingress.body_read_timeout_ms + delivery.ack_timeout_ms ({needed})"),
+            );
+        }
+        let rl = &self.ingress.rate_limit;
+        if rl.per_ip_requests == Some(0) {
+            errors.push(
+                "ingress.rate_limit.per_ip_requests",
+                "must be greater than 0 (leave it out to turn the limit off)",
+            );
+        }
+        if rl.per_credential_requests == Some(0) {
+            errors.push(
+                "ingress.rate_limit.per_credential_requests",
+                "must be greater than 0 (leave it out to turn the limit off)",
+            );
+        } else if rl.per_credential_requests.is_some()
+            && self.ingress.auth.as_ref().is_some_and(|a| a.none)
+        {
+            errors.push(
+                "ingress.rate_limit.per_credential_requests",
+                "needs credentials: with `ingress.auth.none = true` there is none to count requests by",
+            );
+        }
+        if rl.window_ms == 0 || rl.window_ms > MAX_RATE_WINDOW_MS {
+            errors.push(
+                "ingress.rate_limit.window_ms",
+                format!("must be between 1 and {MAX_RATE_WINDOW_MS} (an hour)"),
+            );
+        }
+        if rl.max_tracked_keys == 0 || rl.max_tracked_keys > MAX_TRACKED_KEYS {
+            errors.push(
+                "ingress.rate_limit.max_tracked_keys",
+                format!("must be between 1 and {MAX_TRACKED_KEYS}"),
             );
         }
         if self.ingress.listen == self.admin.listen && self.ingress.listen.port() != 0 {

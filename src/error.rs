@@ -1,9 +1,11 @@
 //! ISC's error wire shapes, so ISC tenants, SailPoint SDKs and scripts read our errors as they read ISC's.
 //!
-//! Every 4xx/5xx body the relay writes is an [`ErrorResponseDto`], except 401 (`{"error": …}`) and 429
-//! (`{"message": " Rate Limit Exceeded "}`), which ISC shapes differently. Each error carries a tracking id that
-//! also appears in the log line and in the `X-Tracking-Id` response header, so an operator can join a tenant's
-//! report to our logs.
+//! Every 4xx/5xx body the relay writes is an [`ErrorResponseDto`], except 401 (`{"error": …}`) and the API's 429
+//! (`{"message": " Rate Limit Exceeded "}`), which ISC shapes differently. The ingress's 429 is an
+//! `ErrorResponseDto` ([`ApiError::dto_body`]) like its other errors: ISC's API shape is for SDKs, while the
+//! ingress's callers are an ISC tenant and operators, who get the tracking id and the cause in the body. Each
+//! error carries a tracking id that also appears in the log line and in the `X-Tracking-Id` response header, so an
+//! operator can join a tenant's report to our logs.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -57,6 +59,7 @@ pub fn detail_code(status: StatusCode) -> &'static str {
         409 => "409 Conflict",
         413 => "413 Payload Too Large",
         415 => "415 Unsupported Media Type",
+        429 => "429 Too Many Requests",
         500 => "500.0 Internal Fault",
         501 => "501 Not Implemented",
         502 => "502 Bad Gateway",
@@ -76,6 +79,8 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
     /// Extra header (e.g. `Allow` on 405, `WWW-Authenticate` on 401).
     pub header: Option<Box<(header::HeaderName, HeaderValue)>>,
+    /// An `ErrorResponseDto` body even for 429 (see [`ApiError::dto_body`]).
+    pub dto: bool,
 }
 
 impl ApiError {
@@ -92,6 +97,7 @@ impl ApiError {
             tracking_id,
             retry_after_s: None,
             header: None,
+            dto: false,
         }
     }
 
@@ -110,13 +116,19 @@ impl ApiError {
         self
     }
 
+    /// Answer a 429 with an `ErrorResponseDto` (message, causes, tracking id) instead of ISC's API shape.
+    pub fn dto_body(mut self) -> Self {
+        self.dto = true;
+        self
+    }
+
     /// The body as ISC shapes it for this status.
     pub fn body(&self) -> Vec<u8> {
         let r = match self.status {
             StatusCode::UNAUTHORIZED => {
                 serde_json::to_vec(&serde_json::json!({ "error": self.message }))
             }
-            StatusCode::TOO_MANY_REQUESTS => {
+            StatusCode::TOO_MANY_REQUESTS if !self.dto => {
                 serde_json::to_vec(&serde_json::json!({ "message": " Rate Limit Exceeded " }))
             }
             _ => serde_json::to_vec(&ErrorResponseDto {

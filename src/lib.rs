@@ -16,6 +16,7 @@ pub mod filter;
 pub mod ingress;
 pub mod model;
 pub mod queue;
+pub mod ratelimit;
 pub mod relay;
 pub mod router;
 pub mod routes;

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminState;
 use crate::config::{Config, ConfigErrors};
-use crate::ingress::{Authenticator, IngressMetrics, IngressState};
+use crate::ingress::{Authenticator, IngressLimits, IngressMetrics, IngressState};
 use crate::model::SubscriptionType;
 use crate::queue::{self, Queue, QueueStats};
 use crate::router::{Router, RouterMetrics};
@@ -348,9 +348,11 @@ impl Relay {
                     ..Default::default()
                 })
             });
+        let limits = IngressLimits::new(&config.ingress.rate_limit, &auth);
         let ingress_state = Arc::new(IngressState {
             router: router.clone(),
             auth,
+            limits,
             max_body_bytes: config.ingress.max_body_bytes,
             body_read_timeout: Duration::from_millis(config.ingress.body_read_timeout_ms),
             ack_timeout: Duration::from_millis(config.delivery.ack_timeout_ms),

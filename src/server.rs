@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,8 +139,8 @@ pub async fn serve<H, F>(
             _ = stop.cancelled() => break,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = opts.name, error = %e, "accept failed");
@@ -169,7 +170,7 @@ pub async fn serve<H, F>(
         tracker.spawn(async move {
             let open = conn.opts.metrics.open.with_label_values(&[conn.opts.name]);
             open.inc();
-            conn.run(stream, watcher).await;
+            conn.run(stream, peer, watcher).await;
             open.dec();
             drop(permit);
         });
@@ -197,10 +198,10 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    async fn run(&self, stream: TcpStream, watcher: Watcher) {
+    async fn run(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
         let name = self.opts.name;
         let Some(tls) = &self.opts.tls else {
-            return self.http(stream, watcher).await;
+            return self.http(stream, peer, watcher).await;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
         let limit = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
@@ -209,7 +210,7 @@ where
             _ = self.kill.cancelled() => return,
         };
         match handshake {
-            Ok(Ok(s)) => self.http(s, watcher).await,
+            Ok(Ok(s)) => self.http(s, peer, watcher).await,
             Ok(Err(e)) => {
                 self.opts
                     .metrics
@@ -234,7 +235,7 @@ where
         }
     }
 
-    async fn http<I>(&self, io: I, watcher: Watcher)
+    async fn http<I>(&self, io: I, peer: SocketAddr, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -244,8 +245,10 @@ where
         let idle_timeout = Duration::from_millis(self.opts.limits.idle_timeout_ms);
         let h = self.handler.clone();
         let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
-        let svc = service_fn(move |req| {
+        let svc = service_fn(move |mut req: Request<Incoming>| {
             let busy = act.begin();
+            // The TCP peer, for handlers that need it (the ingress's per-IP rate limit).
+            req.extensions_mut().insert::<SocketAddr>(peer);
             let f = h(req);
             let metrics = metrics.clone();
             async move {

@@ -377,3 +377,62 @@ fn env_interpolation_and_secrets_stay_out_of_debug() {
         "secrets leak in Debug: {dbg}"
     );
 }
+
+#[test]
+fn ingress_rate_limit_errors() {
+    check(
+        "[ingress.rate_limit]\nper_ip_requests = 0\nper_credential_requests = 0\nwindow_ms = 0\nmax_tracked_keys = 0\n",
+        &[
+            "ingress.rate_limit.per_ip_requests: must be greater than 0",
+            "ingress.rate_limit.per_credential_requests: must be greater than 0",
+            "ingress.rate_limit.window_ms: must be between 1 and 3600000",
+            "ingress.rate_limit.max_tracked_keys: must be between 1 and 10000000",
+        ],
+    );
+    // BASE has `none = true`: no credential to count by.
+    check(
+        "[ingress.rate_limit]\nper_credential_requests = 5\nwindow_ms = 3600001\nmax_tracked_keys = 10000001\n",
+        &[
+            "ingress.rate_limit.per_credential_requests: needs credentials",
+            "ingress.rate_limit.window_ms:",
+            "ingress.rate_limit.max_tracked_keys:",
+        ],
+    );
+    check(
+        "[ingress.rate_limit]\nper_ip_request = 5\n",
+        &["ingress.rate_limit.per_ip_request: unknown field `per_ip_request`"],
+    );
+    check(
+        "[ingress.rate_limit]\nper_ip_requests = -1\n",
+        &["ingress.rate_limit.per_ip_requests: invalid value"],
+    );
+}
+
+#[test]
+fn ingress_rate_limit_is_off_by_default_and_optional_per_scope() {
+    let c = Config::from_toml(BASE).unwrap();
+    let rl = &c.ingress.rate_limit;
+    assert_eq!(
+        (rl.per_ip_requests, rl.per_credential_requests),
+        (None, None)
+    );
+    let c = Config::from_toml(&format!(
+        "{BASE}[ingress.rate_limit]\nper_ip_requests = 50\n"
+    ))
+    .unwrap();
+    let rl = &c.ingress.rate_limit;
+    assert_eq!(
+        (
+            rl.per_ip_requests,
+            rl.per_credential_requests,
+            rl.window_ms,
+            rl.max_tracked_keys
+        ),
+        (Some(50), None, 1_000, 100_000)
+    );
+    let printed = c.to_redacted_toml();
+    assert!(
+        printed.contains("[ingress.rate_limit]") && printed.contains("per_ip_requests = 50"),
+        "{printed}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Who may call the API: OAuth clients (client credentials at `POST /oauth/token`, as ISC and its SDKs get
-//! tokens) and static bearer tokens, each with ISC's scopes; and a per-caller rate limit (ISC's 100 requests
-//! per 10 s by default).
+//! tokens) and static bearer tokens, each with ISC's scopes. The per-caller rate limit (ISC's 100 requests per
+//! 10 s by default) is a [`crate::ratelimit::RateLimiter`] keyed by [`Principal::name`].
 //!
 //! Secrets are never kept in clear: client secrets are configured as SHA-256 digests, issued tokens and static
 //! tokens are kept as digests, and every comparison is constant-time.
@@ -189,38 +189,5 @@ impl Auth {
             Some(_) => Err("the access token has expired: get a new one from POST /oauth/token"),
             None => Err("the access token is not valid"),
         }
-    }
-}
-
-/// A fixed-window request counter per caller. Callers are configured (bounded), so the map is too.
-pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-impl RateLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit,
-            window,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Count one request; `Err(seconds)` to wait when over the limit.
-    pub fn check(&self, who: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = w.entry(who.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        if entry.1 >= self.limit {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(left.as_secs() + u64::from(left.subsec_nanos() > 0));
-        }
-        entry.1 += 1;
-        Ok(())
     }
 }

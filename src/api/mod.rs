@@ -33,10 +33,11 @@ use crate::config::{Config, MAX_SUBSCRIPTIONS_PER_TRIGGER};
 use crate::error::ApiError;
 use crate::event::{Delivery, Event};
 use crate::model::Subscription;
+use crate::ratelimit::{OverLimit, RateLimiter};
 use crate::router::Router;
 use crate::routes::RouteBuilder;
 use crate::status::StatusLog;
-use auth::{Auth, Principal, RateLimiter, TokenError};
+use auth::{Auth, Principal, TokenError};
 use collection::{params, Query, Spec};
 use store::Store;
 
@@ -79,7 +80,8 @@ pub struct ApiState {
     router: Arc<ArcSwap<Router>>,
     statuses: Arc<StatusLog>,
     auth: Auth,
-    limiter: RateLimiter,
+    /// Keyed by caller name: client ids and token names are configured, so the table is sized to hold them all.
+    limiter: RateLimiter<String>,
     requests: IntCounterVec,
 }
 
@@ -174,6 +176,7 @@ impl ApiState {
             limiter: RateLimiter::new(
                 config.api.rate_limit_requests,
                 std::time::Duration::from_millis(config.api.rate_limit_window_ms),
+                config.api.clients.len() + config.api.tokens.len(),
             ),
             requests,
         })
@@ -307,10 +310,10 @@ impl ApiState {
                 ApiError::new(StatusCode::UNAUTHORIZED, why)
                     .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
             })?;
-        if let Err(wait) = self.limiter.check(&p.name) {
+        if let Err(OverLimit { retry_after_s }) = self.limiter.check(p.name.as_str()) {
             return Err(
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
-                    .retry_after(wait),
+                    .retry_after(retry_after_s),
             );
         }
         if !p.allowed(scopes) {

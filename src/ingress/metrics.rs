@@ -1,5 +1,6 @@
 //! Ingress metrics, registered in one place. `trigger` label values are catalog ids or `unknown`; `status`
-//! is an HTTP status code; `sink` a configured sink name: all bounded.
+//! is an HTTP status code; `sink` a configured sink name; `scope` is `ip` or `credential`: all bounded. Nothing
+//! is labelled by source IP or credential.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -11,6 +12,8 @@ pub struct IngressMetrics {
     pub unrouted: IntCounterVec,
     pub shed: IntCounterVec,
     pub rejected: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_untracked: IntCounterVec,
 }
 
 impl IngressMetrics {
@@ -52,6 +55,20 @@ impl IngressMetrics {
                 ),
                 &["reason"],
             )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_ingress_rate_limited_requests_total",
+                    "Requests answered 429 by an [ingress.rate_limit] limit, by scope (ip, credential)",
+                ),
+                &["scope"],
+            )?,
+            rate_limit_untracked: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_ingress_rate_limit_untracked_requests_total",
+                    "Requests let through uncounted because the rate-limit table was full (max_tracked_keys), by scope",
+                ),
+                &["scope"],
+            )?,
         };
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.bytes.clone()))?;
@@ -59,6 +76,8 @@ impl IngressMetrics {
         r.register(Box::new(m.unrouted.clone()))?;
         r.register(Box::new(m.shed.clone()))?;
         r.register(Box::new(m.rejected.clone()))?;
+        r.register(Box::new(m.rate_limited.clone()))?;
+        r.register(Box::new(m.rate_limit_untracked.clone()))?;
         Ok(m)
     }
 }

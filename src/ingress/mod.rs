@@ -1,12 +1,14 @@
 //! The ingress: the URL an ISC tenant's HTTP subscription posts to.
 //!
 //! `POST /events/{triggerId}` or `POST /events` (trigger id then from `_metadata.triggerId`). Checks, in order:
-//! path, method, auth, content type, size, JSON object, trigger; then the router picks the subscriptions, the
-//! ingress reserves room in every matched sink's queue (all or nothing: a full queue answers 503 and nothing is
+//! path, per-IP rate limit (before auth: it is cheap and shields the auth path), method, auth, per-credential
+//! rate limit, content type, size, JSON object, trigger; then the router picks the subscriptions, the ingress
+//! reserves room in every matched sink's queue (all or nothing: a full queue answers 503 and nothing is
 //! enqueued), hands the deliveries over and answers 200 with an empty body, at once in `accepted` mode or once
 //! every `delivered`-mode subscription's broker acknowledged. The body is forwarded as the exact bytes received.
 
 pub mod auth;
+pub mod limits;
 pub mod metrics;
 
 use std::borrow::Cow;
@@ -27,7 +29,8 @@ use crate::queue::QueueFull;
 use crate::router::{Lookup, Router};
 use crate::sinks::SinkError;
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, Credential};
+pub use limits::{IngressLimits, Scope};
 pub use metrics::IngressMetrics;
 
 pub struct IngressState {
@@ -38,6 +41,8 @@ pub struct IngressState {
     pub ack_timeout: Duration,
     pub retry_after_s: u64,
     pub metrics: IngressMetrics,
+    /// `[ingress.rate_limit]` (`IngressLimits::default()`: off).
+    pub limits: IngressLimits,
 }
 
 /// What ISC's `_metadata` tells us; the rest of the body is only checked for being valid JSON.
@@ -106,8 +111,9 @@ pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Respons
             r
         }
         Err(e) => {
-            if e.message == SHED_MESSAGE {
-                // Under overload this is thousands per second: the shed counter tells it, the log would drown.
+            if e.message == SHED_MESSAGE || e.status == StatusCode::TOO_MANY_REQUESTS {
+                // Under overload (or a flood from one source) this is thousands per second: the shed and
+                // rate-limited counters tell it, the log would drown.
                 tracing::debug!(tracking_id = %e.tracking_id, trigger = label, causes = ?e.causes, "ingress request shed");
             } else if e.status.is_server_error() {
                 tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request failed");
@@ -126,6 +132,31 @@ pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Respons
 fn refuse(m: &IngressMetrics, reason: &str, e: ApiError) -> ApiError {
     m.rejected.with_label_values(&[reason]).inc();
     e
+}
+
+/// A 429 from an `[ingress.rate_limit]` limit, counted by scope; its cause names the limit.
+fn rate_limited(state: &IngressState, scope: Scope, retry_after_s: u64) -> ApiError {
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&[scope.label()])
+        .inc();
+    let what = match scope {
+        Scope::Ip => "source IP",
+        Scope::Credential => "credential",
+    };
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit exceeded for this {what}; retry after {retry_after_s} s"),
+    )
+    .cause(format!(
+        "ingress.rate_limit.{} allows {} requests per {} ms",
+        scope.key(),
+        state.limits.limit(scope),
+        state.limits.window_ms()
+    ))
+    .retry_after(retry_after_s)
+    .dto_body()
 }
 
 async fn route_request(
@@ -155,6 +186,14 @@ async fn route_request(
             )
         };
     }
+    if let Some(ip) = limits::source_ip(&req) {
+        if let Err(l) = limits::admit(state.limits.per_ip.as_ref(), &ip, m, Scope::Ip) {
+            fail!(
+                "rate_limited",
+                rate_limited(state, Scope::Ip, l.retry_after_s)
+            );
+        }
+    }
     if req.method() != Method::POST {
         fail!(
             "method",
@@ -166,13 +205,26 @@ async fn route_request(
             .with_header(header::ALLOW, HeaderValue::from_static("POST"))
         );
     }
-    if let Err(e) = state.auth.check(req.headers().get(header::AUTHORIZATION)) {
-        let challenge = HeaderValue::from_static(state.auth.challenge());
-        fail!(
-            "auth",
-            ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-                .with_header(header::WWW_AUTHENTICATE, challenge)
-        );
+    let credential = match state.auth.check(req.headers().get(header::AUTHORIZATION)) {
+        Ok(c) => c,
+        Err(e) => {
+            let challenge = HeaderValue::from_static(state.auth.challenge());
+            fail!(
+                "auth",
+                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+                    .with_header(header::WWW_AUTHENTICATE, challenge)
+            );
+        }
+    };
+    if let Err(l) = limits::admit(
+        state.limits.per_credential.as_ref(),
+        &credential,
+        m,
+        Scope::Credential,
+    ) {
+        let e = rate_limited(state, Scope::Credential, l.retry_after_s)
+            .cause(format!("credential: {}", state.auth.name(credential)));
+        fail!("rate_limited", e);
     }
     let json = req
         .headers()

@@ -73,6 +73,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
         ack_timeout: Duration::from_millis(200),
         retry_after_s: 1,
         metrics: im,
+        limits: Default::default(),
     })
 }
 
