@@ -171,6 +171,10 @@ pub struct IngressRateLimitConfig {
     /// `trigger_relay_ingress_rate_limit_untracked_requests_total`).
     #[serde(default = "default_max_tracked_keys")]
     pub max_tracked_keys: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed: from a peer in this list, the source is the
+    /// right-most address in the header that is not itself a trusted proxy. Empty: the TCP peer, always.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for IngressRateLimitConfig {
@@ -180,6 +184,7 @@ impl Default for IngressRateLimitConfig {
             per_credential_requests: None,
             window_ms: default_ingress_rate_window(),
             max_tracked_keys: default_max_tracked_keys(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

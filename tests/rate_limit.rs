@@ -56,6 +56,8 @@ type = "DISCARD"
 /// One request of a scripted sequence: from a source IP, with an `Authorization` value, and the answer it gets.
 struct Step {
     from: &'static str,
+    /// `X-Forwarded-For`, when the step sends one.
+    forwarded: Option<&'static str>,
     auth: String,
     status: u16,
     /// For a 429: the `[ingress.rate_limit]` key its cause names, and further text the causes contain.
@@ -66,10 +68,18 @@ struct Step {
 fn step(from: &'static str, auth: impl Into<String>, status: u16) -> Step {
     Step {
         from,
+        forwarded: None,
         auth: auth.into(),
         status,
         limit_key: "",
         cause: "",
+    }
+}
+
+impl Step {
+    fn forwarded_for(mut self, xff: &'static str) -> Step {
+        self.forwarded = Some(xff);
+        self
     }
 }
 
@@ -81,6 +91,7 @@ fn limited(
 ) -> Step {
     Step {
         from,
+        forwarded: None,
         auth: auth.into(),
         status: 429,
         limit_key: key,
@@ -89,11 +100,15 @@ fn limited(
 }
 
 /// POST an example event from source address `from`.
-async fn post_from(relay: &Relay, from: &str, auth: &str) -> Response {
+async fn post_from(relay: &Relay, from: &str, forwarded: Option<&str>, auth: &str) -> Response {
     let mut connector = HttpConnector::new();
     connector.set_local_address(Some(from.parse::<IpAddr>().unwrap()));
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let req = http::Request::post(format!("http://{}/events/{TRIGGER}", relay.ingress_addr()))
+    let mut req = http::Request::post(format!("http://{}/events/{TRIGGER}", relay.ingress_addr()));
+    if let Some(xff) = forwarded {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let req = req
         .header("content-type", "application/json")
         .header("authorization", auth)
         .body(Full::new(Bytes::from(example_body(
@@ -117,7 +132,7 @@ async fn post_from(relay: &Relay, from: &str, auth: &str) -> Response {
 async fn check(relay: &Relay, steps: &[Step]) -> usize {
     let mut ok = 0;
     for (i, s) in steps.iter().enumerate() {
-        let r = post_from(relay, s.from, &s.auth).await;
+        let r = post_from(relay, s.from, s.forwarded, &s.auth).await;
         let what = format!("step {i} (from {}, {:?})", s.from, s.auth);
         assert_eq!(
             r.status,
@@ -213,6 +228,35 @@ async fn per_ip_limit_is_checked_before_auth_and_spares_other_sources() {
         .await,
         3.0
     );
+    relay.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_trusted_proxies_the_source_is_the_forwarded_client() {
+    // 127.0.0.2 and 127.0.0.3 are the proxies (a load balancer in front of an ingress controller).
+    let relay = relay(Some(&format!(
+        "per_ip_requests = 1
+window_ms = {WINDOW_MS}
+trusted_proxies = [\"127.0.0.2/32\", \"127.0.0.3/32\"]"
+    )))
+    .await;
+    let alice = basic("alice", "pa");
+    let steps = [
+        // Through the proxy: each forwarded client has its own window.
+        step("127.0.0.2", &alice, 200).forwarded_for("203.0.113.7"),
+        limited("127.0.0.2", &alice, "per_ip_requests", "").forwarded_for("203.0.113.7"),
+        step("127.0.0.2", &alice, 200).forwarded_for("203.0.113.8"),
+        // Two proxies deep: the right-most untrusted hop is the client; what it wrote on the left is ignored.
+        limited("127.0.0.2", &alice, "per_ip_requests", "")
+            .forwarded_for("198.51.100.1, 203.0.113.7, 127.0.0.3"),
+        // A header that does not parse: the proxy itself is the source (its first request).
+        step("127.0.0.2", &alice, 200).forwarded_for("not-an-ip"),
+        // From an untrusted peer the header is ignored: spoofing a fresh address does not help.
+        step("127.0.0.4", &alice, 200).forwarded_for("192.0.2.1"),
+        limited("127.0.0.4", &alice, "per_ip_requests", "").forwarded_for("192.0.2.2"),
+    ];
+    let ok = check(&relay, &steps).await;
+    assert_eq!(counts(&relay).await, (3.0, 0.0, ok as f64));
     relay.shutdown();
 }
 

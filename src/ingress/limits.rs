@@ -1,10 +1,12 @@
 //! `[ingress.rate_limit]`: the ingress's per-source-IP and per-credential limiters (both off by default).
 //!
 //! The source IP is the TCP peer address, which [`crate::server::serve`] puts in each request's extensions as a
-//! `SocketAddr`. Behind a proxy or load balancer every request has the proxy's address, so a per-IP limit then
-//! limits the proxy; forwarded headers (`X-Forwarded-For`) are not read, since any client can write them (a
-//! `trusted_proxies` list is not built yet). IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, from a `[::]` listener)
-//! count as their IPv4 address.
+//! `SocketAddr`. Behind a proxy or load balancer every request has the proxy's address, so `trusted_proxies`
+//! lists the proxies whose `X-Forwarded-For` is believed: from such a peer, the source is the right-most address
+//! in the header that is not itself a trusted proxy (each proxy appends the address it received from, so
+//! everything left of that may be written by the client). A header that does not parse, or that holds only
+//! trusted proxies, leaves the peer as the source. From any other peer the header is ignored, since any client
+//! can write it. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from a `[::]` listener) count as IPv4.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -47,6 +49,8 @@ pub struct IngressLimits {
     pub per_credential: Option<RateLimiter<Credential>>,
     /// For the 429's cause: "N requests per W ms".
     window_ms: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    trusted: Vec<ipnet::IpNet>,
 }
 
 impl IngressLimits {
@@ -60,11 +64,16 @@ impl IngressLimits {
                 .per_credential_requests
                 .map(|n| RateLimiter::new(n, window, auth.credentials())),
             window_ms: c.window_ms,
+            trusted: c.trusted_proxies.clone(),
         }
     }
 
     pub fn window_ms(&self) -> u64 {
         self.window_ms
+    }
+
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.trusted
     }
 
     /// The limit of `scope` (0 when off).
@@ -77,11 +86,32 @@ impl IngressLimits {
     }
 }
 
-/// The request's source IP, when the server recorded the peer address.
-pub fn source_ip<B>(req: &Request<B>) -> Option<IpAddr> {
-    req.extensions()
-        .get::<SocketAddr>()
-        .map(|a| a.ip().to_canonical())
+/// The request's source IP (see the module docs), when the server recorded the peer address.
+pub fn source_ip<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = req.extensions().get::<SocketAddr>()?.ip().to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    // Every X-Forwarded-For header, in order, as one list; read from the right.
+    let mut hops = Vec::new();
+    for v in req.headers().get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else {
+            return Some(peer);
+        };
+        for hop in v.split(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip.to_canonical()),
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Count one request against `limiter` (when on): `Err` when over the limit. A request let through uncounted

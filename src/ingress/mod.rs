@@ -186,7 +186,7 @@ async fn route_request(
             )
         };
     }
-    if let Some(ip) = limits::source_ip(&req) {
+    if let Some(ip) = limits::source_ip(&req, state.limits.trusted_proxies()) {
         if let Err(l) = limits::admit(state.limits.per_ip.as_ref(), &ip, m, Scope::Ip) {
             fail!(
                 "rate_limited",
