@@ -33,6 +33,13 @@ fn json_patch_bodies() {
     let subs = &config.subscriptions;
     // (subscription, body, Ok: a field of the result as JSON and its value | Err: a word of the 400's causes)
     type Expect = Result<(&'static str, serde_json::Value), &'static str>;
+    let copy_growth = format!(
+        "[{}]",
+        (0..40)
+            .map(|i| format!(r#"{{"op":"copy","from":"/httpConfig","path":"/httpConfig/{i}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let cases: &[(usize, &str, Expect)] = &[
         (5, "[]", Ok(("/name", "discard".into()))),
         (
@@ -105,6 +112,27 @@ fn json_patch_bodies() {
         ),
         (5, r#"{"op":"replace","path":"/name","value":"x"}"#, Err("")),
         (5, r#"[{"op":"replace","path":"/name"}]"#, Err("value")),
+        // Each `copy` of a field into itself doubled the document: 40 of them (2.6 KB) took all the memory
+        // (libFuzzer: out-of-memory). The size is now bounded before each copy.
+        (0, &copy_growth, Err("too large")),
+        (
+            2,
+            r#"[{"op":"copy","from":"/kafkaConfig","path":"/deadLetter/kafkaConfig"},{"op":"remove","path":"/deadLetter/natsConfig"}]"#,
+            Ok((
+                "/deadLetter/kafkaConfig/topic",
+                "isc.identity-deleted".into(),
+            )),
+        ),
+        (
+            5,
+            r#"[{"op":"copy","from":"/nope","path":"/name"}]"#,
+            Err("/nope"),
+        ),
+        (
+            5,
+            r#"[{"op":"replace","path":"/name","value":"x"},{"op":"remove","path":"/description/x"}]"#,
+            Err("operation '/1'"),
+        ),
     ];
     for (i, (pick, body, expect)) in cases.iter().enumerate() {
         let old = &subs[*pick];

@@ -6,6 +6,7 @@
 //! `json_patch` fuzz target (`fuzz/fuzz_targets/json_patch.rs`) and `tests/fuzz_regressions.rs` drive exactly the
 //! code the API runs, without a listener, a token and a store on disk.
 
+use json_patch::PatchOperation;
 use serde_json::Value;
 
 use super::{bad_request, document, parse, replacement};
@@ -29,6 +30,9 @@ pub const PATCHABLE: &[&str] = &[
     "ackMode",
     "deadLetter",
 ];
+
+/// The largest a patched subscription may get, serialised (as large as a request body may be).
+pub const MAX_PATCHED_BYTES: usize = super::MAX_BODY;
 
 /// Apply the JSON Patch `body` to `current` (as the API shows it, secrets `null`) and validate the result like a
 /// PUT: only [`PATCHABLE`] fields and the operations add, remove, replace, move and copy; the id and the
@@ -68,8 +72,45 @@ pub fn apply_patch(
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
         .map_err(|e| bad_request("the body is not a valid JSON Patch").cause(e.to_string()))?;
     let mut doc = document(current);
-    json_patch::patch(&mut doc, &patch)
-        .map_err(|e| bad_request("the patch does not apply").cause(e.to_string()))?;
+    // `copy` can double the document at each operation: a few kilobytes of patch would take all the memory. An
+    // upper bound of the size, raised by what each copy copies, stops it before it copies.
+    let mut size = json_len(&doc);
+    for (i, op) in patch.0.iter().enumerate() {
+        if let PatchOperation::Copy(c) = op {
+            size += doc.pointer(c.from.as_str()).map_or(0, json_len);
+            if size > MAX_PATCHED_BYTES {
+                return Err(
+                    bad_request("the patched subscription is too large").cause(format!(
+                        "[{i}].from: `{}`: the subscription would exceed {MAX_PATCHED_BYTES} bytes",
+                        c.from
+                    )),
+                );
+            }
+        }
+        // One operation at a time (the index in the error is ours); a failed patch leaves `doc` half-patched,
+        // and it is dropped.
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            bad_request("the patch does not apply").cause(e.to_string())
+        })?;
+    }
     let new = parse(doc.to_string().as_bytes())?;
     replacement(config, current, new)
+}
+
+/// The length of `v` serialised, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }

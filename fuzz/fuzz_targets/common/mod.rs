@@ -66,6 +66,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
             filter: filter.map(|f| Filter::compile(f).expect("fuzz filter")),
             metrics: sm.route("discard", name),
             dead_letter: None,
+            statuses: None,
         };
         router.add(spec, queue.clone(), &rm);
     }
