@@ -38,8 +38,8 @@ pub const MAX_PATCHED_BYTES: usize = super::MAX_BODY;
 /// PUT: only [`PATCHABLE`] fields and the operations add, remove, replace, move and copy; the id and the
 /// `triggerId` stay; a secret the result leaves `null` keeps its stored value; every config check passes.
 ///
-/// Every error is a 400 (the body is not a patch, the patch does not apply, the result is not a valid
-/// subscription), never a server error.
+/// Every error is a 400 (the body is not a patch, the patch does not apply, its copies would grow the subscription
+/// past [`MAX_PATCHED_BYTES`], the result is not a valid subscription), never a server error.
 pub fn apply_patch(
     config: &Config,
     current: &Subscription,
@@ -72,8 +72,9 @@ pub fn apply_patch(
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
         .map_err(|e| bad_request("the body is not a valid JSON Patch").cause(e.to_string()))?;
     let mut doc = document(current);
-    // `copy` can double the document at each operation: a few kilobytes of patch would take all the memory. An
-    // upper bound of the size, raised by what each copy copies, stops it before it copies.
+    // `copy` can double the document at each operation: a few kilobytes of patch would take all the memory. The
+    // size before the patch plus everything copied (what add and replace bring is bounded by the body, which the
+    // handler bounds) must stay under the limit, checked before each copy; removals are not credited.
     let mut size = json_len(&doc);
     for (i, op) in patch.0.iter().enumerate() {
         if let PatchOperation::Copy(c) = op {
