@@ -13,6 +13,7 @@
 pub mod auth;
 mod collection;
 mod openapi;
+pub mod patch;
 pub mod store;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use crate::routes::RouteBuilder;
 use crate::status::StatusLog;
 use auth::{Auth, Principal, TokenError};
 use collection::{params, Query, Spec};
+pub use patch::apply_patch;
 use store::Store;
 
 /// Largest request body the API reads.
@@ -54,23 +56,6 @@ const STATUS_READ: &[&str] = &[
     "sp:trigger-service-invocation-status:manage",
 ];
 const STATUS_MANAGE: &[&str] = &["sp:trigger-service-invocation-status:manage"];
-
-/// The fields a PATCH may touch (ISC's list, plus the relay's own configs).
-const PATCHABLE: &[&str] = &[
-    "name",
-    "description",
-    "enabled",
-    "type",
-    "filter",
-    "responseDeadline",
-    "httpConfig",
-    "eventBridgeConfig",
-    "workflowConfig",
-    "kafkaConfig",
-    "natsConfig",
-    "ackMode",
-    "deadLetter",
-];
 
 pub struct ApiState {
     config: Arc<Config>,
@@ -421,9 +406,8 @@ impl ApiState {
 
     /// The API's view of a subscription: ISC's shape, `triggerName` from the catalog, secrets `null`.
     fn dto(&self, s: &Subscription) -> Value {
-        let mut v = serde_json::to_value(s).unwrap_or_default();
+        let mut v = document(s);
         if let Value::Object(m) = &mut v {
-            m.insert("id".into(), s.effective_id().into());
             m.insert(
                 "triggerName".into(),
                 self.catalog
@@ -432,12 +416,6 @@ impl ApiState {
                     .unwrap_or_default()
                     .into(),
             );
-            // The relay's own fields appear only when set (ISC's clients know ISC's fields).
-            for k in ["kafkaConfig", "natsConfig", "ackMode", "deadLetter"] {
-                if m.get(k) == Some(&Value::Null) {
-                    m.remove(k);
-                }
-            }
         }
         v
     }
@@ -484,30 +462,8 @@ impl ApiState {
         Ok(json_response(StatusCode::OK, &self.dto(&s)))
     }
 
-    /// Parse and check a subscription body; `path` errors name the field.
-    fn parse(&self, body: &[u8]) -> Result<Subscription, ApiError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let s: Subscription = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            bad_request("the subscription is not valid").cause(if path == "." {
-                inner.to_string()
-            } else {
-                format!("{path}: {inner}")
-            })
-        })?;
-        Ok(s)
-    }
-
-    fn check(&self, s: &Subscription, others: &[Subscription]) -> Result<(), ApiError> {
-        let problems = self.config.check_subscription("", s);
-        if !problems.is_empty() {
-            let mut e = bad_request("the subscription is not valid");
-            for p in problems {
-                e = e.cause(p.to_string().trim_start_matches('.').to_string());
-            }
-            return Err(e);
-        }
+    /// `s` may join `others`: ISC's limit of subscriptions per trigger.
+    fn check_room(s: &Subscription, others: &[Subscription]) -> Result<(), ApiError> {
         let same = others
             .iter()
             .filter(|o| o.trigger_id == s.trigger_id)
@@ -564,10 +520,10 @@ impl ApiState {
     }
 
     async fn create(&self, body: &[u8]) -> Result<Resp, ApiError> {
-        let mut s = self.parse(body)?;
+        let mut s = parse(body)?;
         s.id = Some(uuid::Uuid::new_v4().to_string());
-        let others = self.all();
-        self.check(&s, &others)?;
+        validate(&self.config, &s)?;
+        Self::check_room(&s, &self.all())?;
         let created = self
             .commit(|stored| {
                 stored.push(s.clone());
@@ -577,26 +533,23 @@ impl ApiState {
         Ok(json_response(StatusCode::CREATED, &self.dto(&created)))
     }
 
-    async fn replace_with(&self, id: &str, mut new: Subscription) -> Result<Resp, ApiError> {
+    async fn replace_with(&self, id: &str, new: Subscription) -> Result<Resp, ApiError> {
         let (old, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
         if read_only {
             return Err(Self::read_only(id));
         }
-        if new.id.as_deref().is_some_and(|n| n != id) {
-            return Err(bad_request("the id cannot be changed").cause(format!("id: `{id}`")));
-        }
-        if new.trigger_id != old.trigger_id {
-            return Err(bad_request("the triggerId cannot be changed")
-                .cause(format!("triggerId: `{}`", old.trigger_id)));
-        }
-        new.id = Some(id.to_string());
-        keep_secrets(&mut new, &old);
+        let new = replacement(&self.config, &old, new)?;
+        self.save(id, new).await
+    }
+
+    /// Store `new`, already validated by [`replacement`], in place of subscription `id`.
+    async fn save(&self, id: &str, new: Subscription) -> Result<Resp, ApiError> {
         let others: Vec<Subscription> = self
             .all()
             .into_iter()
             .filter(|s| s.effective_id() != id)
             .collect();
-        self.check(&new, &others)?;
+        Self::check_room(&new, &others)?;
         let saved = self
             .commit(|stored| {
                 let slot = stored
@@ -623,10 +576,11 @@ impl ApiState {
             .or_insert_with(|| old.trigger_id.clone().into());
         m.entry("name").or_insert_with(|| old.name.clone().into());
         m.entry("type").or_insert_with(|| old.kind.as_str().into());
-        let new = self.parse(doc.to_string().as_bytes())?;
+        let new = parse(doc.to_string().as_bytes())?;
         self.replace_with(id, new).await
     }
 
+    /// PATCH: the JSON Patch is applied and validated by [`apply_patch`]; here only what needs the server.
     async fn patch(&self, id: &str, content_type: &str, body: &[u8]) -> Result<Resp, ApiError> {
         if !content_type.starts_with("application/json-patch+json") {
             return Err(ApiError::new(
@@ -639,40 +593,8 @@ impl ApiState {
         if read_only {
             return Err(Self::read_only(id));
         }
-        let ops: Vec<Value> = serde_json::from_slice(body)
-            .map_err(|e| bad_request("the body is not a JSON Patch array").cause(e.to_string()))?;
-        for (i, op) in ops.iter().enumerate() {
-            let kind = op["op"].as_str().unwrap_or("");
-            if !matches!(kind, "add" | "remove" | "replace" | "move" | "copy") {
-                return Err(
-                    bad_request("unsupported JSON Patch operation").cause(format!(
-                        "[{i}].op: `{kind}`: use add, remove, replace, move or copy"
-                    )),
-                );
-            }
-            for key in ["path", "from"] {
-                let Some(p) = op.get(key).and_then(Value::as_str) else {
-                    continue;
-                };
-                let field = p.trim_start_matches('/').split('/').next().unwrap_or("");
-                if !PATCHABLE.contains(&field) {
-                    return Err(bad_request("this field cannot be patched").cause(format!(
-                        "[{i}].{key}: `{p}`: patchable fields are {}",
-                        PATCHABLE.join(", ")
-                    )));
-                }
-            }
-        }
-        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
-            .map_err(|e| bad_request("the body is not a valid JSON Patch").cause(e.to_string()))?;
-        let mut doc = self.dto(&old);
-        if let Value::Object(m) = &mut doc {
-            m.remove("triggerName");
-        }
-        json_patch::patch(&mut doc, &patch)
-            .map_err(|e| bad_request("the patch does not apply").cause(e.to_string()))?;
-        let new = self.parse(doc.to_string().as_bytes())?;
-        self.replace_with(id, new).await
+        let new = apply_patch(&self.config, &old, body)?;
+        self.save(id, new).await
     }
 
     async fn delete(&self, id: &str) -> Result<Resp, ApiError> {
@@ -811,6 +733,69 @@ impl ApiState {
         }
         Ok(json_response(StatusCode::OK, &Value::Array(out)))
     }
+}
+
+/// A subscription as the API shows it, without `triggerName` (which needs the catalog): ISC's shape, the
+/// effective id, secrets `null`; the relay's own fields only when set (ISC's clients know ISC's fields).
+fn document(s: &Subscription) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), s.effective_id().into());
+        for k in ["kafkaConfig", "natsConfig", "ackMode", "deadLetter"] {
+            if m.get(k) == Some(&Value::Null) {
+                m.remove(k);
+            }
+        }
+    }
+    v
+}
+
+/// Parse a subscription body; `path` errors name the field.
+fn parse(body: &[u8]) -> Result<Subscription, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let s: Subscription = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        bad_request("the subscription is not valid").cause(if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        })
+    })?;
+    Ok(s)
+}
+
+/// Every check the config applies to a subscription.
+fn validate(config: &Config, s: &Subscription) -> Result<(), ApiError> {
+    let problems = config.check_subscription("", s);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut e = bad_request("the subscription is not valid");
+    for p in problems {
+        e = e.cause(p.to_string().trim_start_matches('.').to_string());
+    }
+    Err(e)
+}
+
+/// `new` in place of `old` (PUT, PATCH): same id and `triggerId`, write-only secrets kept, validated.
+fn replacement(
+    config: &Config,
+    old: &Subscription,
+    mut new: Subscription,
+) -> Result<Subscription, ApiError> {
+    let id = old.effective_id();
+    if new.id.as_deref().is_some_and(|n| n != id) {
+        return Err(bad_request("the id cannot be changed").cause(format!("id: `{id}`")));
+    }
+    if new.trigger_id != old.trigger_id {
+        return Err(bad_request("the triggerId cannot be changed")
+            .cause(format!("triggerId: `{}`", old.trigger_id)));
+    }
+    new.id = Some(id);
+    keep_secrets(&mut new, old);
+    validate(config, &new)?;
+    Ok(new)
 }
 
 /// Secrets are write-only: a PUT or PATCH that leaves one out keeps the stored one (same auth type and user).

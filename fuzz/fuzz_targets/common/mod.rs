@@ -49,7 +49,11 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
             "idn:identity-attributes-changed",
             Some(r#"$.changes[?(@.attribute == "department" && @.newValue =~ /mark.*/i)]"#),
         ),
-        ("root", "idn:identity-deleted", Some(r#"$[?($.identity.name in ["a", "b"])]"#)),
+        (
+            "root",
+            "idn:identity-deleted",
+            Some(r#"$[?($.identity.name in ["a", "b"])]"#),
+        ),
     ];
     for (name, trigger, filter) in routes {
         let spec = RouteSpec {
@@ -62,6 +66,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
             filter: filter.map(|f| Filter::compile(f).expect("fuzz filter")),
             metrics: sm.route("discard", name),
             dead_letter: None,
+            statuses: None,
         };
         router.add(spec, queue.clone(), &rm);
     }
