@@ -268,6 +268,25 @@ def check_wiring(f: Failures) -> None:
                 opens_admin = not rule_ports or "admin" in rule_ports or admin_port in rule_ports
                 f.check(not opens_admin or bool(rule.get("from")),
                         f"{label}: NetworkPolicy opens the admin port to everyone: {rule}")
+        # TLS: every file the config names is on a mounted Secret; probes and scrapes speak HTTPS to a TLS admin.
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        for listener in ("ingress", "admin"):
+            tls = cfg.get(listener, {}).get("tls")
+            if not tls:
+                continue
+            for key in ("cert_file", "key_file"):
+                on_secret = any(tls[key].startswith(mounts[v] + "/") for v in secrets if v in mounts)
+                f.check(on_secret, f"{label}: [{listener}.tls] {key} {tls[key]} is not on a mounted TLS Secret")
+        admin_tls = bool(cfg.get("admin", {}).get("tls"))
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            scheme = c[probe]["httpGet"].get("scheme", "HTTP")
+            f.check(scheme == ("HTTPS" if admin_tls else "HTTP"),
+                    f"{label}: {probe} uses {scheme} while the admin listener is {'TLS' if admin_tls else 'plain'}")
+        for sm in by_kind(objects, "ServiceMonitor"):
+            ep = sm["spec"]["endpoints"][0]
+            f.check(ep.get("scheme", "http") == ("https" if admin_tls else "http"),
+                    f"{label}: ServiceMonitor scheme {ep.get('scheme')} does not match the admin listener")
     check_probes_live(f)
     defaults, _ = render(None)
     f.check(bool(by_kind(defaults, "NetworkPolicy")), "default values must render the NetworkPolicy (admin port closed)")
