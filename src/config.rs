@@ -129,6 +129,9 @@ pub struct ListenerLimits {
     /// Open connections at most; one more is answered 503 and closed (plain HTTP) or closed (TLS).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// HTTP/2 streams (requests) open at once on one connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
     /// Request line + headers at most (HTTP/1.1: 431 beyond it; HTTP/2: the header list size). At least 8192.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
@@ -148,6 +151,7 @@ impl Default for ListenerLimits {
         Self {
             max_connections: default_max_connections(),
             max_header_bytes: default_max_header_bytes(),
+            max_concurrent_streams: default_max_concurrent_streams(),
             header_read_timeout_ms: default_header_read_timeout(),
             idle_timeout_ms: default_idle_timeout(),
             request_timeout_ms: default_request_timeout(),
@@ -191,6 +195,9 @@ impl Default for IngressRateLimitConfig {
 
 fn default_max_connections() -> usize {
     4096
+}
+fn default_max_concurrent_streams() -> u32 {
+    100
 }
 fn default_max_header_bytes() -> usize {
     32 * 1024
@@ -567,10 +574,16 @@ impl Errors {
 }
 
 fn validate_listener(name: &str, l: &ListenerLimits, tls: Option<&TlsConfig>, errors: &mut Errors) {
-    if l.max_connections == 0 {
+    if l.max_connections == 0 || l.max_connections > 1_000_000 {
         errors.push(
             format!("{name}.limits.max_connections"),
-            "must be greater than 0",
+            "must be between 1 and 1000000",
+        );
+    }
+    if l.max_concurrent_streams == 0 || l.max_concurrent_streams > 1000 {
+        errors.push(
+            format!("{name}.limits.max_concurrent_streams"),
+            "must be between 1 and 1000",
         );
     }
     // hyper's HTTP/1.1 read buffer cannot be smaller than 8 KiB.
@@ -715,7 +728,10 @@ impl Config {
         ] {
             validate_listener(name, limits, tls.as_ref(), &mut errors);
         }
-        let needed = self.ingress.body_read_timeout_ms + d.ack_timeout_ms;
+        let needed = self
+            .ingress
+            .body_read_timeout_ms
+            .saturating_add(d.ack_timeout_ms);
         if self.ingress.limits.request_timeout_ms < needed {
             errors.push(
                 "ingress.limits.request_timeout_ms",

@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -122,6 +122,7 @@ pub async fn serve<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let conn = Arc::new(Conn {
@@ -144,8 +145,10 @@ pub async fn serve<H, F>(
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = opts.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -168,16 +171,18 @@ pub async fn serve<H, F>(
         let conn = conn.clone();
         let watcher = graceful.watcher();
         tracker.spawn(async move {
-            let open = conn.opts.metrics.open.with_label_values(&[conn.opts.name]);
-            open.inc();
+            // One guard for the slot and the gauge: both are given back however the task ends (a panic too).
+            let _slot = Slot::new(
+                conn.opts.metrics.open.with_label_values(&[conn.opts.name]),
+                permit,
+            );
             conn.run(stream, peer, watcher).await;
-            open.dec();
-            drop(permit);
         });
     }
     drop(listener);
     tracker.close();
-    // Connections still in their TLS handshake are not watched yet: they end at `kill` or their timeout.
+    // Connections still in their TLS handshake hold a watcher too: waiting for them is bounded by their
+    // handshake timeout (or `kill`).
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = kill.cancelled() => {}
@@ -243,6 +248,7 @@ where
         let activity = Arc::new(Activity::new());
         let request_timeout = Duration::from_millis(self.opts.limits.request_timeout_ms);
         let idle_timeout = Duration::from_millis(self.opts.limits.idle_timeout_ms);
+        let header_timeout = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
         let h = self.handler.clone();
         let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
         let svc = service_fn(move |mut req: Request<Incoming>| {
@@ -280,7 +286,7 @@ where
             r = conn => if let Err(e) = r {
                 tracing::debug!(listener = name, error = %e, "connection ended with an error");
             },
-            _ = activity.idle(idle_timeout) => {
+            _ = activity.idle(idle_timeout, header_timeout) => {
                 self.opts.metrics.timeouts.with_label_values(&[name, "idle"]).inc();
                 tracing::debug!(listener = name, "idle connection closed");
             }
@@ -291,9 +297,31 @@ where
     }
 }
 
+/// A connection's place under `max_connections`, counted in `trigger_relay_connections_open` while held.
+struct Slot(
+    prometheus::IntGauge,
+    #[allow(dead_code)] OwnedSemaphorePermit,
+);
+
+impl Slot {
+    fn new(gauge: prometheus::IntGauge, permit: OwnedSemaphorePermit) -> Self {
+        gauge.inc();
+        Slot(gauge, permit)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Requests in progress on one connection, and when the last one ended.
 struct Activity {
     start: Instant,
+    /// Whether a request has begun: until then the connection only gets `header_read_timeout_ms` (a client that
+    /// connects and sends nothing, or half an HTTP/2 preface, gets no more time than a slow header).
+    started: AtomicBool,
     in_flight: AtomicUsize,
     /// Milliseconds after `start` when the connection last went idle.
     idle_since_ms: AtomicU64,
@@ -303,19 +331,27 @@ impl Activity {
     fn new() -> Self {
         Self {
             start: Instant::now(),
+            started: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
         }
     }
 
     fn begin(self: &Arc<Self>) -> Busy {
+        self.started.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
     }
 
-    /// Resolves once no request has been in progress for `limit`.
-    async fn idle(&self, limit: Duration) {
+    /// Resolves once no request has been in progress for `idle` (before the first request: for `first`, if
+    /// shorter).
+    async fn idle(&self, idle: Duration, first: Duration) {
         loop {
+            let limit = if self.started.load(Ordering::Acquire) {
+                idle
+            } else {
+                idle.min(first)
+            };
             let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
                 limit
             } else {
@@ -338,7 +374,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let a = &self.0;
         let now = a.start.elapsed().as_millis() as u64;
-        a.idle_since_ms.store(now, Ordering::Release);
+        a.idle_since_ms.fetch_max(now, Ordering::AcqRel);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

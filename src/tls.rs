@@ -202,15 +202,18 @@ impl TlsReloader {
             };
             let signal = async {
                 match hup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
+                    Some(h) => h.recv().await.is_some(),
+                    None => std::future::pending::<bool>().await,
                 }
             };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = signal => {
+                got = signal => {
+                    if !got {
+                        // The signal driver is gone: stop listening instead of spinning.
+                        hup = None;
+                        continue;
+                    }
                     seen = self.fingerprint();
                     self.reload("SIGHUP");
                 }

@@ -40,8 +40,14 @@ fn json_patch_bodies() {
             .collect::<Vec<_>>()
             .join(",")
     );
+    // Inserts at the front of an array, each a memmove of the rest: a way to burn CPU, not to edit a subscription.
+    let many_ops = format!(
+        "[{}]",
+        vec![r#"{"op":"add","path":"/description","value":"d"}"#; 1001].join(",")
+    );
     let cases: &[(usize, &str, Expect)] = &[
         (5, "[]", Ok(("/name", "discard".into()))),
+        (5, &many_ops, Err("at most 1000")),
         (
             0,
             r#"[{"op":"replace","path":"/description","value":"d"},{"op":"copy","from":"/name","path":"/description"},

@@ -249,14 +249,18 @@ trusted_proxies = [\"127.0.0.2/32\", \"127.0.0.3/32\"]"
         // Two proxies deep: the right-most untrusted hop is the client; what it wrote on the left is ignored.
         limited("127.0.0.2", &alice, "per_ip_requests", "")
             .forwarded_for("198.51.100.1, 203.0.113.7, 127.0.0.3"),
-        // A header that does not parse: the proxy itself is the source (its first request).
-        step("127.0.0.2", &alice, 200).forwarded_for("not-an-ip"),
+        // Junk the client wrote on the left is never read: the client is the hop the proxy appended.
+        step("127.0.0.2", &alice, 200).forwarded_for("junk, 203.0.113.9"),
+        limited("127.0.0.2", &alice, "per_ip_requests", "")
+            .forwarded_for("unknown, 203.0.113.9:5678"),
+        // A hop that does not parse among the proxies' own entries: the proxy itself is the source.
+        step("127.0.0.2", &alice, 200).forwarded_for("203.0.113.10, not-an-ip"),
         // From an untrusted peer the header is ignored: spoofing a fresh address does not help.
         step("127.0.0.4", &alice, 200).forwarded_for("192.0.2.1"),
         limited("127.0.0.4", &alice, "per_ip_requests", "").forwarded_for("192.0.2.2"),
     ];
     let ok = check(&relay, &steps).await;
-    assert_eq!(counts(&relay).await, (3.0, 0.0, ok as f64));
+    assert_eq!(counts(&relay).await, (4.0, 0.0, ok as f64));
     relay.shutdown();
 }
 

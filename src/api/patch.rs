@@ -34,6 +34,9 @@ pub const PATCHABLE: &[&str] = &[
 /// The largest a patched subscription may get, serialised (as large as a request body may be).
 pub const MAX_PATCHED_BYTES: usize = super::MAX_BODY;
 
+/// The most operations one PATCH may carry.
+pub const MAX_OPERATIONS: usize = 1000;
+
 /// Apply the JSON Patch `body` to `current` (as the API shows it, secrets `null`) and validate the result like a
 /// PUT: only [`PATCHABLE`] fields and the operations add, remove, replace, move and copy; the id and the
 /// `triggerId` stay; a secret the result leaves `null` keeps its stored value; every config check passes.
@@ -47,6 +50,14 @@ pub fn apply_patch(
 ) -> Result<Subscription, ApiError> {
     let ops: Vec<Value> = serde_json::from_slice(body)
         .map_err(|e| bad_request("the body is not a JSON Patch array").cause(e.to_string()))?;
+    // A subscription has a handful of patchable fields; thousands of operations (e.g. inserts at the front of an
+    // array, each a memmove) are only a way to burn CPU in code no timeout can interrupt.
+    if ops.len() > MAX_OPERATIONS {
+        return Err(bad_request("too many JSON Patch operations").cause(format!(
+            "{} operations; at most {MAX_OPERATIONS} in one PATCH",
+            ops.len()
+        )));
+    }
     for (i, op) in ops.iter().enumerate() {
         let kind = op["op"].as_str().unwrap_or("");
         if !matches!(kind, "add" | "remove" | "replace" | "move" | "copy") {

@@ -4,9 +4,10 @@
 //! `SocketAddr`. Behind a proxy or load balancer every request has the proxy's address, so `trusted_proxies`
 //! lists the proxies whose `X-Forwarded-For` is believed: from such a peer, the source is the right-most address
 //! in the header that is not itself a trusted proxy (each proxy appends the address it received from, so
-//! everything left of that may be written by the client). A header that does not parse, or that holds only
-//! trusted proxies, leaves the peer as the source. From any other peer the header is ignored, since any client
-//! can write it. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from a `[::]` listener) count as IPv4.
+//! everything left of that may be written by the client). A hop that does not parse among the proxies' own
+//! entries, or a header of trusted proxies only, leaves the peer as the source. From any other peer the header is ignored, since any client
+//! can write it. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from a `[::]` listener) count as IPv4, and other
+//! IPv6 sources count by their /64.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -86,32 +87,54 @@ impl IngressLimits {
     }
 }
 
-/// The request's source IP (see the module docs), when the server recorded the peer address.
+/// The request's source IP (see the module docs), when the server recorded the peer address. IPv6 sources are
+/// keyed by their /64 (one subscriber's allocation), so rotating addresses inside it does not escape the limit.
 pub fn source_ip<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     let peer = req.extensions().get::<SocketAddr>()?.ip().to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    // Every X-Forwarded-For header, in order, as one list; read from the right.
-    let mut hops = Vec::new();
-    for v in req.headers().get_all("x-forwarded-for") {
-        let Ok(v) = v.to_str() else {
-            return Some(peer);
-        };
-        for hop in v.split(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip.to_canonical()),
-                Err(_) => return Some(peer),
-            }
+    let source = if is_trusted(&peer) {
+        forwarded_client(req, is_trusted).unwrap_or(peer)
+    } else {
+        peer
+    };
+    Some(match source {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    })
+}
+
+/// The right-most `X-Forwarded-For` hop that is not a trusted proxy. Hops are read from the right (each proxy
+/// appends the address it received from), so what the client wrote on the left is never reached once an
+/// untrusted hop is found. A hop that does not parse *before* that point is in the proxies' own part: `None`.
+fn forwarded_client<B>(req: &Request<B>, is_trusted: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+    let headers: Vec<&[u8]> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    for hop in headers
+        .iter()
+        .rev()
+        .flat_map(|h| h.split(|b| *b == b',').rev())
+    {
+        let ip = parse_hop(hop)?;
+        if !is_trusted(&ip) {
+            return Some(ip);
         }
     }
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .unwrap_or(peer),
-    )
+    None
+}
+
+/// `1.2.3.4`, `2001:db8::1`, `1.2.3.4:5678` or `[2001:db8::1]:5678` (some load balancers add the port).
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(hop).ok()?.trim();
+    let ip = s
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+    Some(ip.to_canonical())
 }
 
 /// Count one request against `limiter` (when on): `Err` when over the limit. A request let through uncounted
