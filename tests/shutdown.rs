@@ -94,18 +94,25 @@ kafkaConfig = {{ topic = "{topic}" }}
         first_200s.recv().await.expect("load is running");
     }
     // Readiness, polled from before the signal until the admin listener closes (it closes last).
+    // The signal goes only after the poller's first answer (on a loaded machine the task may start late).
+    let (polled_tx, polled_rx) = tokio::sync::oneshot::channel::<()>();
     let readiness = tokio::spawn(async move {
         let mut seen = Vec::new();
+        let mut polled = Some(polled_tx);
         loop {
             let s = support::reliability::readyz(admin_addr).await;
             if seen.last() != Some(&s) {
                 seen.push(s);
+            }
+            if let Some(tx) = polled.take() {
+                let _ = tx.send(());
             }
             if s.is_none() {
                 return seen;
             }
         }
     });
+    polled_rx.await.expect("readiness poller running");
     let pid = child.id().to_string();
     let rss = support::reliability::rss_kb(child.id());
     assert!(Command::new("kill")
