@@ -105,7 +105,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    b.enable_all().build().context("cannot start the tokio runtime")
+    b.enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
 }
 
 async fn run(name: String, config: Config) -> anyhow::Result<()> {

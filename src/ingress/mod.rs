@@ -10,8 +10,8 @@
 pub mod auth;
 pub mod limits;
 pub mod metrics;
+pub mod probe;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 
 use crate::error::{tracking_id, ApiError};
 use crate::event::{Delivery, Event, Outcome};
@@ -43,21 +42,6 @@ pub struct IngressState {
     pub metrics: IngressMetrics,
     /// `[ingress.rate_limit]` (`IngressLimits::default()`: off).
     pub limits: IngressLimits,
-}
-
-/// What ISC's `_metadata` tells us; the rest of the body is only checked for being valid JSON.
-#[derive(Deserialize)]
-struct Probe<'a> {
-    #[serde(rename = "_metadata", borrow, default)]
-    metadata: Option<MetaProbe<'a>>,
-}
-
-#[derive(Deserialize)]
-struct MetaProbe<'a> {
-    #[serde(rename = "triggerId", borrow, default)]
-    trigger_id: Option<Cow<'a, str>>,
-    #[serde(rename = "invocationId", borrow, default)]
-    invocation_id: Option<Cow<'a, str>>,
 }
 
 /// The answer to a request shed because a queue is full (logged at debug level: the metric counts them).
@@ -297,26 +281,21 @@ async fn route_request(
                 .cause("ISC trigger payloads are JSON objects")
         );
     }
-    // serde_json skips the strings `Probe` ignores without checking their UTF-8: check it here (found by
-    // fuzzing: a body with a raw non-UTF-8 byte inside a string was accepted and forwarded).
-    if let Err(e) = std::str::from_utf8(&body) {
-        fail!(
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(e) => fail!(
             "invalid_json",
             ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
                 .cause(format!("not UTF-8: {e}"))
-        );
-    }
-    let probe: Probe<'_> = match serde_json::from_slice(&body) {
-        Ok(p) => p,
+        ),
+    };
+    let (body_trigger, invocation_id) = match probe::probe(text) {
+        Ok(meta) => (meta.trigger_id, meta.invocation_id),
         Err(e) => fail!(
             "invalid_json",
             ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
                 .cause(e.to_string())
         ),
-    };
-    let (body_trigger, invocation_id) = match probe.metadata {
-        Some(meta) => (meta.trigger_id, meta.invocation_id),
-        None => (None, None),
     };
     // The table is loaded only now, so a slow client holds no queue (and no shutdown) hostage.
     let router = state.router.load_full();

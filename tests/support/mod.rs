@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod probe_oracle;
 pub mod reliability;
 pub mod webhook;
 
