@@ -378,7 +378,7 @@ impl Relay {
         }
         let ingress_task = tokio::spawn(crate::server::serve(
             ingress_listener,
-            move |req| crate::ingress::handle(ingress_state.clone(), req),
+            move |req, peer| crate::ingress::handle(ingress_state.clone(), req, peer),
             ingress_stop.clone(),
             ingress_kill.clone(),
             ServeOptions {
@@ -390,7 +390,7 @@ impl Relay {
         ));
         let admin_task = tokio::spawn(crate::server::serve(
             admin_listener,
-            move |req| crate::admin::handle(admin_state.clone(), req),
+            move |req, _peer| crate::admin::handle(admin_state.clone(), req),
             admin_stop.clone(),
             admin_kill.clone(),
             ServeOptions {

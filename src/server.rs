@@ -107,7 +107,7 @@ pub async fn serve<H, F>(
     kill: CancellationToken,
     opts: ServeOptions,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let limits = &opts.limits;
@@ -200,7 +200,7 @@ struct Conn<H> {
 
 impl<H, F> Conn<H>
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     async fn run(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
@@ -251,11 +251,11 @@ where
         let header_timeout = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
         let h = self.handler.clone();
         let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
-        let svc = service_fn(move |mut req: Request<Incoming>| {
+        let svc = service_fn(move |req: Request<Incoming>| {
             let busy = act.begin();
-            // The TCP peer, for handlers that need it (the ingress's per-IP rate limit).
-            req.extensions_mut().insert::<SocketAddr>(peer);
-            let f = h(req);
+            // The TCP peer goes to the handler as an argument, not in the request's extensions: their map is an
+            // allocation per request, on the hot path (the ingress's per-IP rate limit reads it).
+            let f = h(req, peer);
             let metrics = metrics.clone();
             async move {
                 let resp = match tokio::time::timeout(request_timeout, f).await {

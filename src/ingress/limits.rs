@@ -1,7 +1,7 @@
 //! `[ingress.rate_limit]`: the ingress's per-source-IP and per-credential limiters (both off by default).
 //!
-//! The source IP is the TCP peer address, which [`crate::server::serve`] puts in each request's extensions as a
-//! `SocketAddr`. Behind a proxy or load balancer every request has the proxy's address, so `trusted_proxies`
+//! The source IP is the TCP peer address, which [`crate::server::serve`] hands the handler with each request.
+//! Behind a proxy or load balancer every request has the proxy's address, so `trusted_proxies`
 //! lists the proxies whose `X-Forwarded-For` is believed: from such a peer, the source is the right-most address
 //! in the header that is not itself a trusted proxy (each proxy appends the address it received from, so
 //! everything left of that may be written by the client). A hop that does not parse among the proxies' own
@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use http::Request;
+use http::HeaderMap;
 
 use super::auth::{Authenticator, Credential};
 use crate::config::IngressRateLimitConfig;
@@ -87,33 +87,32 @@ impl IngressLimits {
     }
 }
 
-/// The request's source IP (see the module docs), when the server recorded the peer address. IPv6 sources are
-/// keyed by their /64 (one subscriber's allocation), so rotating addresses inside it does not escape the limit.
-pub fn source_ip<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = req.extensions().get::<SocketAddr>()?.ip().to_canonical();
+/// The request's source IP (see the module docs) from its TCP `peer`. IPv6 sources are keyed by their /64 (one
+/// subscriber's allocation), so rotating addresses inside it does not escape the limit.
+pub fn source_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = peer.ip().to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     let source = if is_trusted(&peer) {
-        forwarded_client(req, is_trusted).unwrap_or(peer)
+        forwarded_client(headers, is_trusted).unwrap_or(peer)
     } else {
         peer
     };
-    Some(match source {
+    match source {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,
-    })
+    }
 }
 
 /// The right-most `X-Forwarded-For` hop that is not a trusted proxy. Hops are read from the right (each proxy
 /// appends the address it received from), so what the client wrote on the left is never reached once an
 /// untrusted hop is found. A hop that does not parse *before* that point is in the proxies' own part: `None`.
-fn forwarded_client<B>(req: &Request<B>, is_trusted: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
-    let headers: Vec<&[u8]> = req
-        .headers()
+fn forwarded_client(headers: &HeaderMap, is_trusted: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
         .map(|v| v.as_bytes())
         .collect();
-    for hop in headers
+    for hop in hops
         .iter()
         .rev()
         .flat_map(|h| h.split(|b| *b == b',').rev())

@@ -12,6 +12,8 @@ pub mod limits;
 pub mod metrics;
 pub mod probe;
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,10 +73,15 @@ enum Named {
 }
 
 /// Handle one ingress request.
-pub async fn handle(state: Arc<IngressState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `peer` is the TCP peer (the per-IP rate limit's source, unless it is a trusted proxy).
+pub async fn handle(
+    state: Arc<IngressState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let m = &state.metrics;
     let _in_flight = InFlight::new(&m.in_flight);
-    let (trigger, result) = route_request(&state, req).await;
+    let (trigger, result) = route_request(&state, req, peer).await;
     // Error paths name a trigger not yet looked up: it is a label only if the catalog has it.
     let known = match trigger {
         Named::Raw(t) => state
@@ -146,17 +153,16 @@ fn rate_limited(state: &IngressState, scope: Scope, retry_after_s: u64) -> ApiEr
 async fn route_request(
     state: &IngressState,
     req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> (Named, Result<(), ApiError>) {
     let m = &state.metrics;
-    let path = req.uri().path();
-    let path_trigger = if path == "/events" || path == "/events/" {
+    // Split once: the trigger id borrows from the path (no allocation unless it is percent-encoded).
+    let (req, body) = req.into_parts();
+    let path = req.uri.path();
+    let path_trigger: Option<Cow<'_, str>> = if path == "/events" || path == "/events/" {
         None
     } else if let Some(t) = path.strip_prefix("/events/") {
-        Some(
-            percent_encoding::percent_decode_str(t)
-                .decode_utf8_lossy()
-                .into_owned(),
-        )
+        Some(percent_encoding::percent_decode_str(t).decode_utf8_lossy())
     } else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{path}`"))
             .cause("POST events to /events/{triggerId} or /events");
@@ -165,12 +171,15 @@ async fn route_request(
     macro_rules! fail {
         ($reason:expr, $e:expr) => {
             return (
-                path_trigger.clone().map_or(Named::None, Named::Raw),
+                path_trigger
+                    .as_ref()
+                    .map_or(Named::None, |t| Named::Raw(t.to_string())),
                 Err(refuse(m, $reason, $e)),
             )
         };
     }
-    if let Some(ip) = limits::source_ip(&req, state.limits.trusted_proxies()) {
+    if state.limits.per_ip.is_some() {
+        let ip = limits::source_ip(&req.headers, peer, state.limits.trusted_proxies());
         if let Err(l) = limits::admit(state.limits.per_ip.as_ref(), &ip, m, Scope::Ip) {
             fail!(
                 "rate_limited",
@@ -178,18 +187,18 @@ async fn route_request(
             );
         }
     }
-    if req.method() != Method::POST {
+    if req.method != Method::POST {
         fail!(
             "method",
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {} is not allowed", req.method())
+                format!("method {} is not allowed", req.method)
             )
             .cause("ISC delivers events with POST")
             .with_header(header::ALLOW, HeaderValue::from_static("POST"))
         );
     }
-    let credential = match state.auth.check(req.headers().get(header::AUTHORIZATION)) {
+    let credential = match state.auth.check(req.headers.get(header::AUTHORIZATION)) {
         Ok(c) => c,
         Err(e) => {
             let challenge = HeaderValue::from_static(state.auth.challenge());
@@ -211,7 +220,7 @@ async fn route_request(
         fail!("rate_limited", e);
     }
     let json = req
-        .headers()
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -240,14 +249,14 @@ async fn route_request(
         .cause("ingress.max_body_bytes limits the size of one event")
     };
     let declared = req
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         fail!("too_large", too_large());
     }
-    let read = Limited::new(req.into_body(), state.max_body_bytes as usize).collect();
+    let read = Limited::new(body, state.max_body_bytes as usize).collect();
     let body = match tokio::time::timeout(state.body_read_timeout, read).await {
         Err(_) => fail!(
             "body_timeout",
@@ -299,8 +308,8 @@ async fn route_request(
     };
     // The table is loaded only now, so a slow client holds no queue (and no shutdown) hostage.
     let router = state.router.load_full();
-    let trigger_id: String = match (&path_trigger, body_trigger) {
-        (Some(p), Some(b)) if *p != b => fail!(
+    let trigger_id: &str = match (&path_trigger, &body_trigger) {
+        (Some(p), Some(b)) if p != b => fail!(
             "trigger_mismatch",
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -308,21 +317,22 @@ async fn route_request(
             )
             .cause(format!("path: {p}; _metadata.triggerId: {b}"))
         ),
-        (Some(p), _) => p.clone(),
-        (None, Some(b)) => b.into_owned(),
+        (Some(p), _) => p,
+        (None, Some(b)) => b,
         (None, None) => fail!(
             "no_trigger",
             ApiError::new(StatusCode::BAD_REQUEST, "no trigger id")
                 .cause("POST to /events/{triggerId}, or include _metadata.triggerId in the body")
         ),
     };
-    let mut trigger = Named::Raw(trigger_id.clone());
+    // The metric label of a failure from here on: the trigger once looked up (`unknown` while the catalog lacks it).
+    let mut trigger = Named::None;
     macro_rules! fail_t {
         ($reason:expr, $e:expr) => {
             return (trigger, Err(refuse(m, $reason, $e)))
         };
     }
-    let routes = match router.lookup(&trigger_id) {
+    let routes = match router.lookup(trigger_id) {
         Lookup::Unknown => fail_t!(
             "unknown_trigger",
             ApiError::new(
@@ -376,11 +386,10 @@ async fn route_request(
             }
         }
     }
-    let tracking = tracking_id();
     let event = Arc::new(Event::new(
         routes.id.clone(),
         invocation_id.map(|s| s.into_owned().into_boxed_str()),
-        tracking.clone(),
+        tracking_id(),
         body.clone(),
         received,
     ));
@@ -405,7 +414,7 @@ async fn route_request(
         let e = ApiError::tracked(
             StatusCode::SERVICE_UNAVAILABLE,
             "the relay is shutting down; retry later",
-            tracking,
+            event.tracking_id.clone(),
         )
         .cause("a destination's sink is stopped")
         .retry_after(state.retry_after_s);
@@ -420,7 +429,7 @@ async fn route_request(
         ApiError::tracked(
             StatusCode::SERVICE_UNAVAILABLE,
             "the event was not acknowledged by its destination",
-            tracking.clone(),
+            event.tracking_id.clone(),
         )
         .cause(cause)
         .retry_after(state.retry_after_s)
@@ -449,7 +458,7 @@ async fn route_request(
                     let e = ApiError::tracked(
                         StatusCode::BAD_GATEWAY,
                         "the destination rejected the event",
-                        tracking.clone(),
+                        event.tracking_id.clone(),
                     )
                     .cause(e.to_string());
                     fail_t!("destination_rejected", e)
