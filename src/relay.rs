@@ -378,7 +378,8 @@ impl Relay {
         }
         let ingress_task = tokio::spawn(crate::server::serve(
             ingress_listener,
-            move |req, peer| crate::ingress::handle(ingress_state.clone(), req, peer),
+            // Boxed once: the handler's future is large, and hyper and the server's timeout move it several times.
+            move |req, peer| Box::pin(crate::ingress::handle(ingress_state.clone(), req, peer)),
             ingress_stop.clone(),
             ingress_kill.clone(),
             ServeOptions {
