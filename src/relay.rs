@@ -103,7 +103,7 @@ impl Relay {
         let registry = Registry::new();
         let sink_metrics = SinkMetrics::register(&registry)?;
         let ingress_metrics = IngressMetrics::register(&registry)?;
-        let router_metrics = RouterMetrics::register(&registry)?;
+        let router_metrics = RouterMetrics::register(&registry, ingress_metrics.requests.clone())?;
         let kafka_metrics = KafkaMetrics::register(&registry)?;
         let nats_metrics = NatsMetrics::register(&registry)?;
         let eventbridge_metrics = EventBridgeMetrics::register(&registry)?;

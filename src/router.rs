@@ -55,6 +55,8 @@ pub struct RouteEntry {
 pub struct TriggerRoutes {
     /// The trigger id, shared by every event of this trigger (no allocation per request).
     pub id: Arc<str>,
+    /// `trigger_relay_ingress_requests_total{trigger=id, status="200"}`.
+    pub accepted: IntCounter,
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
     any_filter: bool,
@@ -75,10 +77,14 @@ pub enum Lookup<'a> {
 #[derive(Clone)]
 pub struct RouterMetrics {
     filter: IntCounterVec,
+    /// The ingress's `trigger_relay_ingress_requests_total`: each routed trigger's `200` counter is resolved once,
+    /// when the table is built, instead of by label lookup on every request.
+    requests: IntCounterVec,
 }
 
 impl RouterMetrics {
-    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+    /// `requests`: the ingress's per-trigger, per-status request counter (registered by the ingress).
+    pub fn register(r: &Registry, requests: IntCounterVec) -> prometheus::Result<Self> {
         let filter = IntCounterVec::new(
             Opts::new(
                 "trigger_relay_filter_evaluations_total",
@@ -87,7 +93,7 @@ impl RouterMetrics {
             &["subscription", "result"],
         )?;
         r.register(Box::new(filter.clone()))?;
-        Ok(Self { filter })
+        Ok(Self { filter, requests })
     }
 }
 
@@ -151,6 +157,9 @@ impl Router {
             .entry(spec.trigger_id.clone())
             .or_insert_with(|| TriggerRoutes {
                 id: spec.trigger_id.as_str().into(),
+                accepted: metrics
+                    .requests
+                    .with_label_values(&[spec.trigger_id.as_str(), "200"]),
                 info,
                 routes: Vec::new(),
                 any_filter: false,

@@ -70,6 +70,8 @@ enum Named {
     None,
     Raw(String),
     Known(Arc<str>),
+    /// Routed and accepted: its `200` counter, resolved when the routing table was built.
+    Accepted(prometheus::IntCounter),
 }
 
 /// Handle one ingress request.
@@ -82,6 +84,10 @@ pub async fn handle(
     let m = &state.metrics;
     let _in_flight = InFlight::new(&m.in_flight);
     let (trigger, result) = route_request(&state, req, peer).await;
+    if let (Named::Accepted(counter), Ok(())) = (&trigger, &result) {
+        counter.inc();
+        return accepted();
+    }
     // Error paths name a trigger not yet looked up: it is a label only if the catalog has it.
     let known = match trigger {
         Named::Raw(t) => state
@@ -91,16 +97,11 @@ pub async fn handle(
             .get(&t)
             .map(|i| Arc::<str>::from(i.id.as_str())),
         Named::Known(t) => Some(t),
-        Named::None => None,
+        Named::Accepted(_) | Named::None => None,
     };
     let label: &str = known.as_deref().unwrap_or("unknown");
     let resp = match result {
-        Ok(()) => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            r
-        }
+        Ok(()) => accepted(),
         Err(e) => {
             if e.message == SHED_MESSAGE || e.status == StatusCode::TOO_MANY_REQUESTS {
                 // Under overload (or a flood from one source) this is thousands per second: the shed and
@@ -118,6 +119,14 @@ pub async fn handle(
         .with_label_values(&[label, resp.status().as_str()])
         .inc();
     resp
+}
+
+/// 200 with an empty body.
+fn accepted() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    r
 }
 
 fn refuse(m: &IngressMetrics, reason: &str, e: ApiError) -> ApiError {
@@ -421,7 +430,7 @@ async fn route_request(
         fail_t!("sink_stopped", e);
     }
     if waits.is_empty() {
-        return (trigger, Ok(()));
+        return (Named::Accepted(routes.accepted.clone()), Ok(()));
     }
     let outcome =
         tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
@@ -453,7 +462,7 @@ async fn route_request(
                 }
             }
             match worst {
-                None => (trigger, Ok(())),
+                None => (Named::Accepted(routes.accepted.clone()), Ok(())),
                 Some(e @ (SinkError::Rejected(_) | SinkError::TooLarge(_))) => {
                     let e = ApiError::tracked(
                         StatusCode::BAD_GATEWAY,

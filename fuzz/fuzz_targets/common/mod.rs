@@ -32,7 +32,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
     let registry = prometheus::Registry::new();
     let im = IngressMetrics::register(&registry).unwrap();
     let sm = SinkMetrics::register(&registry).unwrap();
-    let rm = RouterMetrics::register(&registry).unwrap();
+    let rm = RouterMetrics::register(&registry, im.requests.clone()).unwrap();
     let mut router = Router::new(Catalog::builtin());
     // A small queue, so the fuzzer also reaches the 503 (shed) path; drained in the background.
     let cap = QueueConfig {
