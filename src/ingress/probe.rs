@@ -77,10 +77,7 @@ fn zero_bytes(w: u64) -> u64 {
 
 impl<'a> Parser<'a> {
     fn fail<T>(&self, what: &'static str) -> Result<T> {
-        Err(ProbeError {
-            offset: self.i,
-            what,
-        })
+        error(self.i, what)
     }
 
     #[inline(always)]
@@ -90,9 +87,7 @@ impl<'a> Parser<'a> {
 
     #[inline(always)]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
+        self.i = skip_ws(self.b, self.i);
     }
 
     fn expect(&mut self, c: u8, what: &'static str) -> Result<()> {
