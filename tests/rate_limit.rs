@@ -11,11 +11,6 @@ mod support;
 use std::net::IpAddr;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use support::*;
 use trigger_relay::Relay;
 
@@ -101,30 +96,22 @@ fn limited(
 
 /// POST an example event from source address `from`.
 async fn post_from(relay: &Relay, from: &str, forwarded: Option<&str>, auth: &str) -> Response {
-    let mut connector = HttpConnector::new();
-    connector.set_local_address(Some(from.parse::<IpAddr>().unwrap()));
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let mut req = http::Request::post(format!("http://{}/events/{TRIGGER}", relay.ingress_addr()));
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("authorization", auth),
+    ];
     if let Some(xff) = forwarded {
-        req = req.header("x-forwarded-for", xff);
+        headers.push(("x-forwarded-for", xff));
     }
-    let req = req
-        .header("content-type", "application/json")
-        .header("authorization", auth)
-        .body(Full::new(Bytes::from(example_body(
-            TRIGGER,
-            &unique("inv"),
-        ))))
-        .unwrap();
-    let resp = client.request(req).await.expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Response {
-        status,
-        headers,
-        body,
-    }
+    request_from(
+        Some(from.parse::<IpAddr>().unwrap()),
+        "POST",
+        relay.ingress_addr(),
+        &format!("/events/{TRIGGER}"),
+        &headers,
+        example_body(TRIGGER, &unique("inv")),
+    )
+    .await
 }
 
 /// Run `steps` in order; every 429 must carry `Retry-After` (1 s to the window), `X-Tracking-Id` and an

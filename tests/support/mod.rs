@@ -8,12 +8,13 @@ pub mod reliability;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -320,7 +321,21 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Response {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    request_from(None, method, addr, path, headers, body).await
+}
+
+/// Send one request from local address `from` (another 127.0.0.x source, for per-IP limits), or any.
+pub async fn request_from(
+    from: Option<IpAddr>,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(from);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut b = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
