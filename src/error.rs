@@ -46,7 +46,26 @@ pub const TRACKING_HEADER: &str = "x-tracking-id";
 
 /// A new tracking id: 32 lowercase hex digits, as ISC's.
 pub fn tracking_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    TrackingId::new().to_string()
+}
+
+/// An event's tracking id, kept as its number and written out only when an answer or a log line shows it: the
+/// ingress makes one per event, and most events are never named (no text, no allocation on the hot path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackingId(u128);
+
+impl TrackingId {
+    #[allow(clippy::new_without_default)] // a fresh random id each call: not a default
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().as_u128())
+    }
+}
+
+/// 32 lowercase hex digits (a UUID's simple form, as [`tracking_id`] writes it).
+impl std::fmt::Display for TrackingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
 }
 
 /// ISC's `detailCode` for a status.

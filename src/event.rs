@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::error::TrackingId;
 use crate::queue::Reservation;
 use crate::router::Route;
 use crate::sinks::SinkError;
@@ -26,7 +27,7 @@ pub struct Event {
     /// `_metadata.invocationId`, when the payload has one (ISC's per-delivery id: the dedupe key downstream).
     pub invocation_id: Option<Box<str>>,
     /// The id in our logs and error bodies for this request.
-    pub tracking_id: String,
+    pub tracking_id: TrackingId,
     pub body: Bytes,
     pub received: Instant,
     /// A test invocation (`POST /trigger-invocations/test`): its `contentJson`. `None` for real-time events.
@@ -39,7 +40,7 @@ impl Event {
     pub fn new(
         trigger_id: Arc<str>,
         invocation_id: Option<Box<str>>,
-        tracking_id: String,
+        tracking_id: TrackingId,
         body: Bytes,
         received: Instant,
     ) -> Self {
@@ -136,8 +137,7 @@ impl Delivery {
                     .event
                     .invocation_id
                     .as_deref()
-                    .unwrap_or(&self.event.tracking_id)
-                    .to_string(),
+                    .map_or_else(|| self.event.tracking_id.to_string(), str::to_string),
                 trigger_id: self.event.trigger_id.clone(),
                 subscription_id: self.route.subscription_id.clone(),
                 subscription_name: self.route.subscription_name.clone(),

@@ -4,6 +4,8 @@
 
 #[path = "../benches/load/harness.rs"]
 mod harness;
+#[path = "../benches/load/payloads.rs"]
+mod payloads;
 
 #[test]
 fn short_mode_produces_every_row() {

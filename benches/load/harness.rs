@@ -20,11 +20,12 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::payloads::{Payloads, MIX};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -214,140 +215,6 @@ fn on_thread<T: Send + 'static>(
             .expect("tokio runtime");
         rt.block_on(f())
     })
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Payloads
-
-/// One request template: the body with a 36-byte placeholder where the invocation id goes.
-#[derive(Clone)]
-struct Template {
-    trigger: String,
-    path: String,
-    body: Vec<u8>,
-    id_at: usize,
-}
-
-pub struct Payloads {
-    templates: Vec<Template>,
-    nonce: u32,
-    seq: AtomicU64,
-}
-
-const PLACEHOLDER: &str = "00000000-0000-4000-8000-000000000000";
-pub const SIZES: &[usize] = &[512, 1024, 2048, 4096, 8192];
-
-impl Payloads {
-    /// ISC's example invocation of each trigger, padded to every size of [`SIZES`].
-    pub fn new(triggers: &[&str]) -> Self {
-        let catalog = trigger_relay::catalog::Catalog::builtin();
-        let mut templates = Vec::new();
-        for &size in SIZES {
-            for t in triggers {
-                let mut v = catalog
-                    .example_invocation(t, PLACEHOLDER)
-                    .unwrap_or_else(|| panic!("{t} is not in the catalog"));
-                pad(&mut v, size);
-                let body = serde_json::to_vec(&v).unwrap();
-                let id_at = find(&body, PLACEHOLDER.as_bytes()).expect("placeholder");
-                templates.push(Template {
-                    trigger: t.to_string(),
-                    path: format!("/events/{t}"),
-                    body,
-                    id_at,
-                });
-            }
-        }
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            ^ std::process::id();
-        Self {
-            templates,
-            nonce,
-            seq: AtomicU64::new(0),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.templates.len()
-    }
-
-    pub fn mean_size(&self) -> usize {
-        self.templates.iter().map(|t| t.body.len()).sum::<usize>() / self.templates.len()
-    }
-
-    pub fn sizes(&self) -> (usize, usize) {
-        let min = self.templates.iter().map(|t| t.body.len()).min().unwrap();
-        let max = self.templates.iter().map(|t| t.body.len()).max().unwrap();
-        (min, max)
-    }
-
-    /// The next body (templates in turn), with a fresh invocation id.
-    fn next(&self) -> (&Template, Bytes, String) {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let t = &self.templates[(n % self.templates.len() as u64) as usize];
-        let id = format!(
-            "{:08x}-{:04x}-4000-8000-{:012x}",
-            self.nonce,
-            (n >> 48) as u16,
-            n & 0xffff_ffff_ffff
-        );
-        let mut body = t.body.clone();
-        body[t.id_at..t.id_at + 36].copy_from_slice(id.as_bytes());
-        (t, Bytes::from(body), id)
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Grow an example to about `size` bytes the way real events grow: more entries in its first array of objects
-/// (`changes`, `requestedItemsStatus`, `accountRequests`), otherwise more keys in an `attributes` object.
-fn pad(v: &mut serde_json::Value, size: usize) {
-    use serde_json::{json, Value};
-    let len = |v: &Value| serde_json::to_vec(v).unwrap().len();
-    let obj = v.as_object_mut().unwrap();
-    let array_key = obj
-        .iter()
-        .find(|(k, x)| {
-            *k != "_metadata"
-                && x.as_array()
-                    .is_some_and(|a| a.first().is_some_and(Value::is_object))
-        })
-        .map(|(k, _)| k.clone());
-    let mut i = 0;
-    loop {
-        if len(v) >= size {
-            return;
-        }
-        let obj = v.as_object_mut().unwrap();
-        match &array_key {
-            Some(k) => {
-                let arr = obj.get_mut(k).unwrap().as_array_mut().unwrap();
-                let mut e = arr[0].clone();
-                // Vary the attribute names so filters see different entries.
-                if let Some(a) = e.get_mut("attribute") {
-                    *a = json!(format!("attribute{i}"));
-                }
-                arr.push(e);
-            }
-            None => {
-                let attrs = obj
-                    .entry("attributes")
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut()
-                    .unwrap();
-                attrs.insert(
-                    format!("customAttribute{i}"),
-                    json!(format!("value {i} of a custom identity attribute")),
-                );
-            }
-        }
-        i += 1;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1022,14 +889,6 @@ fn baseline_nats(
 // ---------------------------------------------------------------------------------------------------------
 // Scenarios
 
-/// The triggers of the payload mix: an attribute change, a creation, an access request, a provisioning result.
-pub const MIX: &[&str] = &[
-    "idn:identity-attributes-changed",
-    "idn:identity-created",
-    "idn:access-request-post-approval",
-    "idn:post-provisioning",
-];
-
 fn discard_config(subs_per_trigger: usize, triggers: &[&str]) -> String {
     let mut s = String::from("[sinks.discard.queue]\nmax_events = 10000\nmax_bytes = 67108864\n");
     for t in triggers {
@@ -1334,7 +1193,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         pinned: pins.is_some(),
         idle_rss_mib: None,
     };
-    let run_id = format!("{:08x}", mix.nonce);
+    let run_id = format!("{:08x}", mix.nonce());
 
     let need = |what: &Option<String>,
                 help: &str,

@@ -2,6 +2,7 @@
 //! measured in the same run. `scripts/bench` starts the brokers and runs this. See BENCHMARKS.md.
 
 mod harness;
+mod payloads;
 
 fn main() {
     let mut opts = harness::Options::from_env();

@@ -711,7 +711,7 @@ impl ApiState {
             let mut event = Event::new(
                 info.id.as_str().into(),
                 Some(invocation_id.clone().into_boxed_str()),
-                crate::error::tracking_id(),
+                crate::error::TrackingId::new(),
                 bytes,
                 Instant::now(),
             );

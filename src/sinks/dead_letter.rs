@@ -52,7 +52,7 @@ fn headers(d: &Delivery, e: &SinkError) -> Vec<(&'static str, String)> {
         ("subscription-id", d.route.subscription_id.to_string()),
         ("subscription-name", d.route.subscription_name.to_string()),
         ("content-type", "application/json".to_string()),
-        ("tracking-id", d.event.tracking_id.clone()),
+        ("tracking-id", d.event.tracking_id.to_string()),
         ("dead-letter-sink", d.route.sink.to_string()),
         ("dead-letter-reason", e.reason().to_string()),
         ("dead-letter-attempts", d.attempts.to_string()),
