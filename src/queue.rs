@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::config::QueueConfig;
 use crate::event::Delivery;
@@ -36,23 +36,30 @@ pub struct Queue {
 #[derive(Clone, Debug)]
 pub struct QueueStats {
     pub name: Arc<str>,
-    events: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
     cap: QueueConfig,
+    shared: Arc<Shared>,
+}
+
+/// What a queue's senders, its reservations and its stats share: one allocation, one reference count per
+/// reservation (the ingress takes one per delivery).
+#[derive(Debug)]
+struct Shared {
+    events: Semaphore,
+    bytes: Semaphore,
     depth_events: IntGauge,
     depth_bytes: IntGauge,
-    lost: Arc<AtomicUsize>,
+    lost: AtomicUsize,
 }
 
 impl QueueStats {
     /// Deliveries reserved and not yet finished.
     pub fn outstanding_events(&self) -> usize {
-        self.cap.max_events - self.events.available_permits()
+        self.cap.max_events - self.shared.events.available_permits()
     }
 
     /// Accepted deliveries that ended as `ShutDown` (abandoned at the end of the grace period).
     pub fn lost_events(&self) -> usize {
-        self.lost.load(Ordering::Acquire)
+        self.shared.lost.load(Ordering::Acquire)
     }
 }
 
@@ -76,25 +83,24 @@ impl QueueReceiver {
 /// A share of a queue's capacity: one event and `bytes` bytes, given back on drop.
 #[derive(Debug)]
 pub struct Reservation {
-    _events: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
-    bytes: i64,
-    depth_events: IntGauge,
-    depth_bytes: IntGauge,
-    lost: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    bytes: u32,
 }
 
 impl Reservation {
     /// The delivery holding this reservation was accepted and will never be delivered.
     pub fn mark_lost(&self) {
-        self.lost.fetch_add(1, Ordering::AcqRel);
+        self.shared.lost.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.depth_events.dec();
-        self.depth_bytes.sub(self.bytes);
+        let s = &self.shared;
+        s.depth_events.dec();
+        s.depth_bytes.sub(self.bytes as i64);
+        s.events.add_permits(1);
+        s.bytes.add_permits(self.bytes as usize);
     }
 }
 
@@ -110,12 +116,14 @@ pub fn bounded(
     let (tx, rx) = mpsc::channel(cap.max_events.max(1));
     let stats = QueueStats {
         name: name.into(),
-        events: Arc::new(Semaphore::new(cap.max_events)),
-        bytes: Arc::new(Semaphore::new(cap.max_bytes as usize)),
+        shared: Arc::new(Shared {
+            events: Semaphore::new(cap.max_events),
+            bytes: Semaphore::new(cap.max_bytes as usize),
+            depth_events,
+            depth_bytes,
+            lost: AtomicUsize::new(0),
+        }),
         cap,
-        depth_events,
-        depth_bytes,
-        lost: Arc::new(AtomicUsize::new(0)),
     };
     (Queue { tx, stats }, QueueReceiver { rx })
 }
@@ -135,27 +143,18 @@ impl Queue {
             return Err(QueueFull::Closed);
         }
         let n = u32::try_from(bytes.max(1)).map_err(|_| QueueFull::Bytes)?;
-        let events = self
-            .stats
-            .events
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| QueueFull::Events)?;
-        let bytes_permit = self
-            .stats
-            .bytes
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| QueueFull::Bytes)?;
-        self.stats.depth_events.inc();
-        self.stats.depth_bytes.add(n as i64);
+        let s = &self.stats.shared;
+        let events = s.events.try_acquire().map_err(|_| QueueFull::Events)?;
+        // If the bytes are short, the event permit goes back as it drops.
+        let bytes_permit = s.bytes.try_acquire_many(n).map_err(|_| QueueFull::Bytes)?;
+        // From here the reservation gives both back when it drops.
+        events.forget();
+        bytes_permit.forget();
+        s.depth_events.inc();
+        s.depth_bytes.add(n as i64);
         Ok(Reservation {
-            _events: events,
-            _bytes: bytes_permit,
-            bytes: n as i64,
-            depth_events: self.stats.depth_events.clone(),
-            depth_bytes: self.stats.depth_bytes.clone(),
-            lost: self.stats.lost.clone(),
+            shared: s.clone(),
+            bytes: n,
         })
     }
 

@@ -49,17 +49,18 @@ pub struct IngressState {
 /// The answer to a request shed because a queue is full (logged at debug level: the metric counts them).
 const SHED_MESSAGE: &str = "the relay is at capacity; retry later";
 
-/// Counts a request in flight for as long as its handler lives (also when the connection is dropped).
-struct InFlight(prometheus::IntGauge);
+/// Counts a request in flight for as long as its handler lives (also when the connection is dropped). Borrows
+/// the gauge from the state the handler holds: no reference count to take and give back per request.
+struct InFlight<'a>(&'a prometheus::IntGauge);
 
-impl InFlight {
-    fn new(g: &prometheus::IntGauge) -> Self {
+impl<'a> InFlight<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
         g.inc();
-        Self(g.clone())
+        Self(g)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -337,11 +338,15 @@ async fn route_request(
                 .cause("POST to /events/{triggerId}, or include _metadata.triggerId in the body")
         ),
     };
-    // The metric label of a failure from here on: the trigger once looked up (`unknown` while the catalog lacks it).
-    let mut trigger = Named::None;
+    // The metric label of a failure from here on: the trigger once looked up (`unknown` while the catalog lacks
+    // it), named (its id's reference taken) only when the request fails.
+    let mut trigger: Option<&Arc<str>> = None;
     macro_rules! fail_t {
         ($reason:expr, $e:expr) => {
-            return (trigger, Err(refuse(m, $reason, $e)))
+            return (
+                trigger.map_or(Named::None, |t| Named::Known(t.clone())),
+                Err(refuse(m, $reason, $e)),
+            )
         };
     }
     let routes = match router.lookup(trigger_id) {
@@ -354,7 +359,8 @@ async fn route_request(
             .cause("add it to [[catalog.triggers]] in the config if your tenant has it")
         ),
         Lookup::RequestResponse(info) => {
-            trigger = Named::Known(info.id.as_str().into());
+            let id: Arc<str> = info.id.as_str().into();
+            trigger = Some(&id);
             fail_t!(
             "request_response",
             ApiError::new(
@@ -369,11 +375,11 @@ async fn route_request(
         }
         Lookup::Known(r) => r,
     };
-    trigger = Named::Known(routes.id.clone());
+    trigger = Some(&routes.id);
     let selected = routes.select(&body);
     if selected.is_empty() {
         m.unrouted.with_label_values(&[&routes.id]).inc();
-        return (trigger, Ok(()));
+        return (Named::Known(routes.id.clone()), Ok(()));
     }
     // All or nothing: reserve room in every matched queue before handing anything over.
     let mut reservations = Vec::with_capacity(selected.len());
