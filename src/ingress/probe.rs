@@ -5,10 +5,11 @@
 //! borrowed struct) was the largest user-space cost of the relay (54% of its user-space instructions in the
 //! blackhole bench, BENCHMARKS.md). Skipping strings is most of the work (80% of the bytes of ISC's examples),
 //! and here it looks at sixteen bytes at a time (`wide`: SSE2 on x86-64, NEON on aarch64, no unsafe code here),
-//! in loops on local variables: about 40% less per body than serde_json (`cargo bench --bench probe`). simd-json (it builds a tape of the
-//! whole document first) and jiter were both slower than serde_json for this job. serde_json is still used where
-//! it is the right tool: a key or an id that contains an escape is decoded by it, and the differential tests
-//! (`tests/probe.rs`, `fuzz/fuzz_targets/json_probe.rs`) hold this pass to serde_json's verdict on every input.
+//! in loops on local variables: about 40% less per body than serde_json (`cargo bench --bench probe`). simd-json
+//! (it builds a tape of the whole document first) and jiter were both slower than serde_json for this job.
+//! serde_json is still used where it is the right tool: a key or an id that contains an escape is decoded by it,
+//! and the differential tests (`tests/probe.rs`, `fuzz/fuzz_targets/json_probe.rs`) hold this pass to
+//! serde_json's verdict on every input.
 //!
 //! What it accepts is what serde_json accepted before it: any JSON value inside the object (nesting is not
 //! limited here: it costs one byte per level, and the body size is bounded), `_metadata` an object or `null`, the
