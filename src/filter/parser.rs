@@ -7,7 +7,7 @@
 //! kept (and noted): e.g. a path inside a filter ends at a blank, at one of
 //! `< > = ~ !`, or at a `)` that does not close an empty function call.
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use serde_json::{Number, Value};
 
 use super::lexer::{
@@ -994,7 +994,7 @@ impl Parser<'_> {
             )
         })?;
         let mut fe = close + 1;
-        while fe < self.end && b"dixmsuU".contains(&self.b[fe]) {
+        while fe < self.end && super::java_regex::FLAG_LETTERS.contains(&self.b[fe]) {
             fe += 1;
         }
         let re = compile_regex(&self.s[start + 1..close], &self.s[close + 1..fe])
@@ -1025,37 +1025,7 @@ impl Parser<'_> {
 }
 
 /// Compile a Jayway `/pattern/flags` literal for full-string matching (Java
-/// `Matcher.matches()`). Flags `i m s x` map to the regex crate's; `d u U`
-/// have no equivalent and are accepted as no-ops.
+/// `Matcher.matches()`) with Java's `Pattern` semantics (see `java_regex`).
 pub(crate) fn compile_regex(pattern: &str, flags: &str) -> Result<Regex, String> {
-    let mut f = String::new();
-    for c in flags.chars() {
-        if matches!(c, 'i' | 'm' | 's' | 'x') && !f.contains(c) {
-            f.push(c);
-        }
-    }
-    let verbose = f.contains('x');
-    let mut full = String::with_capacity(pattern.len() + 16);
-    if !f.is_empty() {
-        full.push_str("(?");
-        full.push_str(&f);
-        full.push(')');
-    }
-    full.push_str(r"\A(?:");
-    full.push_str(pattern);
-    if verbose {
-        full.push('\n');
-    }
-    full.push_str(r")\z");
-    RegexBuilder::new(&full)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(2 * REGEX_SIZE_LIMIT)
-        .nest_limit(MAX_DEPTH)
-        .build()
-        .map_err(|e| {
-            format!(
-                "invalid regex /{pattern}/: {}",
-                e.to_string().lines().last().unwrap_or("")
-            )
-        })
+    super::java_regex::compile(pattern, flags, REGEX_SIZE_LIMIT, MAX_DEPTH)
 }
