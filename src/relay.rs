@@ -525,7 +525,7 @@ impl SinkSet {
         ready: Readiness,
         metrics: &SinkMetrics,
     ) {
-        let (depth_events, depth_bytes) = metrics.depth(name);
+        let (depth_events, depth_bytes) = metrics.depth(name, &cap);
         let (q, rx) = queue::bounded(name, cap, depth_events, depth_bytes);
         self.queues.insert(name.to_string(), q);
         self.workers

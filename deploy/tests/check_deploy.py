@@ -66,7 +66,9 @@ KUBERNETES_VERSION = "1.35"
 RELEASE = "relay"
 NAMESPACE = "isc"
 # Custom resources kubernetes-validate has no schema for; each is checked field by field below instead.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+ALERTS = ROOT / "deploy/prometheus/alerts.yaml"
+DASHBOARD = ROOT / "deploy/grafana/trigger-relay.json"
 VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -133,8 +135,16 @@ def relay_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return next(c for c in pod["containers"] if c["name"] == "relay")
 
 
+def config_map(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap holding the relay's config (the Grafana dashboard, when enabled, is another ConfigMap)."""
+    found = [c for c in by_kind(objects, "ConfigMap") if "config.toml" in (c.get("data") or {})]
+    if len(found) != 1:
+        raise AssertionError(f"expected exactly one ConfigMap with config.toml, rendered {len(found)}")
+    return found[0]
+
+
 def config_text(objects: list[dict[str, Any]]) -> str:
-    return one(objects, "ConfigMap")["data"]["config.toml"]
+    return config_map(objects)["data"]["config.toml"]
 
 
 def listen_port(addr: str) -> int:
@@ -185,7 +195,7 @@ def check_chart(f: Failures) -> None:
     objects, notes = render(SCENARIOS[str(ALL_ON.relative_to(ROOT))]())
     kinds = {o["kind"] for o in objects}
     want = {"Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Ingress", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy"}
+            "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy", "PrometheusRule"}
     f.check(want <= kinds, f"all-on values: missing kinds {sorted(want - kinds)}")
     f.check("https://relay.example.com/events/<triggerId>" in notes,
             f"NOTES.txt (all-on) should give https://relay.example.com/events/<triggerId>:\n{notes}")
@@ -196,6 +206,7 @@ def check_chart(f: Failures) -> None:
             f"ServiceMonitor selector {sel} does not select the admin Service")
     f.check(sm["spec"]["endpoints"][0]["port"] == "admin" and sm["spec"]["endpoints"][0]["path"] == "/metrics",
             f"ServiceMonitor must scrape port admin, path /metrics: {sm['spec']['endpoints']}")
+    check_monitoring_objects(f, objects, load_values(ALL_ON))
     sa = one(objects, "ServiceAccount")
     f.check("eks.amazonaws.com/role-arn" in sa["metadata"].get("annotations", {}), "ServiceAccount lost its IRSA annotation")
     hpa = one(objects, "HorizontalPodAutoscaler")
@@ -204,8 +215,53 @@ def check_chart(f: Failures) -> None:
     # Optional parts are off by default.
     defaults, _ = render(None)
     dk = {o["kind"] for o in defaults}
-    off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"} & dk
+    off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"} & dk
     f.check(not off, f"default values render optional kinds: {sorted(off)}")
+    f.check(len(by_kind(defaults, "ConfigMap")) == 1, "default values render the Grafana dashboard ConfigMap (it is optional)")
+
+
+def check_monitoring_objects(f: Failures, objects: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """The dashboard ConfigMap carries the sidecar's label and exactly deploy/grafana/trigger-relay.json; the
+    PrometheusRule (a custom resource: checked field by field) carries exactly the groups of
+    deploy/prometheus/alerts.yaml, in the release namespace, with the labels Prometheus selects on."""
+    import json
+
+    dashboards = [c for c in by_kind(objects, "ConfigMap") if "trigger-relay.json" in (c.get("data") or {})]
+    if f.check(len(dashboards) == 1, f"all-on values: expected one dashboard ConfigMap, rendered {len(dashboards)}"):
+        cm = dashboards[0]
+        labels = cm["metadata"].get("labels", {})
+        f.check(labels.get("grafana_dashboard") == "1",
+                f"dashboard ConfigMap lacks the Grafana sidecar label grafana_dashboard: \"1\": {labels}")
+        for k, v in (values["grafanaDashboard"].get("annotations") or {}).items():
+            f.check(cm["metadata"].get("annotations", {}).get(k) == v, f"dashboard ConfigMap lacks annotation {k}: {v}")
+        text = cm["data"]["trigger-relay.json"]
+        try:
+            shipped = json.loads(text)
+            f.check(shipped == json.loads(DASHBOARD.read_text()),
+                    f"the dashboard ConfigMap differs from {DASHBOARD.relative_to(ROOT)}")
+        except json.JSONDecodeError as e:
+            f.check(False, f"the dashboard ConfigMap's trigger-relay.json is not JSON: {e}")
+        size = sum(len(v.encode()) for v in cm["data"].values())
+        f.check(size < 1024 * 1024, f"the dashboard ConfigMap holds {size} bytes; Kubernetes allows 1 MiB")
+        f.check(cm["metadata"]["namespace"] == NAMESPACE, f"dashboard ConfigMap in {cm['metadata']['namespace']}")
+    rule = one(objects, "PrometheusRule")
+    meta = rule["metadata"]
+    f.check(meta.get("namespace") == NAMESPACE, f"PrometheusRule in namespace {meta.get('namespace')}, not {NAMESPACE}")
+    for k, v in values["prometheusRule"]["labels"].items():
+        f.check(meta.get("labels", {}).get(k) == v, f"PrometheusRule lacks label {k}: {v} (Prometheus selects on it)")
+    f.check(set(rule) <= {"apiVersion", "kind", "metadata", "spec", "_template"} and set(rule["spec"]) == {"groups"},
+            f"PrometheusRule: unexpected fields {sorted(set(rule) | set(rule['spec']))}")
+    want = yaml.safe_load(ALERTS.read_text())["groups"]
+    f.check(rule["spec"]["groups"] == want, f"the PrometheusRule's groups differ from {ALERTS.relative_to(ROOT)}")
+    # The operator's CRD: each group has a name and rules; each rule is an alert or a record with an expr.
+    allowed = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+    for g in rule["spec"]["groups"]:
+        f.check(isinstance(g.get("name"), str) and isinstance(g.get("rules"), list), f"PrometheusRule group malformed: {g}")
+        for r in g.get("rules", []):
+            f.check(set(r) <= allowed and ("alert" in r) != ("record" in r) and isinstance(r.get("expr"), str),
+                    f"PrometheusRule rule malformed: {r}")
+            for k, v in {**r.get("labels", {}), **r.get("annotations", {})}.items():
+                f.check(isinstance(v, str), f"PrometheusRule {r.get('alert')}: {k} must be a string (the CRD says so)")
 
 
 def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:

@@ -21,6 +21,8 @@ pub struct SinkMetrics {
     pub connected: IntGaugeVec,
     depth_events: IntGaugeVec,
     depth_bytes: IntGaugeVec,
+    capacity_events: IntGaugeVec,
+    capacity_bytes: IntGaugeVec,
 }
 
 impl SinkMetrics {
@@ -89,6 +91,20 @@ impl SinkMetrics {
                 ),
                 &["sink"],
             )?,
+            capacity_events: IntGaugeVec::new(
+                Opts::new(
+                    "trigger_relay_queue_capacity_events",
+                    "The sink queue's max_events (the ingress answers 503 beyond it)",
+                ),
+                &["sink"],
+            )?,
+            capacity_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "trigger_relay_queue_capacity_bytes",
+                    "The sink queue's max_bytes (the ingress answers 503 beyond it)",
+                ),
+                &["sink"],
+            )?,
         };
         r.register(Box::new(m.sent.clone()))?;
         r.register(Box::new(m.failed.clone()))?;
@@ -98,11 +114,19 @@ impl SinkMetrics {
         r.register(Box::new(m.connected.clone()))?;
         r.register(Box::new(m.depth_events.clone()))?;
         r.register(Box::new(m.depth_bytes.clone()))?;
+        r.register(Box::new(m.capacity_events.clone()))?;
+        r.register(Box::new(m.capacity_bytes.clone()))?;
         Ok(m)
     }
 
-    /// Depth gauges for a sink's queue.
-    pub fn depth(&self, sink: &str) -> (IntGauge, IntGauge) {
+    /// Depth gauges for a sink's queue; also publishes the queue's capacity, so depth can be read against it.
+    pub fn depth(&self, sink: &str, cap: &crate::config::QueueConfig) -> (IntGauge, IntGauge) {
+        self.capacity_events
+            .with_label_values(&[sink])
+            .set(i64::try_from(cap.max_events).unwrap_or(i64::MAX));
+        self.capacity_bytes
+            .with_label_values(&[sink])
+            .set(i64::try_from(cap.max_bytes).unwrap_or(i64::MAX));
         (
             self.depth_events.with_label_values(&[sink]),
             self.depth_bytes.with_label_values(&[sink]),
