@@ -1,6 +1,7 @@
 //! The admin listener, on its own port so it is never exposed with the ingress: `/metrics` (Prometheus text),
 //! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, and not draining),
-//! and the Triggers API (`api`) when it is enabled.
+//! and the Triggers API (`api`) when it is enabled. `/metrics` carries `/readyz`'s answer too, as
+//! `trigger_relay_ready`, set from [`AdminState::not_ready`] at each scrape.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
 use crate::error::ApiError;
 use crate::sinks::Readiness;
@@ -20,6 +21,18 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// The Triggers API, when `[api]` enables it.
     pub api: Option<Arc<crate::api::ApiState>>,
+    /// `trigger_relay_ready` in `registry` ([`register_ready`]): set at each scrape of `/metrics`.
+    pub ready: IntGauge,
+}
+
+/// Registers `trigger_relay_ready`, which `/metrics` sets to what `/readyz` would answer at that moment.
+pub fn register_ready(r: &Registry) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(
+        "trigger_relay_ready",
+        "1 when /readyz answers 200, 0 while it answers 503 (a sink never connected or its worker failed, or draining)",
+    )?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 impl AdminState {
@@ -46,10 +59,14 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
     r
 }
 
-pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    state: Arc<AdminState>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
     if let Some(api) = &state.api {
         if crate::api::ApiState::serves(req.uri().path()) {
-            return api.handle(req).await;
+            return api.handle(req, peer.ip()).await;
         }
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -62,6 +79,8 @@ pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<
     }
     match req.uri().path() {
         "/metrics" => {
+            // Read at scrape time, so the gauge is never staler than the scrape itself.
+            state.ready.set(i64::from(state.not_ready().is_none()));
             let mut buf = Vec::new();
             match TextEncoder::new().encode(&state.registry.gather(), &mut buf) {
                 Ok(()) => text(

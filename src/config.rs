@@ -447,9 +447,25 @@ pub struct ApiConfig {
     pub rate_limit_requests: u32,
     #[serde(default = "default_rate_window")]
     pub rate_limit_window_ms: u64,
-    /// Lifetime of an access token from `/oauth/token`.
+    /// Lifetime of an access token from `/oauth/token` (at most 24 h).
     #[serde(default = "default_token_ttl")]
     pub token_ttl_s: u64,
+    /// Access tokens one client may hold alive at once; beyond it the client's own oldest is forgotten, so one
+    /// client can never push out another's.
+    #[serde(default = "default_tokens_per_client")]
+    pub max_tokens_per_client: usize,
+    /// Failed authentications (wrong client secret, unknown or expired bearer token) allowed per source IP per
+    /// rate-limit window; beyond it that source gets 429 until the window ends.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failure_limit: u32,
+    /// Whether `POST /trigger-invocations/test` may send test events to subscriptions of the config file (by
+    /// default only to subscriptions the API created).
+    #[serde(default)]
+    pub test_config_subscriptions: bool,
+    /// Whether API callers may set `eventBridgeConfig.endpointUrl` (by default only the config file may: it
+    /// sends signed AWS requests to any URL).
+    #[serde(default)]
+    pub allow_endpoint_url: bool,
 }
 
 impl Default for ApiConfig {
@@ -462,6 +478,10 @@ impl Default for ApiConfig {
             rate_limit_requests: default_rate_requests(),
             rate_limit_window_ms: default_rate_window(),
             token_ttl_s: default_token_ttl(),
+            max_tokens_per_client: default_tokens_per_client(),
+            auth_failure_limit: default_auth_failures(),
+            test_config_subscriptions: false,
+            allow_endpoint_url: false,
         }
     }
 }
@@ -475,6 +495,16 @@ fn default_rate_window() -> u64 {
 fn default_token_ttl() -> u64 {
     3_600
 }
+fn default_tokens_per_client() -> usize {
+    100
+}
+fn default_auth_failures() -> u32 {
+    20
+}
+/// Longest accepted `api.token_ttl_s` (ISC's own tokens last 12 h).
+pub const MAX_TOKEN_TTL_S: u64 = 24 * 3_600;
+/// Shortest static bearer token accepted (ingress and API): 32 bytes, e.g. `openssl rand -hex 32` (64).
+pub const MIN_TOKEN_LEN: usize = 32;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -807,6 +837,11 @@ impl Config {
                             format!("ingress.auth.bearer_tokens[{i}]"),
                             "must be non-empty and contain no white space",
                         );
+                    } else if t.expose().len() < MIN_TOKEN_LEN {
+                        errors.push(
+                            format!("ingress.auth.bearer_tokens[{i}]"),
+                            format!("must be at least {MIN_TOKEN_LEN} bytes (generate one with `openssl rand -hex 32`)"),
+                        );
                     }
                 }
             }
@@ -885,8 +920,17 @@ impl Config {
                 "rate_limit_requests and rate_limit_window_ms must be greater than 0",
             );
         }
-        if a.token_ttl_s == 0 {
-            errors.push("api.token_ttl_s", "must be greater than 0");
+        if a.token_ttl_s == 0 || a.token_ttl_s > MAX_TOKEN_TTL_S {
+            errors.push(
+                "api.token_ttl_s",
+                format!("must be 1 to {MAX_TOKEN_TTL_S} (24 h)"),
+            );
+        }
+        if !(1..=10_000).contains(&a.max_tokens_per_client) {
+            errors.push("api.max_tokens_per_client", "must be 1 to 10000");
+        }
+        if a.auth_failure_limit == 0 {
+            errors.push("api.auth_failure_limit", "must be greater than 0");
         }
         for (i, c) in a.clients.iter().enumerate() {
             if c.client_id.is_empty() {
@@ -906,10 +950,10 @@ impl Config {
             check_scopes(&format!("api.clients[{i}].scopes"), &c.scopes, &mut errors);
         }
         for (i, t) in a.tokens.iter().enumerate() {
-            if t.token.expose().len() < 16 {
+            if t.token.expose().len() < MIN_TOKEN_LEN {
                 errors.push(
                     format!("api.tokens[{i}].token"),
-                    "must be at least 16 characters",
+                    format!("must be at least {MIN_TOKEN_LEN} bytes (generate one with `openssl rand -hex 32`)"),
                 );
             }
             check_scopes(&format!("api.tokens[{i}].scopes"), &t.scopes, &mut errors);

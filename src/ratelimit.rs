@@ -78,6 +78,26 @@ impl<K: Hash + Eq> RateLimiter<K> {
         self.check_at(key, Instant::now())
     }
 
+    /// `key`'s answer if it asked now, without counting a request: `Some` when it is over its limit.
+    pub fn peek<Q>(&self, key: &Q) -> Option<OverLimit>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = Instant::now();
+        let t = self.lock();
+        let w = t.windows.get(key)?;
+        let elapsed = now.saturating_duration_since(w.start);
+        if elapsed >= self.window || w.count < self.limit {
+            return None;
+        }
+        let left = self.window.saturating_sub(elapsed);
+        let s = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(OverLimit {
+            retry_after_s: s.max(1),
+        })
+    }
+
     /// Requests allowed per key per window.
     pub fn limit(&self) -> u32 {
         self.limit

@@ -110,6 +110,12 @@ impl Relay {
         let http_metrics = HttpMetrics::register(&registry)?;
         let server_metrics = ServerMetrics::register(&registry)?;
         let tls_metrics = TlsMetrics::register(&registry)?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... (read from /proc: Linux).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let ready_metric = crate::admin::register_ready(&registry)?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
         // If start-up fails half way, stop what was already started (readiness probes).
@@ -365,6 +371,7 @@ impl Relay {
             sinks: sinks.readiness,
             draining: draining.clone(),
             api,
+            ready: ready_metric,
         });
 
         let ingress_stop = CancellationToken::new();
@@ -391,7 +398,7 @@ impl Relay {
         ));
         let admin_task = tokio::spawn(crate::server::serve(
             admin_listener,
-            move |req, _peer| crate::admin::handle(admin_state.clone(), req),
+            move |req, peer| crate::admin::handle(admin_state.clone(), req, peer),
             admin_stop.clone(),
             admin_kill.clone(),
             ServeOptions {

@@ -83,6 +83,14 @@ pub struct RouterMetrics {
 }
 
 impl RouterMetrics {
+    /// Remove the filter series of a deleted subscription (its counters would otherwise stay on `/metrics`
+    /// forever, one set per subscription ever created).
+    pub fn forget(&self, subscription: &str) {
+        for result in ["matched", "not_matched", "error"] {
+            let _ = self.filter.remove_label_values(&[subscription, result]);
+        }
+    }
+
     /// `requests`: the ingress's per-trigger, per-status request counter (registered by the ingress).
     pub fn register(r: &Registry, requests: IntCounterVec) -> prometheus::Result<Self> {
         let filter = IntCounterVec::new(

@@ -45,6 +45,14 @@ impl RouteBuilder {
         Ok(router)
     }
 
+    /// Forget the metric series of a subscription that no longer exists, on every sink it could have used.
+    pub fn forget(&self, subscription: &str) {
+        self.router_metrics.forget(subscription);
+        for sink in self.queues.keys() {
+            self.sink_metrics.forget(sink, subscription);
+        }
+    }
+
     /// The route of one subscription, enabled or not (test invocations reach disabled ones too). `None`
     /// when its trigger is not in the catalog.
     pub async fn route(&self, s: &Subscription) -> Result<Option<RouteEntry>, String> {

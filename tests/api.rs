@@ -13,8 +13,8 @@ use support::webhook::Webhook;
 use support::*;
 use trigger_relay::Relay;
 
-const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
-const READER_TOKEN: &str = "reader-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef-0123456789";
+const READER_TOKEN: &str = "reader-token-0123456789abcdef-0123456789";
 const CLIENT_SECRET: &str = "client-secret-for-tests";
 
 fn config(store: &std::path::Path, hook: &Webhook, extra: &str) -> String {
@@ -833,4 +833,438 @@ async fn concurrent_writes_all_land_in_the_table_and_the_store() {
         200
     );
     assert_eq!(hook.received().len(), 20);
+}
+
+/// What a hostile caller with a `manage` token (or less) tries, and what it gets: credentials that stay with
+/// their destination, no names inside the brokers, no config-file targets for test events, bounded fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_api_callers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    // The Kafka cluster and NATS connection are scripts/test's brokers (the relay connects to them at start);
+    // the refused subscriptions never publish.
+    let extra = r#"
+[[api.tokens]]
+name = "status-only"
+token = "status-only-token-0123456789abcdef0123"
+scopes = ["sp:trigger-service-invocation-status:manage"]
+[sinks.kafka.k]
+bootstrap_servers = "KAFKA_ADDR"
+[sinks.nats.n]
+servers = ["NATS_URL"]
+api_subject_prefixes = ["isc."]
+"#
+    .replace("NATS_URL", &nats())
+    .replace("KAFKA_ADDR", &kafka());
+    // `extra` goes inside [api]; tables after it are top-level, so the API's own keys come first.
+    let relay = start(&config(
+        dir.path(),
+        &hook,
+        &format!("max_tokens_per_client = 3\n{extra}"),
+    ))
+    .await;
+    let created = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(http_subscription("secret holder", &hook.url("/holder"))),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let sub = |f: &dyn Fn(&mut Value)| {
+        let mut s = http_subscription("secret holder", &hook.url("/holder"));
+        s["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = Value::Null;
+        f(&mut s);
+        s
+    };
+    let port: u16 = hook.url("").rsplit(':').next().unwrap().parse().unwrap();
+    let other_port = format!("http://127.0.0.1:{}/holder", port + 1);
+    let other_host = format!("http://localhost:{port}/holder");
+    let big = "x".repeat(2000);
+
+    struct Case {
+        what: &'static str,
+        method: &'static str,
+        path: String,
+        token: &'static str,
+        body: Value,
+        status: u16,
+        cause: &'static str,
+    }
+    let put = format!("/beta/trigger-subscriptions/{id}");
+    let cases = [
+        Case {
+            what: "PUT to another port without the secret",
+            method: "PUT",
+            path: put.clone(),
+            token: ADMIN_TOKEN,
+            body: sub(&|s| s["httpConfig"]["url"] = json!(other_port)),
+            status: 400,
+            cause: "bearerTokenAuthConfig.bearerToken: the stored credential is kept only while",
+        },
+        Case {
+            what: "PUT to another host without the secret",
+            method: "PUT",
+            path: put.clone(),
+            token: ADMIN_TOKEN,
+            body: sub(&|s| s["httpConfig"]["url"] = json!(other_host)),
+            status: 400,
+            cause: "send it again",
+        },
+        Case {
+            what: "PUT to https without the secret",
+            method: "PUT",
+            path: put.clone(),
+            token: ADMIN_TOKEN,
+            body: sub(&|s| {
+                s["httpConfig"]["url"] = json!(format!("https://127.0.0.1:{port}/holder"))
+            }),
+            status: 400,
+            cause: "bearerToken",
+        },
+        Case {
+            what: "a URL with a password",
+            method: "POST",
+            path: "/beta/trigger-subscriptions".into(),
+            token: ADMIN_TOKEN,
+            body: sub(&|s| {
+                s["httpConfig"]["url"] = json!("http://user:hunter2@example.com/x");
+                s["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = json!("t");
+            }),
+            status: 400,
+            cause: "use httpAuthenticationType BASIC_AUTH with basicAuthConfig",
+        },
+        Case {
+            what: "a Kafka internal topic",
+            method: "POST",
+            path: "/beta/trigger-subscriptions".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"name": "k", "triggerId": "idn:identity-created", "type": "KAFKA",
+                         "kafkaConfig": {"topic": "__consumer_offsets"}}),
+            status: 400,
+            cause: "kafkaConfig.topic: `__consumer_offsets` starts with `_`",
+        },
+        Case {
+            what: "a NATS subject outside the allowed prefixes",
+            method: "POST",
+            path: "/beta/trigger-subscriptions".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"name": "n", "triggerId": "idn:identity-created", "type": "NATS",
+                         "natsConfig": {"subject": "$JS.API.STREAM.DELETE.x"}}),
+            status: 400,
+            cause: "natsConfig.subject: `$JS.API.STREAM.DELETE.x` does not start with an allowed prefix (isc.)",
+        },
+        Case {
+            what: "an EventBridge endpoint URL from the API",
+            method: "POST",
+            path: "/beta/trigger-subscriptions".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"name": "e", "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
+                         "eventBridgeConfig": {"awsAccount": "123456789012", "awsRegion": "us-east-1",
+                                               "endpointUrl": "http://169.254.169.254/"}}),
+            status: 400,
+            cause: "eventBridgeConfig.endpointUrl: may be set only in the config file",
+        },
+        Case {
+            what: "a name over 128 characters",
+            method: "POST",
+            path: "/beta/trigger-subscriptions".into(),
+            token: ADMIN_TOKEN,
+            body: {
+                let mut s = http_subscription(&big[..129], &hook.url("/x"));
+                s["description"] = json!(big);
+                s
+            },
+            status: 400,
+            cause: "name: must be at most 128 characters",
+        },
+        Case {
+            what: "a test invocation with only the invocation-status scope",
+            method: "POST",
+            path: "/beta/trigger-invocations/test".into(),
+            token: "status-only-token-0123456789abcdef0123",
+            body: json!({"triggerId": "idn:identity-created", "contentJson": {}}),
+            status: 403,
+            cause: "sp:trigger-service-subscriptions:manage as well as",
+        },
+        Case {
+            what: "a test invocation naming a config-file subscription",
+            method: "POST",
+            path: "/beta/trigger-invocations/test".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"triggerId": "idn:source-created", "contentJson": {},
+                         "subscriptionIds": [config_subscription_id(&relay).await]}),
+            status: 403,
+            cause: "api.test_config_subscriptions = true",
+        },
+        Case {
+            what: "a test invocation with a contentJson over 16 KiB",
+            method: "POST",
+            path: "/beta/trigger-invocations/test".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"triggerId": "idn:identity-created", "contentJson": {"x": "y".repeat(17 * 1024)}}),
+            status: 400,
+            cause: "",
+        },
+    ];
+    let mut failures = Vec::new();
+    for c in &cases {
+        let r = call(
+            &relay,
+            c.method,
+            &c.path,
+            Some(c.token),
+            "application/json",
+            c.body.to_string().into_bytes(),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        if r.status != c.status || !text.contains(c.cause) || text.contains("hunter2") {
+            failures.push(format!("{}: {} {text}", c.what, r.status));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // The same destination (another path) keeps the secret; sending it again works anywhere.
+    let r = api(
+        &relay,
+        "PUT",
+        &put,
+        Some(sub(&|s| s["httpConfig"]["url"] = json!(hook.url("/moved")))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let mut again = sub(&|s| s["httpConfig"]["url"] = json!(other_port));
+    again["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = json!("fresh-secret");
+    assert_eq!(api(&relay, "PUT", &put, Some(again)).await.status, 200);
+    let r = api(
+        &relay,
+        "PUT",
+        &put,
+        Some(sub(&|s| s["httpConfig"]["url"] = json!(hook.url("/back")))),
+    )
+    .await;
+    isc_error(&r, 400, "bearerToken");
+
+    // A test event is marked for the destination; it reaches API subscriptions only.
+    let mut back = sub(&|s| s["httpConfig"]["url"] = json!(hook.url("/back")));
+    back["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = json!("secret-3");
+    back.as_object_mut().unwrap().remove("filter");
+    assert_eq!(api(&relay, "PUT", &put, Some(back)).await.status, 200);
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-invocations/test",
+        Some(json!({"triggerId": "idn:identity-created", "contentJson": {"k": 1}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got = hook.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/back");
+    assert_eq!(got[0].headers["test"], "true");
+    assert_eq!(got[0].headers["authorization"], "Bearer secret-3");
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-invocations/test",
+        Some(json!({"triggerId": "idn:source-created", "contentJson": {}})),
+    )
+    .await;
+    assert_eq!(
+        r.status, 204,
+        "config-file subscriptions are not tested by default"
+    );
+
+    // An API body over 1 MiB is 413, not 400.
+    let r = call(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(ADMIN_TOKEN),
+        "application/json",
+        vec![b' '; 1024 * 1024 + 1],
+    )
+    .await;
+    isc_error(&r, 413, "");
+}
+
+async fn config_subscription_id(relay: &Relay) -> String {
+    let all = api(relay, "GET", "/beta/trigger-subscriptions", None)
+        .await
+        .json();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["triggerId"] == "idn:source-created")
+        .and_then(|s| s["id"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// One client asking for tokens over and over evicts only its own, and is limited; failed authentications
+/// from one address are limited too, without locking out other addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_floods_and_guessing_are_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let other = "other-client-secret";
+    let other_digest: String = Sha256::digest(other.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let relay = start(&config(
+        dir.path(),
+        &hook,
+        &format!(
+            "rate_limit_requests = 8\nmax_tokens_per_client = 2\nauth_failure_limit = 3\n\
+             [[api.clients]]\nclient_id = \"other\"\nclient_secret_sha256 = \"{other_digest}\"\n\
+             scopes = [\"sp:trigger-service-subscriptions:read\"]"
+        ),
+    ))
+    .await;
+    let from = |last: u8| Some(std::net::IpAddr::from([127, 0, 0, last]));
+    let token_from = |ip: Option<std::net::IpAddr>, id: &str, secret: &str| {
+        let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+        let addr = relay.admin_addr();
+        async move {
+            request_from(
+                ip,
+                "POST",
+                addr,
+                "/oauth/token",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+    let list = |ip: Option<std::net::IpAddr>, token: String| {
+        let addr = relay.admin_addr();
+        async move {
+            request_from(
+                ip,
+                "GET",
+                addr,
+                "/beta/trigger-subscriptions",
+                &[("authorization", &format!("Bearer {token}"))],
+                Vec::new(),
+            )
+            .await
+            .status
+        }
+    };
+    let kept = token_from(from(10), "other", other).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // "sdk" asks from several addresses (per-address limits do not hide the per-client one).
+    let mut tokens = Vec::new();
+    let mut statuses = Vec::new();
+    for i in 0..10u8 {
+        let r = token_from(from(20 + i), "sdk", CLIENT_SECRET).await;
+        statuses.push(r.status);
+        if r.status == 200 {
+            tokens.push(r.json()["access_token"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        8,
+        "the client's own window: {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
+    assert_eq!(
+        list(from(10), kept).await,
+        200,
+        "another client's token is untouched"
+    );
+    assert_eq!(
+        list(from(10), tokens[7].clone()).await,
+        200,
+        "the newest is valid"
+    );
+    assert_eq!(
+        list(from(10), tokens[0].clone()).await,
+        401,
+        "beyond 2 live tokens the client's oldest is forgotten"
+    );
+
+    // Guessing: three failures from one address, then 429 there (even with a good token), not elsewhere.
+    let good = tokens[7].clone();
+    let guesses = [
+        list(from(40), "guess-1".into()).await,
+        list(from(40), "guess-2".into()).await,
+        token_from(from(40), "other", "wrong").await.status,
+    ];
+    assert_eq!(guesses, [401, 401, 401]);
+    assert_eq!(list(from(40), good.clone()).await, 429);
+    assert_eq!(token_from(from(40), "sdk", CLIENT_SECRET).await.status, 429);
+    assert_eq!(list(from(41), good).await, 200);
+}
+
+/// A deleted subscription's metric series go with it: create/delete cycles do not grow `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_subscriptions_leave_no_metric_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let metrics = || async {
+        let r = request("GET", relay.admin_addr(), "/metrics", &[], Vec::new()).await;
+        String::from_utf8_lossy(&r.body).to_string()
+    };
+    let mut sizes = Vec::new();
+    for i in 0..20 {
+        let created = api(
+            &relay,
+            "POST",
+            "/beta/trigger-subscriptions",
+            Some(http_subscription(
+                &format!("cycle {i}"),
+                &hook.url("/cycle"),
+            )),
+        )
+        .await;
+        assert_eq!(
+            created.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&created.body)
+        );
+        let id = created.json()["id"].as_str().unwrap().to_string();
+        assert!(
+            metrics().await.contains(&id),
+            "a live subscription has its series"
+        );
+        let r = api(
+            &relay,
+            "DELETE",
+            &format!("/beta/trigger-subscriptions/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204);
+        let text = metrics().await;
+        assert!(
+            !text.contains(&id),
+            "series of deleted {id} are still on /metrics"
+        );
+        sizes.push(text.len());
+    }
+    // Only counter values change (a digit or two); no series are added.
+    assert!(
+        sizes[19] <= sizes[0] + 64,
+        "/metrics grew across cycles: {sizes:?}"
+    );
 }

@@ -22,7 +22,7 @@ fn every_file_in_config_passes_check_config() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trigger-relay"));
         cmd.arg("check-config").arg("--config").arg(&path);
         for v in env_vars_of(&text) {
-            cmd.env(v, "placeholder-value");
+            cmd.env(v, "placeholder-value-0123456789abcdef0123");
         }
         let out = cmd.output().unwrap();
         assert!(
@@ -352,7 +352,11 @@ fn auth_must_be_explicit() {
 
 #[test]
 fn env_interpolation_and_secrets_stay_out_of_debug() {
-    let env: HashMap<&str, &str> = [("TOKEN", "tok-123"), ("USER_PW", "pw-456")].into();
+    let env: HashMap<&str, &str> = [
+        ("TOKEN", "tok-123-0123456789abcdef0123456789"),
+        ("USER_PW", "pw-456"),
+    ]
+    .into();
     let c = Config::from_toml_with_env(
         "[env]\nallow = [\"TOKEN\", \"USER_PW\"]\n[ingress.auth]\nbearer_tokens = [\"${TOKEN}\"]\nbasic = [{ username = \"u\", password = \"${USER_PW}\" }]\n[log]\nlevel = \"$${literal}\"\n",
         |k| env.get(k).map(|v| v.to_string()),
@@ -369,11 +373,14 @@ fn env_interpolation_and_secrets_stay_out_of_debug() {
         "Kafka options leak in Debug: {dbg}"
     );
     let auth = c.ingress.auth.as_ref().unwrap();
-    assert_eq!(auth.bearer_tokens[0].expose(), "tok-123");
+    assert_eq!(
+        auth.bearer_tokens[0].expose(),
+        "tok-123-0123456789abcdef0123456789"
+    );
     assert_eq!(c.log.level, "${literal}");
     let dbg = format!("{c:?}");
     assert!(
-        !dbg.contains("tok-123") && !dbg.contains("pw-456"),
+        !dbg.contains("tok-123-0123456789abcdef0123456789") && !dbg.contains("pw-456"),
         "secrets leak in Debug: {dbg}"
     );
 }
@@ -435,4 +442,50 @@ fn ingress_rate_limit_is_off_by_default_and_optional_per_scope() {
         printed.contains("[ingress.rate_limit]") && printed.contains("per_ip_requests = 50"),
         "{printed}"
     );
+}
+
+#[test]
+fn credentials_and_token_settings_are_bounded() {
+    // Static tokens under 32 bytes are refused, on the ingress (after interpolation) and on the API.
+    let env: HashMap<&str, &str> = [("ISC_SHORT", "short-token")].into();
+    let errors: Vec<String> = Config::from_toml_with_env(
+        "[ingress.auth]\nbearer_tokens = [\"${ISC_SHORT}\", \"0123456789abcdef0123456789abcdef\"]\n",
+        |k| env.get(k).map(|v| v.to_string()),
+    )
+    .unwrap_err()
+    .0
+    .iter()
+    .map(|e| e.to_string())
+    .collect();
+    assert_eq!(
+        errors,
+        ["ingress.auth.bearer_tokens[0]: must be at least 32 bytes (generate one with `openssl rand -hex 32`)"],
+        "the 32-byte token passes, the short one does not, and the error shows no token"
+    );
+    let api = "[api]\nenabled = true\nstore_path = \"/tmp/x.json\"\n";
+    check(
+        &format!("{api}[[api.tokens]]\nname = \"t\"\ntoken = \"sixteen-chars-ok\"\nscopes = [\"sp:scopes:all\"]\n"),
+        &["api.tokens[0].token: must be at least 32 bytes"],
+    );
+    check(
+        &format!("{api}token_ttl_s = 9223372036854775807\nmax_tokens_per_client = 0\nauth_failure_limit = 0\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"sp:scopes:all\"]\n"),
+        &[
+            "api.token_ttl_s: must be 1 to 86400 (24 h)",
+            "api.max_tokens_per_client: must be 1 to 10000",
+            "api.auth_failure_limit: must be greater than 0",
+        ],
+    );
+    // A webhook URL with a password is refused, and the password is not in the message.
+    let e = Config::from_toml(
+        "[ingress.auth]\nnone = true\n[[subscriptions]]\nname = \"s\"\ntriggerId = \"idn:identity-created\"\ntype = \"HTTP\"\nhttpConfig = { url = \"https://u:hunter2@example.com/x\" }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "must not contain a user name or password: use httpAuthenticationType BASIC_AUTH"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
 }

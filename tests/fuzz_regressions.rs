@@ -59,7 +59,8 @@ fn json_patch_bodies() {
             r#"[{"op":"replace","path":"/enabled","value":true}]"#,
             Ok(("/enabled", true.into())),
         ),
-        // The secret stays when the user stays; it is not exposed to the patch either way.
+        // The secret stays when the user and the destination stay (another path is the same destination); it is
+        // not exposed to the patch either way. Another user or another host needs the password again.
         (
             0,
             r#"[{"op":"replace","path":"/httpConfig/url","value":"https://hooks.example.com/y"}]"#,
@@ -68,6 +69,17 @@ fn json_patch_bodies() {
         (
             0,
             r#"[{"op":"replace","path":"/httpConfig/basicAuthConfig/userName","value":"other"}]"#,
+            Err("send the password of `other`"),
+        ),
+        (
+            0,
+            r#"[{"op":"replace","path":"/httpConfig/url","value":"https://evil.example.net/isc"}]"#,
+            Err("basicAuthConfig.password: the stored credential is kept only while"),
+        ),
+        (
+            0,
+            r#"[{"op":"replace","path":"/httpConfig/basicAuthConfig/userName","value":"other"},
+                {"op":"add","path":"/httpConfig/basicAuthConfig/password","value":"new-pw"}]"#,
             Ok(("/httpConfig/basicAuthConfig/userName", "other".into())),
         ),
         (

@@ -34,7 +34,7 @@ fn case(name: &'static str, status: u16, message: &'static str) -> Case {
         name,
         method: "POST",
         path: "/events/idn:identity-created",
-        auth: Some("Bearer token-new".into()),
+        auth: Some("Bearer token-new-0123456789abcdef0123456789".into()),
         content_type: Some("application/json"),
         body: GOOD.as_bytes().to_vec(),
         status,
@@ -121,7 +121,7 @@ async fn bad_input_gets_exact_status_and_isc_error_and_never_reaches_kafka() {
 max_body_bytes = 2048
 [ingress.auth]
 basic = [{{ username = "isc", password = "s3cret" }}]
-bearer_tokens = ["token-old", "token-new"]
+bearer_tokens = ["token-old-0123456789abcdef0123456789", "token-new-0123456789abcdef0123456789"]
 [delivery]
 ack = "delivered"
 [sinks.kafka.main]
@@ -229,8 +229,8 @@ kafkaConfig = {{ topic = "{topic}" }}
     // Rotation: every configured credential works; the sentinel events are the only records in the topic.
     for (i, auth) in [
         basic("isc", "s3cret"),
-        "Bearer token-old".into(),
-        "bearer token-new".into(),
+        "Bearer token-old-0123456789abcdef0123456789".into(),
+        "bearer token-new-0123456789abcdef0123456789".into(),
     ]
     .iter()
     .enumerate()

@@ -585,14 +585,14 @@ async fn connection_limits_and_timeouts_hold_on_both_listeners() {
         "",
         &format!(
             "[admin.limits]\nrequest_timeout_ms = 300\n[api]\nenabled = true\nstore_path = \"{}\"\n\
-             [[api.tokens]]\nname = \"admin\"\ntoken = \"tok-limits-0123456789\"\nscopes = [\"sp:scopes:all\"]",
+             [[api.tokens]]\nname = \"admin\"\ntoken = \"tok-limits-0123456789abcdef0123456789\"\nscopes = [\"sp:scopes:all\"]",
             store.path().join("subs.json").display()
         ),
     ))
     .await;
     let mut tcp = TcpStream::connect(relay.admin_addr()).await.unwrap();
     tcp.write_all(
-        b"POST /beta/trigger-subscriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tok-limits-0123456789\r\n\
+        b"POST /beta/trigger-subscriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tok-limits-0123456789abcdef0123456789\r\n\
           content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\":",
     )
     .await

@@ -4,13 +4,17 @@
 //! - `promtool check rules` and `promtool test rules` pass, and every alert has a unit test where it fires and one
 //!   where it stays quiet.
 //! - The chart ships byte-identical copies of both files (`deploy/helm/trigger-relay/files/`).
-//! - Every metric the dashboard and the rules use is registered in `src/` with the labels they use, and the label
-//!   values they match on exist; the dashboard is complete (descriptions, variables, data source).
+//! - Every metric the dashboard and the rules use is registered in `src/` with the labels they use (the `process_*`
+//!   family: what the `prometheus` crate's process collector, which `src/relay.rs` registers, exports), and the
+//!   label values they match on exist; the dashboard is complete (descriptions, variables, data source).
+//! - `trigger_relay_ready` is what `/readyz` answers at that moment: 0 while a sink is not connected, 1 once every
+//!   sink is, 0 again while draining.
 //! - Live: a real Prometheus (Debian's `prometheus`, started here on a free port) loads the rules and scrapes a real
 //!   relay under load with one destination down (a webhook on a closed port). Every dashboard query is valid, the
-//!   ones that can have data in this setup return it, the variables list the real label values, the relay's
-//!   `/metrics` matches the registrations the static check reads, and the alerts for the failing destination become
-//!   pending or firing while the others stay quiet.
+//!   ones that can have data in this setup return it (the process and readiness panels with plausible values), the
+//!   variables list the real label values, the relay's `/metrics` holds exactly the metrics the static check reads
+//!   (`trigger_relay_*` from `src/`, `process_*` from the process collector), and the alerts for the failing
+//!   destination become pending or firing while the others stay quiet.
 //!
 //! Prometheus and promtool come from Debian's `prometheus` package (`scripts/test` installs it); without them these
 //! tests fail with the command to install them. `TRIGGER_RELAY_TEST_PROMETHEUS` / `TRIGGER_RELAY_TEST_PROMTOOL`
@@ -45,19 +49,7 @@ const TARGET_LABELS: &[&str] = &[
 ];
 
 /// Metrics the kit uses that the relay does not export, with their labels and where they come from.
-const EXTERNAL: &[(&str, &[&str], &str)] = &[
-    ("up", &[], "Prometheus itself, per scrape target"),
-    (
-        "container_cpu_usage_seconds_total",
-        &["cpu"],
-        "the kubelet's cAdvisor (the relay exports no process metrics)",
-    ),
-    (
-        "container_memory_working_set_bytes",
-        &[],
-        "the kubelet's cAdvisor",
-    ),
-];
+const EXTERNAL: &[(&str, &[&str], &str)] = &[("up", &[], "Prometheus itself, per scrape target")];
 
 /// Dashboard queries that cannot have data in the live test, by a metric they use, and why. Each is still checked
 /// to be valid PromQL against the live Prometheus.
@@ -85,14 +77,6 @@ const NO_DATA_LIVE: &[(&str, &str)] = &[
     (
         "trigger_relay_ingress_rate_limit_untracked_requests_total",
         "the rate-limit table does not fill",
-    ),
-    (
-        "container_cpu_usage_seconds_total",
-        "cAdvisor: Kubernetes only",
-    ),
-    (
-        "container_memory_working_set_bytes",
-        "cAdvisor: Kubernetes only",
     ),
 ];
 
@@ -253,7 +237,7 @@ fn substitute(expr: &str, namespace: &str, pod: &str) -> String {
 // --- what the relay registers -------------------------------------------------------------------------------------
 
 /// Every `trigger_relay_*` metric registered in `src/`, with its labels; histograms by their series names
-/// (`_bucket` with `le`, `_sum`, `_count`).
+/// (`_bucket` with `le`, `_sum`, `_count`). Plus the `process_*` family ([`process_metrics`]).
 fn registered_metrics() -> BTreeMap<String, BTreeSet<String>> {
     let name_re = Regex::new(r#""(trigger_relay_[a-z0-9_]+)""#).unwrap();
     let labels_re = Regex::new(r#"&\[\s*((?:"[a-z_]+"\s*,?\s*)*)\]"#).unwrap();
@@ -299,7 +283,45 @@ fn registered_metrics() -> BTreeMap<String, BTreeSet<String>> {
         "read only {} metric registrations from src/: {out:?}",
         out.len()
     );
+    out.extend(process_metrics());
     out
+}
+
+/// The `process_*` metrics, when `src/relay.rs` registers the `prometheus` crate's process collector: read from
+/// that collector itself (not listed here), so they are what the relay exports; the live test checks the relay's
+/// `/metrics` against them. The collector reads `/proc`: Linux only.
+fn process_metrics() -> BTreeMap<String, BTreeSet<String>> {
+    let relay = read("src/relay.rs");
+    if !relay.contains("ProcessCollector::for_self()") {
+        return BTreeMap::new();
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let r = prometheus::Registry::new();
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .unwrap();
+        let mut buf = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &r.gather(), &mut buf)
+            .unwrap();
+        let out = exposition_metrics(&String::from_utf8(buf).unwrap());
+        for m in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                out.contains_key(m),
+                "the process collector exports no {m}: {out:?}"
+            );
+        }
+        out
+    }
+    #[cfg(not(target_os = "linux"))]
+    BTreeMap::new()
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -421,7 +443,7 @@ fn promql_uses(expr: &str) -> Uses {
     u
 }
 
-/// Every metric and label `expr` uses exists (registered in src/, or one of the scrape's or cAdvisor's); label
+/// Every metric and label `expr` uses exists (registered in src/, the process collector's, or the scrape's); label
 /// values it matches on literally are ones the relay writes. Problems are appended to `errors`.
 fn check_uses(
     what: &str,
@@ -702,15 +724,24 @@ fn dashboard_and_alerts_use_only_registered_metrics_and_labels_and_every_panel_i
         "trigger_relay_connections_open",
         "trigger_relay_tls_handshake_failures_total",
         "trigger_relay_api_requests_total",
-        "container_cpu_usage_seconds_total",
-        "container_memory_working_set_bytes",
+        "trigger_relay_ready",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
     ] {
         if !all.contains(m) {
             errors.push(format!("dashboard: no panel shows {m}"));
         }
     }
-    // Every registered metric appears on the dashboard, so a new metric gets a panel (or a reason here).
-    for m in registered.keys() {
+    // Every metric registered in src/ appears on the dashboard, so a new metric gets a panel (or a reason here).
+    // The process collector's family is the library's: the dashboard shows those listed above (not
+    // process_virtual_memory_bytes, address space rather than memory used, nor process_threads).
+    for m in registered
+        .keys()
+        .filter(|m| m.starts_with("trigger_relay_"))
+    {
         let base = m
             .trim_end_matches("_bucket")
             .trim_end_matches("_sum")
@@ -912,7 +943,11 @@ async fn active_alerts(p: &Prometheus) -> Vec<(String, String, BTreeMap<String, 
 /// The relay's `/metrics` samples: series name -> label names seen.
 async fn scraped_metrics(admin: SocketAddr) -> BTreeMap<String, BTreeSet<String>> {
     let r = request("GET", admin, "/metrics", &[], "").await;
-    let text = String::from_utf8_lossy(&r.body).into_owned();
+    exposition_metrics(&String::from_utf8_lossy(&r.body))
+}
+
+/// Samples of a Prometheus text exposition: series name -> label names seen.
+fn exposition_metrics(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let label = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*""#).unwrap();
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in text
@@ -933,6 +968,8 @@ const NAMESPACE: &str = "monitoring-test";
 const POD: &str = "relay-0";
 const GOOD: &str = "idn:identity-created";
 const FAILING: &str = "idn:identity-attributes-changed";
+/// The Triggers API token of the live test (32 bytes or more, as the config requires of tokens).
+const TOKEN: &str = "monitoring-token-0123456789abcdef";
 
 /// A real Prometheus scrapes a real relay under load whose webhook destination is down; the dashboard's queries and
 /// the alerts are checked through Prometheus's HTTP API.
@@ -970,7 +1007,7 @@ enabled = true
 store_path = "{store}"
 [[api.tokens]]
 name = "ops"
-token = "monitoring-token"
+token = "{TOKEN}"
 scopes = ["sp:scopes:all"]
 [[subscriptions]]
 name = "good"
@@ -1051,11 +1088,21 @@ httpConfig = {{ url = "http://{closed}/hook" }}
         "GET",
         admin,
         "/beta/triggers?limit=1",
-        &[("authorization", "Bearer monitoring-token")],
+        &[("authorization", &format!("Bearer {TOKEN}"))],
         "",
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // One failed authentication, so the auth-failure query has a series.
+    let r = request(
+        "GET",
+        admin,
+        "/beta/triggers?limit=1",
+        &[("authorization", "Bearer not-a-token")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401);
 
     // Prometheus read the same alerts as the static checks, and evaluates them without errors.
     let want_alerts: BTreeSet<Alert> = alerts().into_iter().collect();
@@ -1110,6 +1157,60 @@ httpConfig = {{ url = "http://{closed}/hook" }}
         "{} dashboard queries valid; all return data except those on: {:?}",
         queries.len(),
         NO_DATA_LIVE
+    );
+    // The process panels (the relay's own process_* metrics, kept to relay targets by trigger_relay_ready) and the
+    // readiness panels show this relay, with plausible values. The relay runs in this test's process, and the
+    // process collector counts CPU in whole seconds: burn 3 CPU-seconds here so that the CPU panel must see them.
+    let burn = tokio::task::spawn_blocking(|| {
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        x
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut process_queries;
+    loop {
+        process_queries = 0;
+        let mut wrong = Vec::new();
+        for (title, expr) in &queries {
+            let (what, ok): (&str, fn(f64) -> bool) = if expr.contains("process_") {
+                ("above 0", |v| v > 0.0)
+            } else if expr.contains("trigger_relay_ready") && expr.contains("== 0") {
+                ("0 (no pod not ready)", |v| v == 0.0)
+            } else if expr.contains("trigger_relay_ready") {
+                ("1 (ready)", |v| v == 1.0)
+            } else {
+                continue;
+            };
+            process_queries += usize::from(expr.contains("process_"));
+            let q = substitute(expr, NAMESPACE, POD);
+            let result = prom.query(&q).await.unwrap();
+            let values: Vec<f64> = result
+                .iter()
+                .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+                .collect();
+            if !(values.len() == 1 && ok(values[0])) {
+                wrong.push(format!(
+                    "dashboard panel {title:?}: `{q}` should be one series, {what}; it is {result:?}"
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "within 30 s:\n  {}",
+            wrong.join("\n  ")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    burn.await.unwrap();
+    assert!(
+        process_queries >= 5,
+        "the dashboard should show CPU, memory, file descriptors and uptime from process_* ({process_queries} queries)"
     );
     // Every alert expression is valid too, as a query.
     for a in &want_alerts {
@@ -1218,20 +1319,148 @@ httpConfig = {{ url = "http://{closed}/hook" }}
     }
     load.abort();
 
-    // The relay's real /metrics agrees with the registrations the static drift check reads from src/.
+    // The relay's real /metrics agrees with what the static drift check reads: the registrations in src/ and the
+    // process collector's metrics, which the relay exports all of.
     let registered = registered_metrics();
-    for (name, labels) in scraped_metrics(admin).await {
-        if !name.starts_with("trigger_relay_") {
-            continue;
-        }
-        let want = registered.get(&name).unwrap_or_else(|| {
-            panic!("/metrics has {name}, which the registration reader did not find in src/")
+    let scraped = scraped_metrics(admin).await;
+    for (name, labels) in &scraped {
+        let want = registered.get(name).unwrap_or_else(|| {
+            panic!("/metrics has {name}, which the drift check does not know (not registered in src/, not the process collector's)")
         });
         assert_eq!(
-            &labels, want,
-            "{name}: /metrics labels differ from the registration in src/"
+            labels, want,
+            "{name}: /metrics labels differ from the registration the drift check read"
         );
     }
+    let process: Vec<&String> = registered
+        .keys()
+        .filter(|m| m.starts_with("process_"))
+        .collect();
+    assert!(
+        !process.is_empty(),
+        "the drift check found no process collector registered in src/relay.rs"
+    );
+    for m in process {
+        assert!(
+            scraped.contains_key(m),
+            "the drift check accepts {m}, but the relay's /metrics does not have it"
+        );
+    }
+    let ready = ready_gauge(admin).await;
+    assert_eq!(
+        ready, 1.0,
+        "trigger_relay_ready of a relay whose /readyz answers 200"
+    );
+}
+
+/// The value of `trigger_relay_ready` on the relay's `/metrics`; fails when it is not there.
+async fn ready_gauge(admin: SocketAddr) -> f64 {
+    let r = request("GET", admin, "/metrics", &[], "").await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("trigger_relay_ready "))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(
+        values.len(),
+        1,
+        "/metrics should have one trigger_relay_ready sample:\n{text}"
+    );
+    values[0]
+}
+
+/// `/readyz`'s status and the `trigger_relay_ready` gauge, asserted to agree, and why /readyz says what it says.
+async fn readiness(admin: SocketAddr) -> (u16, f64, String) {
+    let r = request("GET", admin, "/readyz", &[], "").await;
+    let gauge = ready_gauge(admin).await;
+    let why = String::from_utf8_lossy(&r.body).into_owned();
+    let want = if r.status == 200 { 1.0 } else { 0.0 };
+    assert_eq!(
+        gauge, want,
+        "/readyz answers {} ({why:?}) but trigger_relay_ready is {gauge}",
+        r.status
+    );
+    (r.status, gauge, why)
+}
+
+/// `trigger_relay_ready` is computed at each scrape from what `/readyz` would answer: 0 while a sink has not
+/// reached its destination, 1 once every sink has, and 0 again while the relay drains after a shutdown (which the
+/// per-sink `trigger_relay_sink_connected` cannot show: the NotReady alert is on this gauge for that reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_gauge_is_what_readyz_answers_waiting_ready_and_draining() {
+    // Waiting: a Kafka sink whose broker does not exist never connects.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let waiting = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+shutdown_grace_ms = 200
+[sinks.kafka.main]
+bootstrap_servers = "{nowhere}"
+[[subscriptions]]
+name = "to nowhere"
+triggerId = "{GOOD}"
+type = "KAFKA"
+kafkaConfig = {{ topic = "monitoring-ready" }}
+"#
+    ))
+    .await;
+    for _ in 0..3 {
+        let (status, gauge, why) = readiness(waiting.admin_addr()).await;
+        assert_eq!(
+            (status, gauge),
+            (503, 0.0),
+            "a sink that never connected: {why}"
+        );
+        assert!(why.contains("waiting for sinks: kafka.main"), "{why}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    waiting.wait().await;
+
+    // Ready, then draining: an event for a webhook that is down keeps the relay draining (retrying it) for the
+    // shutdown grace, while the admin listener still answers.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+shutdown_grace_ms = 6000
+[[subscriptions]]
+name = "down webhook"
+triggerId = "{FAILING}"
+type = "HTTP"
+httpConfig = {{ url = "http://{closed}/hook" }}
+"#
+    ))
+    .await;
+    wait_ready(&relay).await;
+    let admin = relay.admin_addr();
+    let (status, gauge, why) = readiness(admin).await;
+    assert_eq!((status, gauge), (200, 1.0), "{why}");
+    let r = request_to(
+        relay.ingress_addr(),
+        &format!("/events/{FAILING}"),
+        example_body(FAILING, "inv-drain"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    relay.shutdown();
+    eventually(
+        "/readyz 503 after shutdown",
+        Duration::from_secs(5),
+        || async { request("GET", admin, "/readyz", &[], "").await.status == 503 },
+    )
+    .await;
+    let (status, gauge, why) = readiness(admin).await;
+    assert_eq!((status, gauge), (503, 0.0), "draining: {why}");
+    assert!(why.contains("draining"), "{why}");
+    relay.wait().await;
 }
 
 /// POST one JSON body to the ingress.

@@ -24,7 +24,7 @@ fn basic(user: &str, pass: &str) -> String {
     )
 }
 
-/// A relay with two Basic users (`alice`/`pa`, `bob`/`pb`) and a bearer token (`tok-1`), a DISCARD subscription
+/// A relay with two Basic users (`alice`/`pa`, `bob`/`pb`) and a bearer token (`tok-1-0123456789abcdef0123456789`), a DISCARD subscription
 /// in `delivered` mode (a 200 means the event reached the sink, so the sink's count is exact), and `limits`
 /// under `[ingress.rate_limit]` (none: no table at all).
 async fn relay(limits: Option<&str>) -> Relay {
@@ -35,7 +35,7 @@ async fn relay(limits: Option<&str>) -> Relay {
         r#"
 [ingress.auth]
 basic = [{{ username = "alice", password = "pa" }}, {{ username = "bob", password = "pb" }}]
-bearer_tokens = ["tok-1"]
+bearer_tokens = ["tok-1-0123456789abcdef0123456789"]
 {table}
 [delivery]
 ack = "delivered"
@@ -198,11 +198,16 @@ async fn per_ip_limit_is_checked_before_auth_and_spares_other_sources() {
         limited("127.0.0.2", &alice, "per_ip_requests allows 3 requests", ""),
         // Over the limit, credentials are not even checked.
         limited("127.0.0.2", basic("alice", "wrong"), "per_ip_requests", ""),
-        limited("127.0.0.2", "Bearer tok-1", "per_ip_requests", ""),
+        limited(
+            "127.0.0.2",
+            "Bearer tok-1-0123456789abcdef0123456789",
+            "per_ip_requests",
+            "",
+        ),
         // Other sources have their own windows, whatever the credential.
         step("127.0.0.3", &alice, 200),
         step("127.0.0.3", basic("bob", "pb"), 200),
-        step("127.0.0.4", "Bearer tok-1", 200),
+        step("127.0.0.4", "Bearer tok-1-0123456789abcdef0123456789", 200),
     ];
     let ok = check(&relay, &steps).await;
     assert_eq!(counts(&relay).await, (3.0, 0.0, ok as f64));
@@ -274,7 +279,7 @@ async fn per_credential_limit_counts_each_credential_across_sources() {
         step("127.0.0.2", &bob, 200),
         step("127.0.0.2", &bob, 200),
         limited("127.0.0.2", &bob, "per_credential_requests", "basic:bob"),
-        step("127.0.0.2", "Bearer tok-1", 200),
+        step("127.0.0.2", "Bearer tok-1-0123456789abcdef0123456789", 200),
         limited(
             "127.0.0.5",
             &alice,

@@ -12,7 +12,7 @@ const ALL_SECRETS: &str = r#"
 [env]
 allow = ["EXTRA_NAME"]
 [ingress.auth]
-bearer_tokens = ["${ISC_BEARER_TOKEN}", "literal-bearer-999"]
+bearer_tokens = ["${ISC_BEARER_TOKEN}", "literal-bearer-999-0123456789abcdef0123456789"]
 basic = [{ username = "isc", password = "${ISC_BASIC_PASSWORD}" }]
 [sinks.kafka.main]
 bootstrap_servers = "${KAFKA_BOOTSTRAP_SERVERS}"
@@ -43,7 +43,7 @@ httpConfig = { url = "https://hook.example/y", httpAuthenticationType = "BEARER_
 "#;
 
 const SECRET_VALUES: &[&str] = &[
-    "tok-111",
+    "tok-111-0123456789abcdef0123456789",
     "basic-222",
     "sasl-333",
     "nats-444",
@@ -51,19 +51,19 @@ const SECRET_VALUES: &[&str] = &[
     "hook-bearer-666",
     "nats-url-pw-777",
     "hook-basic-888",
-    "literal-bearer-999",
+    "literal-bearer-999-0123456789abcdef0123456789",
 ];
 
 fn env() -> HashMap<&'static str, &'static str> {
     [
-        ("ISC_BEARER_TOKEN", "tok-111"),
+        ("ISC_BEARER_TOKEN", "tok-111-0123456789abcdef0123456789"),
         ("ISC_BASIC_PASSWORD", "basic-222"),
         ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         ("KAFKA_USERNAME", "kafka-user"),
         ("KAFKA_PASSWORD", "sasl-333"),
         ("NATS_TOKEN", "nats-444"),
-        ("EXTRA_NAME", "relay-client"),
-        ("DATABASE_PASSWORD", "db-000"),
+        ("EXTRA_NAME", "relay-client-0123456789abcdef012345"),
+        ("DATABASE_PASSWORD", "db-000-0123456789abcdef0123456789ab"),
     ]
     .into()
 }
@@ -84,7 +84,10 @@ fn debug_and_print_never_show_a_secret() {
     let c = load(ALL_SECRETS).unwrap_or_else(|e| panic!("{e}"));
     // The secrets did arrive where they are used.
     let auth = c.ingress.auth.as_ref().unwrap();
-    assert_eq!(auth.bearer_tokens[0].expose(), "tok-111");
+    assert_eq!(
+        auth.bearer_tokens[0].expose(),
+        "tok-111-0123456789abcdef0123456789"
+    );
     assert_eq!(auth.basic[0].password.expose(), "basic-222");
     assert_no_secret("Debug", &format!("{c:?}"));
     assert_no_secret("Debug (pretty)", &format!("{c:#?}"));
@@ -96,7 +99,7 @@ fn debug_and_print_never_show_a_secret() {
         "max_body_bytes = 1048576",
         "delivery_timeout_ms = 300000",
         "enable_idempotence = true",
-        "\"client.id\" = \"relay-client\"",
+        "\"client.id\" = \"relay-client-0123456789abcdef012345\"",
         "\"sasl.password\" = \"***\"",
         "\"sasl.username\" = \"***\"",
         "\"ssl.key.password\" = \"***\"",
@@ -108,11 +111,15 @@ fn debug_and_print_never_show_a_secret() {
     ] {
         assert!(printed.contains(want), "--print lacks `{want}`:\n{printed}");
     }
-    // And it is a config again: the printed file loads (secrets are `***` then).
-    let again = Config::from_toml_with_env(&printed, |_| None)
+    // And it is a config again once its secrets are filled in (they print as `***`, too short for a token).
+    let filled = printed.replace("\"***\"", "\"a-real-secret-goes-here-0123456789\"");
+    let again = Config::from_toml_with_env(&filled, |_| None)
         .unwrap_or_else(|e| panic!("--print output does not load: {e}\n{printed}"));
     assert_eq!(again.subscriptions.len(), 4);
-    assert_eq!(again.ingress.auth.unwrap().bearer_tokens[0].expose(), "***");
+    assert_eq!(
+        again.ingress.auth.unwrap().bearer_tokens[0].expose(),
+        "a-real-secret-goes-here-0123456789"
+    );
 }
 
 #[test]
@@ -127,13 +134,16 @@ fn interpolation_reads_only_allowed_variables() {
         e.starts_with("ingress.auth.bearer_tokens[0]: environment variable `DATABASE_PASSWORD` is not in the allow-list"),
         "{e}"
     );
-    assert!(!e.contains("db-000") && !e.contains("log.level"), "{e}");
+    assert!(
+        !e.contains("db-000-0123456789abcdef0123456789ab") && !e.contains("log.level"),
+        "{e}"
+    );
     // Explicit names, and prefixes written out replace the default ones.
     let ok = "[env]\nallow_prefixes = [\"DATABASE_\"]\nallow = [\"EXTRA_NAME\"]\n[ingress.auth]\nbearer_tokens = [\"${DATABASE_PASSWORD}\", \"${EXTRA_NAME}\"]\n";
     let c = load(ok).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         c.ingress.auth.unwrap().bearer_tokens[1].expose(),
-        "relay-client"
+        "relay-client-0123456789abcdef012345"
     );
     let e = load(&format!("{ok}[log]\nlevel = \"${{ISC_BEARER_TOKEN}}\"\n"))
         .unwrap_err()
@@ -180,7 +190,9 @@ fn example_configs_read_only_allowed_variables() {
         "deploy/compose/relay.toml",
     ] {
         let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();
-        if let Err(e) = Config::from_toml_with_env(&text, |k| Some(format!("{k}-value"))) {
+        if let Err(e) =
+            Config::from_toml_with_env(&text, |k| Some(format!("{k}-value-0123456789abcdef012")))
+        {
             panic!("{f}: {e}");
         }
     }
@@ -217,7 +229,7 @@ fn check_config_print_on_the_binary() {
     let out = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
         .args(["check-config", "--print", "--config"])
         .arg(&path)
-        .env("DATABASE_PASSWORD", "db-000")
+        .env("DATABASE_PASSWORD", "db-000-0123456789abcdef0123456789ab")
         .output()
         .unwrap();
     let all = format!(
@@ -227,5 +239,8 @@ fn check_config_print_on_the_binary() {
     );
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("ingress.auth.bearer_tokens[0]: environment variable `DATABASE_PASSWORD` is not in the allow-list"), "{all}");
-    assert!(!all.contains("db-000"), "{all}");
+    assert!(
+        !all.contains("db-000-0123456789abcdef0123456789ab"),
+        "{all}"
+    );
 }

@@ -47,7 +47,10 @@ kafkaConfig = {{ topic = "{topic}" }}
     let child = Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
         .arg("--config")
         .arg(&path)
-        .env("TRIGGER_RELAY_TEST_TOKEN", "load-token")
+        .env(
+            "TRIGGER_RELAY_TEST_TOKEN",
+            "load-token-0123456789abcdef0123456789",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,7 +140,7 @@ kafkaConfig = {{ topic = "{topic}" }}
         "{log}"
     );
     assert!(
-        !log.contains("load-token"),
+        !log.contains("load-token-0123456789abcdef0123456789"),
         "the token never appears in logs"
     );
 
@@ -189,7 +192,10 @@ async fn request_quiet(addr: std::net::SocketAddr, inv: &str) -> Option<u16> {
         .build_http::<Full<bytes::Bytes>>();
     let req = http::Request::post(format!("http://{addr}/events/idn:identity-created"))
         .header("content-type", "application/json")
-        .header("authorization", "Bearer load-token")
+        .header(
+            "authorization",
+            "Bearer load-token-0123456789abcdef0123456789",
+        )
         .body(Full::new(bytes::Bytes::from(example_body(
             "idn:identity-created",
             inv,

@@ -33,8 +33,8 @@ use hyper_util::rt::TokioIo;
 /// The relay binary Cargo built next to this bench or test (release for `cargo bench`, debug for `cargo test`).
 pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_trigger-relay");
 
-const TOKEN: &str = "bench-token";
-const AUTHORIZATION: &str = "Bearer bench-token";
+const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
+const AUTHORIZATION: &str = "Bearer bench-token-0123456789abcdef0123456789";
 
 /// Every scenario, in the order they run.
 pub const SCENARIOS: &[&str] = &[

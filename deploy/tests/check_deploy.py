@@ -372,13 +372,15 @@ def check_probes_live(f: Failures) -> None:
     c = relay_container(objects)
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    env = {n: "dummy-token" for n in env_vars_read(config_text(objects))}
+    env = {n: "dummy-token-0123456789abcdef0123456789" for n in env_vars_read(config_text(objects))}
     with LiveRelay(config_text(objects), env) as relay:
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = c[probe]["httpGet"]
             port = ports.get(get["port"], get["port"])
             status = relay.get(port, get["path"], wait_for=200)
-            f.check(status == 200, f"live relay: {probe} GET {get['path']} on port {get['port']} answered {status}, not 200")
+            exited = relay.proc.poll()
+            f.check(status == 200, f"live relay: {probe} GET {get['path']} on port {get['port']} answered {status}, not 200"
+                    + (f" (the relay exited with {exited}; its log:\n{relay.log.read_text()})" if exited is not None else ""))
         token = env.get("ISC_BEARER_TOKEN", "")
         req = urllib.request.Request(
             f"http://127.0.0.1:{ports['ingress']}/events/idn:identity-created", method="POST",
@@ -410,7 +412,7 @@ def check_config(f: Failures) -> None:
         for n in (vals.get("secretEnv") or {"ISC_BEARER_TOKEN": "x"}):
             f.check("secretKeyRef" in env.get(n, {}).get("valueFrom", {}),
                     f"{label}: {n} is a secretEnv entry but is not read from a Secret: {env.get(n)}")
-        run_check_config(f, binary, text, {n: f"dummy-{n.lower()}" for n in names}, f"ConfigMap config.toml ({label})")
+        run_check_config(f, binary, text, {n: f"dummy-{n.lower()}-0123456789abcdef0123456789" for n in names}, f"ConfigMap config.toml ({label})")
         # No Secret value in a ConfigMap (neither the raw value nor its base64).
         secrets = []
         for s in by_kind(objects, "Secret"):
@@ -514,7 +516,7 @@ def check_compose(f: Failures) -> None:
         f.check(dep in (relay.get("depends_on") or {}), f"compose.yaml: relay does not wait for {dep}")
     # The image's own default config.
     image_cfg = ROOT / "deploy/container.toml"
-    run_check_config(f, binary, image_cfg.read_text(), {"ISC_BEARER_TOKEN": "dummy"}, "deploy/container.toml")
+    run_check_config(f, binary, image_cfg.read_text(), {"ISC_BEARER_TOKEN": "dummy-token-0123456789abcdef0123456789"}, "deploy/container.toml")
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -14,9 +14,6 @@ use subtle::ConstantTimeEq;
 
 use crate::config::ApiConfig;
 
-/// Most access tokens alive at once; the oldest is forgotten beyond it (its client asks again).
-const MAX_ISSUED: usize = 10_000;
-
 type Digest32 = [u8; 32];
 
 fn digest(s: &str) -> Digest32 {
@@ -67,8 +64,10 @@ struct Issued {
 pub struct Auth {
     clients: Vec<Client>,
     tokens: Vec<(Digest32, Principal)>,
+    /// Live access tokens: at most `per_client` per configured client, so bounded by the config.
     issued: Mutex<HashMap<Digest32, Issued>>,
     ttl: Duration,
+    per_client: usize,
 }
 
 /// Why a token request failed (OAuth's error codes).
@@ -107,8 +106,14 @@ impl Auth {
                 })
                 .collect(),
             issued: Mutex::new(HashMap::new()),
-            ttl: Duration::from_secs(c.token_ttl_s),
+            ttl: Duration::from_secs(c.token_ttl_s.min(crate::config::MAX_TOKEN_TTL_S)),
+            per_client: c.max_tokens_per_client.max(1),
         }
+    }
+
+    /// Is `id` a configured client? (Says nothing about its secret.)
+    pub fn knows_client(&self, id: &str) -> bool {
+        self.clients.iter().any(|c| c.id == id)
     }
 
     /// `grant_type=client_credentials`: a new access token, its lifetime and scopes.
@@ -145,8 +150,15 @@ impl Auth {
         let now = Instant::now();
         let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         issued.retain(|_, t| t.expires > now);
-        if issued.len() >= MAX_ISSUED {
-            if let Some(oldest) = issued.iter().min_by_key(|(_, t)| t.issued).map(|(k, _)| *k) {
+        // Over its own cap a client forgets its own oldest token: never another client's.
+        let mine = issued.values().filter(|t| t.principal.name == c.id).count();
+        if mine >= self.per_client {
+            if let Some(oldest) = issued
+                .iter()
+                .filter(|(_, t)| t.principal.name == c.id)
+                .min_by_key(|(_, t)| t.issued)
+                .map(|(k, _)| *k)
+            {
                 issued.remove(&oldest);
             }
         }
@@ -157,7 +169,7 @@ impl Auth {
                     name: c.id.clone(),
                     scopes: c.scopes.clone(),
                 },
-                expires: now + self.ttl,
+                expires: now.checked_add(self.ttl).unwrap_or(now),
                 issued: now,
             },
         );

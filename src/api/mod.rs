@@ -14,9 +14,11 @@ pub mod auth;
 mod collection;
 mod openapi;
 pub mod patch;
+mod policy;
 pub mod store;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,8 +69,19 @@ pub struct ApiState {
     auth: Auth,
     /// Keyed by caller name: client ids and token names are configured, so the table is sized to hold them all.
     limiter: RateLimiter<String>,
+    /// `POST /oauth/token` per configured client id it names, whichever address sends it (its own window, so
+    /// asking for tokens does not use up the client's API calls).
+    token_clients: RateLimiter<String>,
+    /// Token requests per source IP (any client id, known or not), ISC's rate per window.
+    token_sources: RateLimiter<IpAddr>,
+    /// Failed authentications per source IP; over the limit, that source gets 429 for the rest of the window.
+    failures: RateLimiter<IpAddr>,
     requests: IntCounterVec,
+    auth_failures: IntCounterVec,
 }
+
+/// Source IPs tracked by the token-request and failed-authentication limiters (each a fixed-size table).
+const MAX_TRACKED_SOURCES: usize = 10_000;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -150,6 +163,15 @@ impl ApiState {
             &["operation", "status"],
         )?;
         registry.register(Box::new(requests.clone()))?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_api_auth_failures_total",
+                "Failed Triggers API authentications by reason (bad_client, bad_token, limited)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        let window = std::time::Duration::from_millis(config.api.rate_limit_window_ms);
         Ok(Self {
             config: Arc::new(config.clone()),
             catalog,
@@ -160,10 +182,22 @@ impl ApiState {
             auth: Auth::new(&config.api),
             limiter: RateLimiter::new(
                 config.api.rate_limit_requests,
-                std::time::Duration::from_millis(config.api.rate_limit_window_ms),
+                window,
                 config.api.clients.len() + config.api.tokens.len(),
             ),
+            token_clients: RateLimiter::new(
+                config.api.rate_limit_requests,
+                window,
+                config.api.clients.len(),
+            ),
+            token_sources: RateLimiter::new(
+                config.api.rate_limit_requests,
+                window,
+                MAX_TRACKED_SOURCES,
+            ),
+            failures: RateLimiter::new(config.api.auth_failure_limit, window, MAX_TRACKED_SOURCES),
             requests,
+            auth_failures,
         })
     }
 
@@ -172,9 +206,9 @@ impl ApiState {
         path == "/oauth/token" || path == "/openapi.json" || route(path).is_some()
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+    pub async fn handle(&self, req: Request<Incoming>, source: IpAddr) -> Resp {
         let path = req.uri().path().to_string();
-        let (operation, result) = self.dispatch(req, &path).await;
+        let (operation, result) = self.dispatch(req, &path, source).await;
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -196,10 +230,11 @@ impl ApiState {
         &self,
         req: Request<Incoming>,
         path: &str,
+        source: IpAddr,
     ) -> (&'static str, Result<Resp, ApiError>) {
         let method = req.method().clone();
         if path == "/oauth/token" {
-            return ("token", self.token(req).await);
+            return ("token", self.token(req, source).await);
         }
         if path == "/openapi.json" {
             return (
@@ -243,10 +278,25 @@ impl ApiState {
                 )
             }
         };
-        let principal = match self.authorize(&req, scopes) {
+        let principal = match self.authorize(&req, scopes, source) {
             Ok(p) => p,
             Err(e) => return (operation, Err(e)),
         };
+        // A test invocation sends events to subscriptions: it needs their manage scope as well as the
+        // invocation-status one (ISC's scope for it alone would let a status client write to every destination).
+        if operation == "test_invocation" && !principal.allowed(SUBS_MANAGE) {
+            return (
+                operation,
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the access token does not grant this operation",
+                )
+                .cause(format!(
+                    "a test invocation needs {} as well as {}",
+                    SUBS_MANAGE[0], STATUS_MANAGE[0]
+                ))),
+            );
+        }
         let id = segments.get(1).map(|s| s.to_string()).unwrap_or_default();
         let query = params(req.uri().query());
         let content_type = req
@@ -258,6 +308,15 @@ impl ApiState {
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return (
+                        operation,
+                        Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("the request body is over {MAX_BODY} bytes"),
+                        )),
+                    )
+                }
                 Err(e) => {
                     return (
                         operation,
@@ -287,11 +346,39 @@ impl ApiState {
         (operation, result)
     }
 
-    fn authorize(&self, req: &Request<Incoming>, scopes: &[&str]) -> Result<Principal, ApiError> {
+    /// 429 for a source over its failed-authentication limit (checked before anything else it sends).
+    fn refuse_failing_source(&self, source: IpAddr) -> Result<(), ApiError> {
+        match self.failures.peek(&source) {
+            Some(OverLimit { retry_after_s }) => {
+                self.auth_failures.with_label_values(&["limited"]).inc();
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed authentications from this address",
+                )
+                .retry_after(retry_after_s))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Count a failed authentication from `source`.
+    fn failed(&self, source: IpAddr, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+        let _ = self.failures.check(&source);
+    }
+
+    fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        scopes: &[&str],
+        source: IpAddr,
+    ) -> Result<Principal, ApiError> {
+        self.refuse_failing_source(source)?;
         let p = self
             .auth
             .authenticate(req.headers().get(header::AUTHORIZATION))
             .map_err(|why| {
+                self.failed(source, "bad_token");
                 ApiError::new(StatusCode::UNAUTHORIZED, why)
                     .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
             })?;
@@ -311,13 +398,19 @@ impl ApiState {
         Ok(p)
     }
 
-    async fn token(&self, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    async fn token(&self, req: Request<Incoming>, source: IpAddr) -> Result<Resp, ApiError> {
         if req.method() != Method::POST {
             return Err(
                 ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "POST the token request")
                     .with_header(header::ALLOW, HeaderValue::from_static("POST")),
             );
         }
+        self.refuse_failing_source(source)?;
+        let over = |OverLimit { retry_after_s }| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
+                .retry_after(retry_after_s)
+        };
+        self.token_sources.check(&source).map_err(over)?;
         let mut form = params(req.uri().query());
         let body = Limited::new(req.into_body(), 64 * 1024)
             .collect()
@@ -325,6 +418,13 @@ impl ApiState {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         form.extend(form_urlencoded::parse(&body).into_owned());
+        // Each configured client has its own window for token requests too, whichever address sends them.
+        if let Some(id) = form
+            .get("client_id")
+            .filter(|id| self.auth.knows_client(id))
+        {
+            self.token_clients.check(id.as_str()).map_err(over)?;
+        }
         let oauth_error = |status: StatusCode, code: &str, description: &str| {
             json_response(
                 status,
@@ -349,11 +449,14 @@ impl ApiState {
             Err(TokenError::InvalidRequest(why)) => {
                 oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)
             }
-            Err(TokenError::InvalidClient) => oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "unknown client or wrong secret",
-            ),
+            Err(TokenError::InvalidClient) => {
+                self.failed(source, "bad_client");
+                oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "unknown client or wrong secret",
+                )
+            }
         })
     }
 
@@ -493,7 +596,12 @@ impl ApiState {
             ));
         };
         let mut stored = self.store.list();
+        let before: Vec<String> = stored.iter().map(Subscription::effective_id).collect();
         let changed = change(&mut stored)?;
+        let gone: Vec<String> = before
+            .into_iter()
+            .filter(|id| !stored.iter().any(|s| s.effective_id() == *id))
+            .collect();
         let mut all = self.config_subs().to_vec();
         all.extend(stored.iter().cloned());
         let router = builder
@@ -508,6 +616,10 @@ impl ApiState {
             .cause(m)
         })?;
         self.router.store(Arc::new(router));
+        // Metric series of deleted subscriptions go with them.
+        for id in &gone {
+            builder.forget(id);
+        }
         Ok(changed)
     }
 
@@ -653,16 +765,50 @@ impl ApiState {
                 t.trigger_id
             )));
         }
-        let chosen: Vec<Subscription> = self
-            .all()
+        let named = |s: &Subscription| {
+            t.subscription_ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|i| *i == s.effective_id()))
+        };
+        // Config-file subscriptions are the operator's, not the API caller's: tests reach them only when the
+        // config says so. Naming one is refused (silently skipping it would look like a delivered test).
+        if !self.config.api.test_config_subscriptions {
+            if let Some(s) = self
+                .config_subs()
+                .iter()
+                .find(|s| s.trigger_id == t.trigger_id && t.subscription_ids.is_some() && named(s))
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "subscription `{}` is managed by the relay's config file",
+                        s.effective_id()
+                    ),
+                )
+                .cause("test invocations reach config-file subscriptions only with api.test_config_subscriptions = true"));
+            }
+        }
+        let candidates = if self.config.api.test_config_subscriptions {
+            self.all()
+        } else {
+            self.store.list()
+        };
+        let chosen: Vec<Subscription> = candidates
             .into_iter()
             .filter(|s| s.trigger_id == t.trigger_id)
-            .filter(|s| {
-                t.subscription_ids
-                    .as_ref()
-                    .is_none_or(|ids| ids.iter().any(|i| *i == s.effective_id()))
-            })
+            .filter(|s| named(s))
             .collect();
+        // contentJson is kept with every status the test leaves: bounded like a kept input.
+        let content_len = t
+            .content_json
+            .as_ref()
+            .map_or(0, |c| serde_json::to_vec(c).map_or(0, |v| v.len()));
+        if content_len > crate::status::MAX_KEPT_INPUT {
+            return Err(bad_request(format!(
+                "contentJson is {content_len} bytes; at most {} are accepted",
+                crate::status::MAX_KEPT_INPUT
+            )));
+        }
         if chosen.is_empty() {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
@@ -693,6 +839,13 @@ impl ApiState {
                 }),
             );
             let bytes = Bytes::from(Value::Object(payload).to_string());
+            if bytes.len() as u64 > self.config.ingress.max_body_bytes {
+                return Err(bad_request(format!(
+                    "the test event is {} bytes; the ingress accepts at most {} (ingress.max_body_bytes)",
+                    bytes.len(),
+                    self.config.ingress.max_body_bytes
+                )));
+            }
             let Some(entry) = builder
                 .route(&s)
                 .await
@@ -765,15 +918,24 @@ fn parse(body: &[u8]) -> Result<Subscription, ApiError> {
     Ok(s)
 }
 
-/// Every check the config applies to a subscription.
+/// Every check the config applies to a subscription, then what only the API refuses (`policy`).
 fn validate(config: &Config, s: &Subscription) -> Result<(), ApiError> {
-    let problems = config.check_subscription("", s);
-    if problems.is_empty() {
+    let mut causes: Vec<String> = config
+        .check_subscription("", s)
+        .into_iter()
+        .map(|p| p.to_string().trim_start_matches('.').to_string())
+        .collect();
+    causes.extend(
+        policy::check(config, s)
+            .into_iter()
+            .map(|(path, why)| format!("{path}: {why}")),
+    );
+    if causes.is_empty() {
         return Ok(());
     }
     let mut e = bad_request("the subscription is not valid");
-    for p in problems {
-        e = e.cause(p.to_string().trim_start_matches('.').to_string());
+    for c in causes {
+        e = e.cause(c);
     }
     Err(e)
 }
@@ -793,28 +955,83 @@ fn replacement(
             .cause(format!("triggerId: `{}`", old.trigger_id)));
     }
     new.id = Some(id);
-    keep_secrets(&mut new, old);
+    keep_secrets(&mut new, old)?;
     validate(config, &new)?;
     Ok(new)
 }
 
-/// Secrets are write-only: a PUT or PATCH that leaves one out keeps the stored one (same auth type and user).
-fn keep_secrets(new: &mut Subscription, old: &Subscription) {
+/// Scheme, host (lower case) and port of a webhook URL: where its credential goes.
+fn destination(url: &str) -> Option<(String, String, u16)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+}
+
+/// Secrets are write-only: a PUT or PATCH that leaves one out keeps the stored one, but only while it still goes
+/// where it went — same scheme, host, port and authentication type (and user name for BASIC_AUTH). A change of
+/// destination drops it, and a request that leaves it out then is refused naming the field, so a `manage` caller
+/// cannot send another team's webhook secret to a host of its choice.
+fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiError> {
     let (Some(n), Some(o)) = (new.http_config.as_mut(), old.http_config.as_ref()) else {
-        return;
+        return Ok(());
     };
+    let same_place = destination(&n.url).is_some() && destination(&n.url) == destination(&o.url);
+    let kind = |c: &crate::model::HttpConfig| {
+        c.http_authentication_type
+            .as_deref()
+            .unwrap_or("NO_AUTH")
+            .to_string()
+    };
+    let same_auth = kind(n) == kind(o);
+    let moved = || {
+        let (from, to) = (destination(&o.url), destination(&n.url));
+        let show = |d: Option<(String, String, u16)>| {
+            d.map_or_else(|| "?".to_string(), |(s, h, p)| format!("{s}://{h}:{p}"))
+        };
+        format!(
+            "the stored credential is kept only while the destination and authentication type stay the same \
+             ({} {} → {} {}): send it again",
+            show(from),
+            o.http_authentication_type.as_deref().unwrap_or("NO_AUTH"),
+            show(to),
+            n.http_authentication_type.as_deref().unwrap_or("NO_AUTH"),
+        )
+    };
+    // A secret the new authentication type does not use is simply not carried over.
+    let uses = |t: &str| kind(n) == t;
+    let (basic, bearer) = (uses("BASIC_AUTH"), uses("BEARER_TOKEN"));
     if let (Some(nb), Some(ob)) = (n.basic_auth_config.as_mut(), o.basic_auth_config.as_ref()) {
-        if nb.password.is_none() && nb.user_name == ob.user_name {
-            nb.password = ob.password.clone();
+        if basic && nb.password.is_none() && ob.password.is_some() {
+            if same_place && same_auth && nb.user_name == ob.user_name {
+                nb.password = ob.password.clone();
+            } else if nb.user_name != ob.user_name {
+                return Err(bad_request("the subscription is not valid").cause(format!(
+                    "httpConfig.basicAuthConfig.password: the stored password belongs to user `{}`: send the password of `{}`",
+                    ob.user_name, nb.user_name
+                )));
+            } else {
+                return Err(bad_request("the subscription is not valid")
+                    .cause(format!("httpConfig.basicAuthConfig.password: {}", moved())));
+            }
         }
     }
-    match (
+    if let (Some(nb), Some(ob)) = (
         n.bearer_token_auth_config.as_mut(),
         o.bearer_token_auth_config.as_ref(),
     ) {
-        (Some(nb), Some(ob)) if nb.bearer_token.is_none() => {
-            nb.bearer_token = ob.bearer_token.clone()
+        if bearer && nb.bearer_token.is_none() && ob.bearer_token.is_some() {
+            if same_place && same_auth {
+                nb.bearer_token = ob.bearer_token.clone();
+            } else {
+                return Err(bad_request("the subscription is not valid").cause(format!(
+                    "httpConfig.bearerTokenAuthConfig.bearerToken: {}",
+                    moved()
+                )));
+            }
         }
-        _ => {}
     }
+    Ok(())
 }

@@ -61,6 +61,9 @@ fn headers(d: &Delivery, e: &SinkError) -> Vec<(&'static str, String)> {
     if let Some(id) = &d.event.invocation_id {
         h.push(("invocation-id", id.to_string()));
     }
+    if d.event.test.is_some() {
+        h.push(("test", "true".to_string()));
+    }
     h
 }
 

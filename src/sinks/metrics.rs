@@ -137,6 +137,21 @@ impl SinkMetrics {
         self.batch.with_label_values(&[sink])
     }
 
+    /// Remove every series of a deleted subscription on `sink` (delivered, failed by reason, dead letters).
+    pub fn forget(&self, sink: &str, subscription: &str) {
+        let _ = self.sent.remove_label_values(&[sink, subscription]);
+        for reason in crate::sinks::SinkError::REASONS {
+            let _ = self
+                .failed
+                .remove_label_values(&[sink, subscription, reason]);
+        }
+        for result in ["written", "failed"] {
+            let _ = self
+                .dead_letters
+                .remove_label_values(&[sink, subscription, result]);
+        }
+    }
+
     /// Handles for one subscription on one sink, resolved once so the hot path does no label lookups.
     pub fn route(&self, sink: &str, subscription: &str) -> RouteMetrics {
         RouteMetrics {

@@ -54,6 +54,15 @@ impl SinkError {
     }
 
     /// A bounded label value for metrics.
+    /// Every [`SinkError::reason`] (the `reason` label's values).
+    pub const REASONS: [&'static str; 5] = [
+        "rejected",
+        "too_large",
+        "unavailable",
+        "timed_out",
+        "shut_down",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Rejected(_) => "rejected",

@@ -80,18 +80,22 @@ impl HttpSinkConfig {
 /// What a subscription's deliveries need: the URL and the `Authorization` header (sensitive), if any.
 pub fn target(c: &HttpConfig) -> Result<(Uri, Option<HeaderValue>), String> {
     use base64::Engine as _;
+    // Messages show the URL with any password masked: they reach API answers and logs.
+    let shown = crate::config::redact_url_password(&c.url);
     let uri: Uri = c
         .url
         .parse()
-        .map_err(|e| format!("url: `{}` is not a URL: {e}", c.url))?;
+        .map_err(|e| format!("url: `{shown}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.host().is_some() => {}
-        _ => {
-            return Err(format!(
-                "url: `{}` must be an http:// or https:// URL",
-                c.url
-            ))
-        }
+        _ => return Err(format!("url: `{shown}` must be an http:// or https:// URL")),
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // A user name or password in the URL is never sent (the relay builds Authorization itself) and would be
+        // shown wherever the URL is: refuse it and point at the field that carries credentials.
+        return Err(format!(
+            "url: `{shown}` must not contain a user name or password: use httpAuthenticationType BASIC_AUTH with basicAuthConfig"
+        ));
     }
     let kind = c.http_authentication_type.as_deref().unwrap_or("NO_AUTH");
     let auth = match kind {

@@ -98,6 +98,10 @@ async fn attempt(
     if let Some(a) = auth {
         req = req.header(header::AUTHORIZATION, a.clone());
     }
+    if d.event.test.is_some() {
+        // A test invocation from the Triggers API: the destination can tell it from a real event.
+        req = req.header("test", "true");
+    }
     let req = match req.body(Full::new(d.event.body.clone())) {
         Ok(r) => r,
         Err(e) => return Attempt::Fail(SinkError::Rejected(e.to_string())),

@@ -53,6 +53,11 @@ pub struct KafkaClusterConfig {
     /// Nested tables are read as dotted names, so `security.protocol = "SSL"` unquoted works too.
     #[serde(default, serialize_with = "redacted_options")]
     pub options: toml::Table,
+    /// Topic prefixes subscriptions created through the Triggers API may publish to on this cluster (e.g.
+    /// `["isc."]`). Empty (the default): any topic except those starting with `_` (Kafka's and Connect's internal
+    /// topics) and the config file's dead-letter topics. Config-file subscriptions are not limited.
+    #[serde(default)]
+    pub api_topic_prefixes: Vec<String>,
 }
 
 /// Serialised (`check-config --print`) as flat librdkafka names, credential-like values as `***`.
@@ -87,6 +92,7 @@ impl std::fmt::Debug for KafkaClusterConfig {
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("queue", &self.queue)
             .field("options", &names)
+            .field("api_topic_prefixes", &self.api_topic_prefixes)
             .finish()
     }
 }

@@ -143,6 +143,12 @@ impl KafkaSink {
                     value: Some(id.as_bytes()),
                 });
             }
+            if d.event.test.is_some() {
+                headers = headers.insert(Header {
+                    key: "test",
+                    value: Some("true"),
+                });
+            }
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
                 .payload(&d.event.body[..])
                 .headers(headers);

@@ -38,6 +38,11 @@ pub struct NatsConnectionConfig {
     pub max_in_flight: usize,
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Subject prefixes subscriptions created through the Triggers API may publish to on this connection (e.g.
+    /// `["isc."]`). Empty (the default): any subject except those starting with `$` (`$JS.API`, `$SYS`, `$KV`)
+    /// or `_` (`_INBOX`) and the config file's dead-letter subjects. Config-file subscriptions are not limited.
+    #[serde(default)]
+    pub api_subject_prefixes: Vec<String>,
 }
 
 /// A server URL may carry a password (`nats://user:password@host`): `Debug` shows `***` in its place.
@@ -62,6 +67,7 @@ impl std::fmt::Debug for NatsConnectionConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("max_in_flight", &self.max_in_flight)
             .field("queue", &self.queue)
+            .field("api_subject_prefixes", &self.api_subject_prefixes)
             .finish()
     }
 }

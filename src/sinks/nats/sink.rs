@@ -84,6 +84,9 @@ fn headers(d: &Delivery) -> HeaderMap {
     if let Some(id) = &d.event.invocation_id {
         h.insert("invocation-id", &**id);
     }
+    if d.event.test.is_some() {
+        h.insert("test", "true");
+    }
     h
 }
 
