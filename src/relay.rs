@@ -116,6 +116,13 @@ impl Relay {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         let ready_metric = crate::admin::register_ready(&registry)?;
+        // The configured ack timeout, so alerts and dashboards compare publish latency with it, not a constant.
+        let ack_timeout = prometheus::Gauge::new(
+            "trigger_relay_ack_timeout_seconds",
+            "delivery.ack_timeout_ms in seconds: how long a `delivered` request waits for the destination before 503",
+        )?;
+        ack_timeout.set(config.delivery.ack_timeout_ms as f64 / 1000.0);
+        registry.register(Box::new(ack_timeout))?;
         let catalog = config.catalog()?;
         let worker_stop = CancellationToken::new();
         // If start-up fails half way, stop what was already started (readiness probes).
