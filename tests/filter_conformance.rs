@@ -961,7 +961,43 @@ fn validate_cases() {
 
 /// Pairs where the relay knowingly differs from Jayway 2.9.0, as (payload ref,
 /// filter, why). Kept exact: a listed pair that agrees again fails the test.
-const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[];
+const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
+    (
+        "corners",
+        r"$[?(@.nl =~ /a$\n/)]",
+        "Java's `$` also matches before a final line terminator; the regex crate cannot express it",
+    ),
+    (
+        "corners",
+        r"$[?(@.x =~ /(?=a)a+/)]",
+        "look-around: refused at load (the regex crate has none)",
+    ),
+    (
+        "corners",
+        r"$[?(@.x =~ /(a)\1+/)]",
+        "backreference: refused at load",
+    ),
+    (
+        "corners",
+        r"$[?(@.x =~ /a*+/)]",
+        "possessive quantifier: refused at load",
+    ),
+    (
+        "corners",
+        r"$[?(@.x =~ /\Qaaa\E/)]",
+        "\\Q..\\E quoting: refused at load",
+    ),
+    (
+        "corners",
+        r"$[?(@.alpha =~ /[[:alpha:]]+/)]",
+        "POSIX bracket class: refused at load (Java reads it as a set of characters)",
+    ),
+    (
+        "corners",
+        r"$[?(@.x =~ /(?d)a+/)]",
+        "inline (?d): refused at load (the /d flag after the pattern works)",
+    ),
+];
 
 /// The relay's verdict in the corpus's words.
 fn relay_verdict(filter: &str, payload: &Value) -> &'static str {

@@ -25,14 +25,14 @@
 //!
 //! # Known differences (measured against Java 17 in `tests/fixtures/jayway`)
 //!
-//! * `^`/`$` under `m` see only `\n` as a line end (Java: also `\r`,
-//!   `\u0085`, `\u2028`, `\u2029` unless `d`), and `$` without `m` does not
-//!   match before a final line terminator. Under full-string matching
-//!   (`Matcher.matches()`) this only shows when the pattern matches a line
-//!   terminator after `$`.
+//! * `^`/`$` under `m` see `\n`, `\r\n` and `\r` as line ends (the crate's
+//!   CRLF mode) but not `\u0085`, `\u2028`, `\u2029` as Java does, and `$`
+//!   without `m` does not match before a final line terminator (corpus pair
+//!   `corner-00`). Under full-string matching (`Matcher.matches()`) this only
+//!   shows when the pattern matches a line terminator after `$`.
 //! * With `u`/`U`, case-insensitive matching uses Unicode simple case folding
-//!   (Java compares `toUpperCase`/`toLowerCase` of each character); they
-//!   differ on a handful of characters (e.g. the Kelvin sign).
+//!   (Java compares `toUpperCase`/`toLowerCase` of each character); the
+//!   corpus's samples (Kelvin sign, `ß`, long s, `ﬀ`) agree, others may not.
 //! * Unicode property names are matched loosely by the crate
 //!   (`\p{greek}`); Java wants its own spelling and refuses the pattern.
 //! * Refused here, accepted by Java: look-around, backreferences, `\Q..\E`,
@@ -264,8 +264,12 @@ impl Printer<'_> {
 
     fn assertion(&mut self, kind: AssertionKind, st: &State) -> Res {
         let s = match kind {
-            AssertionKind::StartLine if st.multi => "(?m:^)",
-            AssertionKind::EndLine if st.multi => "(?m:$)",
+            // Java's multiline anchors see `\n`, `\r\n` and `\r` as line ends (and NEL, LS, PS); the crate's
+            // CRLF mode sees the first three. Under `d` only `\n` is one, as in the crate's plain multiline.
+            AssertionKind::StartLine if st.multi && st.unix => "(?m:^)",
+            AssertionKind::EndLine if st.multi && st.unix => "(?m:$)",
+            AssertionKind::StartLine if st.multi => "(?Rm:^)",
+            AssertionKind::EndLine if st.multi => "(?Rm:$)",
             AssertionKind::StartLine | AssertionKind::StartText => r"\A",
             AssertionKind::EndLine | AssertionKind::EndText => r"\z",
             // Java 17's `\b` uses `Character.isLetterOrDigit` (Unicode) with
@@ -569,6 +573,9 @@ mod tests {
             ("ab", "", "xab", false),
             ("^ab$", "", "ab", true),
             ("a$", "", "a\n", false),
+            (r"a$\rb", "m", "a\rb", true),
+            (r"a$\rb", "md", "a\rb", false),
+            (r"a$\r\nb", "m", "a\r\nb", true),
             (r"\<a\>", "", "<a>", true),
             ("a b # c", "x", "ab", true),
             (r"a\ b", "x", "a b", true),
