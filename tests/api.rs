@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use support::webhook::Webhook;
 use support::*;
 use trigger_relay::Relay;
@@ -18,10 +17,7 @@ const READER_TOKEN: &str = "reader-token-0123456789abcdef-0123456789";
 const CLIENT_SECRET: &str = "client-secret-for-tests";
 
 fn config(store: &std::path::Path, hook: &Webhook, extra: &str) -> String {
-    let digest: String = Sha256::digest(CLIENT_SECRET.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256_hex(CLIENT_SECRET);
     format!(
         r#"
 [ingress.auth]
@@ -898,6 +894,16 @@ api_subject_prefixes = ["isc."]
         cause: &'static str,
     }
     let put = format!("/beta/trigger-subscriptions/{id}");
+    // A create with the admin token that must be refused with 400 and `cause`.
+    let create = |what, body, cause| Case {
+        what,
+        method: "POST",
+        path: "/beta/trigger-subscriptions".into(),
+        token: ADMIN_TOKEN,
+        body,
+        status: 400,
+        cause,
+    };
     let cases = [
         Case {
             what: "PUT to another port without the secret",
@@ -928,62 +934,42 @@ api_subject_prefixes = ["isc."]
             status: 400,
             cause: "bearerToken",
         },
-        Case {
-            what: "a URL with a password",
-            method: "POST",
-            path: "/beta/trigger-subscriptions".into(),
-            token: ADMIN_TOKEN,
-            body: sub(&|s| {
+        create(
+            "a URL with a password",
+            sub(&|s| {
                 s["httpConfig"]["url"] = json!("http://user:hunter2@example.com/x");
                 s["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = json!("t");
             }),
-            status: 400,
-            cause: "use httpAuthenticationType BASIC_AUTH with basicAuthConfig",
-        },
-        Case {
-            what: "a Kafka internal topic",
-            method: "POST",
-            path: "/beta/trigger-subscriptions".into(),
-            token: ADMIN_TOKEN,
-            body: json!({"name": "k", "triggerId": "idn:identity-created", "type": "KAFKA",
+            "use httpAuthenticationType BASIC_AUTH with basicAuthConfig",
+        ),
+        create(
+            "a Kafka internal topic",
+            json!({"name": "k", "triggerId": "idn:identity-created", "type": "KAFKA",
                          "kafkaConfig": {"topic": "__consumer_offsets"}}),
-            status: 400,
-            cause: "kafkaConfig.topic: `__consumer_offsets` starts with `_`",
-        },
-        Case {
-            what: "a NATS subject outside the allowed prefixes",
-            method: "POST",
-            path: "/beta/trigger-subscriptions".into(),
-            token: ADMIN_TOKEN,
-            body: json!({"name": "n", "triggerId": "idn:identity-created", "type": "NATS",
+            "kafkaConfig.topic: `__consumer_offsets` starts with `_`",
+        ),
+        create(
+            "a NATS subject outside the allowed prefixes",
+            json!({"name": "n", "triggerId": "idn:identity-created", "type": "NATS",
                          "natsConfig": {"subject": "$JS.API.STREAM.DELETE.x"}}),
-            status: 400,
-            cause: "natsConfig.subject: `$JS.API.STREAM.DELETE.x` does not start with an allowed prefix (isc.)",
-        },
-        Case {
-            what: "an EventBridge endpoint URL from the API",
-            method: "POST",
-            path: "/beta/trigger-subscriptions".into(),
-            token: ADMIN_TOKEN,
-            body: json!({"name": "e", "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
+            "natsConfig.subject: `$JS.API.STREAM.DELETE.x` does not start with an allowed prefix (isc.)",
+        ),
+        create(
+            "an EventBridge endpoint URL from the API",
+            json!({"name": "e", "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
                          "eventBridgeConfig": {"awsAccount": "123456789012", "awsRegion": "us-east-1",
                                                "endpointUrl": "http://169.254.169.254/"}}),
-            status: 400,
-            cause: "eventBridgeConfig.endpointUrl: may be set only in the config file",
-        },
-        Case {
-            what: "a name over 128 characters",
-            method: "POST",
-            path: "/beta/trigger-subscriptions".into(),
-            token: ADMIN_TOKEN,
-            body: {
+            "eventBridgeConfig.endpointUrl: may be set only in the config file",
+        ),
+        create(
+            "a name over 128 characters",
+            {
                 let mut s = http_subscription(&big[..129], &hook.url("/x"));
                 s["description"] = json!(big);
                 s
             },
-            status: 400,
-            cause: "name: must be at most 128 characters",
-        },
+            "name: must be at most 128 characters",
+        ),
         Case {
             what: "a test invocation with only the invocation-status scope",
             method: "POST",
@@ -1120,10 +1106,7 @@ async fn token_floods_and_guessing_are_contained() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Webhook::start().await;
     let other = "other-client-secret";
-    let other_digest: String = Sha256::digest(other.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let other_digest = sha256_hex(other);
     let relay = start(&config(
         dir.path(),
         &hook,

@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use support::webhook::Webhook;
 use support::*;
 
@@ -14,10 +13,7 @@ async fn sailpoints_python_sdk_manages_relay_subscriptions() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Webhook::start().await;
     let secret = "sdk-client-secret";
-    let digest: String = Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256_hex(secret);
     let relay = start(&format!(
         r#"
 [ingress.auth]

@@ -283,6 +283,15 @@ pub fn consume(bootstrap: &str, topic: &str, n: usize, within: Duration) -> Vec<
     out
 }
 
+/// The SHA-256 of `secret` in hex, as `api.clients[].client_secret_sha256` takes it.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Start the relay from TOML (listeners forced to 127.0.0.1:0).
 pub async fn start(toml: &str) -> Relay {
     let text = format!("{toml}\n",);
