@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use regex::Regex;
 use serde_json::{Map, Number, Value};
 
 use super::lexer::{
@@ -584,7 +583,7 @@ pub(crate) enum V<'a> {
     Num(NumV<'a>),
     Str(Cow<'a, str>),
     Json(JsonV<'a>),
-    Pattern(&'a Regex),
+    Pattern(&'a super::java_regex::JavaRegex),
 }
 
 #[derive(Debug)]

@@ -7,7 +7,6 @@
 //! kept (and noted): e.g. a path inside a filter ends at a blank, at one of
 //! `< > = ~ !`, or at a `)` that does not close an empty function call.
 
-use regex::Regex;
 use serde_json::{Number, Value};
 
 use super::lexer::{
@@ -133,7 +132,7 @@ pub(crate) enum Lit {
     Num(LitNum),
     Str(Box<str>),
     Json(Box<LitJson>),
-    Regex(Box<Regex>),
+    Regex(Box<super::java_regex::JavaRegex>),
 }
 
 /// Number literal: value plus its Java `BigDecimal.toString()` text.
@@ -1026,6 +1025,9 @@ impl Parser<'_> {
 
 /// Compile a Jayway `/pattern/flags` literal for full-string matching (Java
 /// `Matcher.matches()`) with Java's `Pattern` semantics (see `java_regex`).
-pub(crate) fn compile_regex(pattern: &str, flags: &str) -> Result<Regex, String> {
+pub(crate) fn compile_regex(
+    pattern: &str,
+    flags: &str,
+) -> Result<super::java_regex::JavaRegex, String> {
     super::java_regex::compile(pattern, flags, REGEX_SIZE_LIMIT, MAX_DEPTH)
 }
