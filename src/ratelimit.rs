@@ -87,15 +87,21 @@ impl<K: Hash + Eq> RateLimiter<K> {
         let now = Instant::now();
         let t = self.lock();
         let w = t.windows.get(key)?;
-        let elapsed = now.saturating_duration_since(w.start);
-        if elapsed >= self.window || w.count < self.limit {
+        if now.saturating_duration_since(w.start) >= self.window || w.count < self.limit {
             return None;
         }
-        let left = self.window.saturating_sub(elapsed);
+        Some(self.over(w, now))
+    }
+
+    /// The answer for a window that is full at `now`: the seconds left in it, rounded up, at least 1.
+    fn over(&self, w: &Window, now: Instant) -> OverLimit {
+        let left = self
+            .window
+            .saturating_sub(now.saturating_duration_since(w.start));
         let s = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        Some(OverLimit {
+        OverLimit {
             retry_after_s: s.max(1),
-        })
+        }
     }
 
     /// Requests allowed per key per window.
@@ -126,13 +132,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
                 };
             }
             if w.count >= self.limit {
-                let left = self
-                    .window
-                    .saturating_sub(now.saturating_duration_since(w.start));
-                let s = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                return Err(OverLimit {
-                    retry_after_s: s.max(1),
-                });
+                return Err(self.over(w, now));
             }
             w.count += 1;
             return Ok(Admitted::Counted);

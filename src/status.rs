@@ -4,8 +4,8 @@
 //! Bounded: at most [`MAX_ENTRIES`] kept, successes for 24 h and failures for 48 h (ISC's retention), a
 //! payload is kept with its status only when it is at most [`MAX_KEPT_INPUT`] bytes (the `Bytes` is shared with
 //! the event, not copied), and all kept statuses together weigh at most [`MAX_KEPT_BYTES`] (payloads, test
-//! `contentJson`, error texts): the oldest go first, so a flood of large events cannot grow the log past it. Recording is one short mutex hold per finished delivery, on the sink worker, never
-//! on the ingress path.
+//! `contentJson`, error texts): the oldest go first, so a flood of large events cannot grow the log past it.
+//! Recording is one short mutex hold per finished delivery, on the sink worker, never on the ingress path.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

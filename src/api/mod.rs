@@ -978,31 +978,29 @@ fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiErr
     let (Some(n), Some(o)) = (new.http_config.as_mut(), old.http_config.as_ref()) else {
         return Ok(());
     };
-    let same_place = destination(&n.url).is_some() && destination(&n.url) == destination(&o.url);
+    let (from, to) = (destination(&o.url), destination(&n.url));
     let kind = |c: &crate::model::HttpConfig| {
         c.http_authentication_type
-            .as_deref()
-            .unwrap_or("NO_AUTH")
-            .to_string()
+            .clone()
+            .unwrap_or_else(|| "NO_AUTH".into())
     };
-    let same_auth = kind(n) == kind(o);
+    let (old_kind, new_kind) = (kind(o), kind(n));
+    let same_place = to.is_some() && to == from;
+    let same_auth = old_kind == new_kind;
     let moved = || {
-        let (from, to) = (destination(&o.url), destination(&n.url));
-        let show = |d: Option<(String, String, u16)>| {
-            d.map_or_else(|| "?".to_string(), |(s, h, p)| format!("{s}://{h}:{p}"))
+        let show = |d: &Option<(String, String, u16)>| {
+            d.as_ref()
+                .map_or_else(|| "?".to_string(), |(s, h, p)| format!("{s}://{h}:{p}"))
         };
         format!(
             "the stored credential is kept only while the destination and authentication type stay the same \
-             ({} {} → {} {}): send it again",
-            show(from),
-            o.http_authentication_type.as_deref().unwrap_or("NO_AUTH"),
-            show(to),
-            n.http_authentication_type.as_deref().unwrap_or("NO_AUTH"),
+             ({} {old_kind} → {} {new_kind}): send it again",
+            show(&from),
+            show(&to),
         )
     };
     // A secret the new authentication type does not use is simply not carried over.
-    let uses = |t: &str| kind(n) == t;
-    let (basic, bearer) = (uses("BASIC_AUTH"), uses("BEARER_TOKEN"));
+    let (basic, bearer) = (new_kind == "BASIC_AUTH", new_kind == "BEARER_TOKEN");
     if let (Some(nb), Some(ob)) = (n.basic_auth_config.as_mut(), o.basic_auth_config.as_ref()) {
         if basic && nb.password.is_none() && ob.password.is_some() {
             if same_place && same_auth && nb.user_name == ob.user_name {
