@@ -859,20 +859,11 @@ api_subject_prefixes = ["isc."]
         &format!("max_tokens_per_client = 3\n{extra}"),
     ))
     .await;
-    let created = api(
+    let id = create_subscription(
         &relay,
-        "POST",
-        "/beta/trigger-subscriptions",
-        Some(http_subscription("secret holder", &hook.url("/holder"))),
+        http_subscription("secret holder", &hook.url("/holder")),
     )
     .await;
-    assert_eq!(
-        created.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
-    let id = created.json()["id"].as_str().unwrap().to_string();
     let sub = |f: &dyn Fn(&mut Value)| {
         let mut s = http_subscription("secret holder", &hook.url("/holder"));
         s["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"] = Value::Null;
@@ -1086,6 +1077,13 @@ api_subject_prefixes = ["isc."]
     isc_error(&r, 413, "");
 }
 
+/// Create a subscription through the API (it must answer 201); its id.
+async fn create_subscription(relay: &Relay, body: Value) -> String {
+    let r = api(relay, "POST", "/beta/trigger-subscriptions", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
 async fn config_subscription_id(relay: &Relay) -> String {
     let all = api(relay, "GET", "/beta/trigger-subscriptions", None)
         .await
@@ -1209,23 +1207,11 @@ async fn deleted_subscriptions_leave_no_metric_series() {
     };
     let mut sizes = Vec::new();
     for i in 0..20 {
-        let created = api(
+        let id = create_subscription(
             &relay,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(http_subscription(
-                &format!("cycle {i}"),
-                &hook.url("/cycle"),
-            )),
+            http_subscription(&format!("cycle {i}"), &hook.url("/cycle")),
         )
         .await;
-        assert_eq!(
-            created.status,
-            201,
-            "{}",
-            String::from_utf8_lossy(&created.body)
-        );
-        let id = created.json()["id"].as_str().unwrap().to_string();
         assert!(
             metrics().await.contains(&id),
             "a live subscription has its series"
