@@ -1,5 +1,7 @@
 //! The admin listener, on its own port so it is never exposed with the ingress: `/metrics` (Prometheus text),
-//! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, and not draining),
+//! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, the API's store was
+//! replayed once, and not draining; an API store that is away later is named in the 200 answer, not a 503, so
+//! events keep flowing),
 //! and the Triggers API (`api`) when it is enabled. `/metrics` carries `/readyz`'s answer too, as
 //! `trigger_relay_ready`, set from [`AdminState::not_ready`] at each scrape.
 
@@ -40,6 +42,9 @@ impl AdminState {
     pub fn not_ready(&self) -> Option<String> {
         if self.draining.load(Ordering::Acquire) {
             return Some("draining".into());
+        }
+        if let Some(why) = self.api.as_ref().and_then(|a| a.not_ready()) {
+            return Some(why);
         }
         let waiting: Vec<&str> = self
             .sinks
@@ -95,7 +100,15 @@ pub async fn handle(
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => match state.not_ready() {
-            None => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+            None => {
+                // Ready, with what an operator should know: the API's store away does not stop events.
+                let note = state.api.as_ref().and_then(|a| a.degraded());
+                let body = match note {
+                    Some(n) => format!("ready ({n})\n"),
+                    None => "ready\n".into(),
+                };
+                text(StatusCode::OK, body, "text/plain")
+            }
             Some(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),

@@ -433,9 +433,26 @@ fn default_queue_bytes() -> u64 {
 pub struct ApiConfig {
     #[serde(default)]
     pub enabled: bool,
-    /// Where subscriptions created through the API are kept (a JSON file, written atomically, mode 0600).
+    /// Shorthand for `[api.store] kind = "file"` with this path.
     #[serde(default)]
     pub store_path: Option<std::path::PathBuf>,
+    /// Where subscriptions created through the API are kept (`api::store`).
+    #[serde(default)]
+    pub store: Option<ApiStoreConfig>,
+    /// Seals webhook credentials in the store (AES-256-GCM; at least 32 bytes, e.g. `${STORE_KEY}`). Required
+    /// with a shared store.
+    #[serde(default)]
+    pub store_key: Option<crate::model::Secret>,
+    /// Earlier store keys: they still open what they sealed (rotation).
+    #[serde(default)]
+    pub store_old_keys: Vec<crate::model::Secret>,
+    /// Signs the access tokens of `POST /oauth/token` (HS256 JWTs; at least 32 bytes). Every replica must have
+    /// the same key; required with a shared store. Without it a single process signs with a random key.
+    #[serde(default)]
+    pub token_signing_key: Option<crate::model::Secret>,
+    /// Earlier signing keys: tokens they signed are accepted until they expire (rotation).
+    #[serde(default)]
+    pub token_verification_keys: Vec<crate::model::Secret>,
     /// OAuth clients (`POST /oauth/token`, client credentials).
     #[serde(default)]
     pub clients: Vec<ApiClientConfig>,
@@ -450,10 +467,6 @@ pub struct ApiConfig {
     /// Lifetime of an access token from `/oauth/token` (at most 24 h).
     #[serde(default = "default_token_ttl")]
     pub token_ttl_s: u64,
-    /// Access tokens one client may hold alive at once; beyond it the client's own oldest is forgotten, so one
-    /// client can never push out another's.
-    #[serde(default = "default_tokens_per_client")]
-    pub max_tokens_per_client: usize,
     /// Failed authentications (wrong client secret, unknown or expired bearer token) allowed per source IP per
     /// rate-limit window; beyond it that source gets 429 until the window ends.
     #[serde(default = "default_auth_failures")]
@@ -473,12 +486,16 @@ impl Default for ApiConfig {
         Self {
             enabled: false,
             store_path: None,
+            store: None,
+            store_key: None,
+            store_old_keys: Vec::new(),
+            token_signing_key: None,
+            token_verification_keys: Vec::new(),
             clients: Vec::new(),
             tokens: Vec::new(),
             rate_limit_requests: default_rate_requests(),
             rate_limit_window_ms: default_rate_window(),
             token_ttl_s: default_token_ttl(),
-            max_tokens_per_client: default_tokens_per_client(),
             auth_failure_limit: default_auth_failures(),
             test_config_subscriptions: false,
             allow_endpoint_url: false,
@@ -495,12 +512,81 @@ fn default_rate_window() -> u64 {
 fn default_token_ttl() -> u64 {
     3_600
 }
-fn default_tokens_per_client() -> usize {
-    100
-}
 fn default_auth_failures() -> u32 {
     20
 }
+/// `[api.store]`: where the API's subscriptions live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ApiStoreConfig {
+    /// One JSON file for a single process (locked; a second process refuses to start).
+    File { path: std::path::PathBuf },
+    /// A JetStream Key-Value bucket shared by every replica.
+    Nats(NatsStoreConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsStoreConfig {
+    /// A connection of `[sinks.nats.<name>]` (its servers and credentials; the store opens its own client).
+    pub connection: String,
+    #[serde(default = "default_store_bucket")]
+    pub bucket: String,
+    /// Copies of the bucket in a JetStream cluster (1 to 5), used when the relay creates it.
+    #[serde(default = "default_store_replicas")]
+    pub replicas: usize,
+    /// `file` or `memory`, used when the relay creates the bucket.
+    #[serde(default)]
+    pub storage: KvStorage,
+    /// Revisions kept per key, used when the relay creates the bucket (1 to 64).
+    #[serde(default = "default_store_history")]
+    pub history: i64,
+    /// Deadline of each store operation; a write that misses it answers 503.
+    #[serde(default = "default_store_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvStorage {
+    #[default]
+    File,
+    Memory,
+}
+
+impl From<KvStorage> for async_nats::jetstream::stream::StorageType {
+    fn from(s: KvStorage) -> Self {
+        match s {
+            KvStorage::File => Self::File,
+            KvStorage::Memory => Self::Memory,
+        }
+    }
+}
+
+fn default_store_bucket() -> String {
+    "trigger-relay-subscriptions".into()
+}
+fn default_store_replicas() -> usize {
+    1
+}
+fn default_store_history() -> i64 {
+    5
+}
+fn default_store_timeout() -> u64 {
+    2_000
+}
+
+impl ApiConfig {
+    /// The store, `store_path` read as a `file` store.
+    pub fn store_config(&self) -> Option<ApiStoreConfig> {
+        self.store.clone().or_else(|| {
+            self.store_path
+                .clone()
+                .map(|path| ApiStoreConfig::File { path })
+        })
+    }
+}
+
 /// Longest accepted `api.token_ttl_s` (ISC's own tokens last 12 h).
 pub const MAX_TOKEN_TTL_S: u64 = 24 * 3_600;
 /// Shortest static bearer token accepted (ingress and API): 32 bytes, e.g. `openssl rand -hex 32` (64).
@@ -904,10 +990,10 @@ impl Config {
         }
         let a = &self.api;
         if a.enabled {
-            if a.store_path.is_none() {
+            if a.store_path.is_none() && a.store.is_none() {
                 errors.push(
-                    "api.store_path",
-                    "required when the API is enabled (a file the relay can write)",
+                    "api.store",
+                    "required when the API is enabled: [api.store] kind = \"file\" (one process) or \"nats\" (replicas), or api.store_path",
                 );
             }
             if a.clients.is_empty() && a.tokens.is_empty() {
@@ -926,11 +1012,85 @@ impl Config {
                 format!("must be 1 to {MAX_TOKEN_TTL_S} (24 h)"),
             );
         }
-        if !(1..=10_000).contains(&a.max_tokens_per_client) {
-            errors.push("api.max_tokens_per_client", "must be 1 to 10000");
-        }
         if a.auth_failure_limit == 0 {
             errors.push("api.auth_failure_limit", "must be greater than 0");
+        }
+        if a.store_path.is_some() && a.store.is_some() {
+            errors.push(
+                "api.store_path",
+                "set either api.store_path or [api.store], not both",
+            );
+        }
+        if let Some(ApiStoreConfig::Nats(n)) = &a.store {
+            if !self.sinks.nats.contains_key(&n.connection) {
+                errors.push(
+                    "api.store.connection",
+                    format!(
+                        "no NATS connection `{}`: name one of [sinks.nats.<name>] ({})",
+                        n.connection,
+                        self.sinks
+                            .nats
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            if n.bucket.is_empty()
+                || n.bucket.len() > 64
+                || !n
+                    .bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                errors.push(
+                    "api.store.bucket",
+                    "1 to 64 characters of A-Z, a-z, 0-9, - and _",
+                );
+            }
+            if !(1..=5).contains(&n.replicas) {
+                errors.push("api.store.replicas", "must be 1 to 5");
+            }
+            if !(1..=64).contains(&n.history) {
+                errors.push("api.store.history", "must be 1 to 64");
+            }
+            if !(1..=60_000).contains(&n.request_timeout_ms) {
+                errors.push("api.store.request_timeout_ms", "must be 1 to 60000");
+            }
+            if a.enabled {
+                if a.store_key.is_none() {
+                    errors.push("api.store_key", "required with a shared store: webhook credentials are sealed with it (at least 32 bytes, e.g. `openssl rand -hex 32`)");
+                }
+                if a.token_signing_key.is_none() {
+                    errors.push("api.token_signing_key", "required with a shared store: every replica must verify the tokens every other one issues (at least 32 bytes, e.g. `openssl rand -hex 32`)");
+                }
+            }
+        }
+        let keys = [
+            ("api.store_key".to_string(), a.store_key.as_ref()),
+            (
+                "api.token_signing_key".to_string(),
+                a.token_signing_key.as_ref(),
+            ),
+        ]
+        .into_iter()
+        .chain(
+            a.store_old_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("api.store_old_keys[{i}]"), Some(k))),
+        )
+        .chain(
+            a.token_verification_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("api.token_verification_keys[{i}]"), Some(k))),
+        );
+        for (path, key) in keys {
+            if key.is_some_and(|k| k.expose().len() < MIN_TOKEN_LEN) {
+                errors.push(path, format!("must be at least {MIN_TOKEN_LEN} bytes (generate one with `openssl rand -hex 32`)"));
+            }
         }
         for (i, c) in a.clients.iter().enumerate() {
             if c.client_id.is_empty() {

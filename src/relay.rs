@@ -257,30 +257,22 @@ impl Relay {
             router_metrics: router_metrics.clone(),
             statuses: statuses.clone(),
         };
-        // Subscriptions from the API's store join the config file's.
-        let store = match (&config.api.store_path, api_on) {
-            (Some(path), true) => Some(crate::api::store::Store::open(path).map_err(
-                |message| StartError::Sink {
+        // Subscriptions from the API's store join the config file's; the table then follows the store.
+        let api_stop = CancellationToken::new();
+        let store = if api_on {
+            let store = crate::api::store::Store::open(&config, api_stop.clone())
+                .await
+                .map_err(|e| StartError::Sink {
                     sink: "api".into(),
-                    message,
-                },
-            )?),
-            _ => None,
+                    message: e.to_string(),
+                })?;
+            Some(Arc::new(store))
+        } else {
+            None
         };
-        let mut all = config.subscriptions.clone();
-        if let Some(store) = &store {
-            for s in store.list() {
-                let problems = config.check_subscription("", &s);
-                if problems.is_empty() {
-                    all.push(s);
-                } else {
-                    let list: Vec<String> = problems.iter().map(|e| e.to_string()).collect();
-                    tracing::error!(subscription = %s.effective_id(), name = %s.name, problems = ?list, "a stored subscription no longer fits the config; it is not routed (fix the config, or change it through the API)");
-                }
-            }
-        }
+        let view = store.as_ref().map(|s| s.view()).unwrap_or_default();
         let router = builder
-            .build(&all)
+            .build(&crate::api::follow::routable(&config, &view))
             .await
             .map_err(|message| StartError::Sink {
                 sink: "router".into(),
@@ -289,17 +281,33 @@ impl Relay {
         let builder = Arc::new(tokio::sync::Mutex::new(Some(builder)));
         let router = Arc::new(ArcSwap::from_pointee(router));
         let api = match store {
-            Some(store) => Some(Arc::new(crate::api::ApiState::new(
-                &config,
-                catalog.clone(),
-                store,
-                builder.clone(),
-                router.clone(),
-                statuses.clone().unwrap_or_default(),
-                &registry,
-            )?)),
+            Some(store) => {
+                let (routed_tx, routed_rx) = tokio::sync::watch::channel(view.revision);
+                let follow = crate::api::follow::Follow {
+                    config: Arc::new(config.clone()),
+                    view: store.subscribe(),
+                    builder: builder.clone(),
+                    router: router.clone(),
+                    routed: routed_tx,
+                    routed_ids: view
+                        .subscriptions()
+                        .map(crate::model::Subscription::effective_id)
+                        .collect(),
+                };
+                tokio::spawn(follow.run(api_stop.clone()));
+                Some(Arc::new(crate::api::ApiState::new(
+                    &config,
+                    catalog.clone(),
+                    store,
+                    routed_rx,
+                    builder.clone(),
+                    statuses.clone().unwrap_or_default(),
+                    &registry,
+                )?))
+            }
             None => None,
         };
+        let api_stop_guard = api_stop.clone().drop_guard();
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -423,6 +431,8 @@ impl Relay {
         let done = tokio::spawn(async move {
             supervisor_stop.cancelled().await;
             draining.store(true, Ordering::Release);
+            // The store's followers stop: the table stays as it is until it is emptied below.
+            drop(api_stop_guard);
             tracing::info!(
                 grace_ms = grace.as_millis() as u64,
                 "shutting down: not ready, no new connections, draining"

@@ -45,6 +45,22 @@ impl RouteBuilder {
         Ok(router)
     }
 
+    /// A table routing to every enabled subscription in `subs` that can be routed; each one that cannot is
+    /// left out with an error log (a replica following a store written by replicas with another config).
+    pub async fn build_lenient(&self, subs: &[Subscription]) -> Router {
+        let mut router = Router::new(self.catalog.clone());
+        for s in subs.iter().filter(|s| s.enabled) {
+            match self.spec(s).await {
+                Ok(Some((spec, queue))) => router.add(spec, queue, &self.router_metrics),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(subscription = %s.effective_id(), error = %e, "a subscription cannot be routed on this replica; it is left out")
+                }
+            }
+        }
+        router
+    }
+
     /// Forget the metric series of a subscription that no longer exists, on every sink it could have used.
     pub fn forget(&self, subscription: &str) {
         self.router_metrics.forget(subscription);

@@ -468,12 +468,38 @@ fn credentials_and_token_settings_are_bounded() {
         &["api.tokens[0].token: must be at least 32 bytes"],
     );
     check(
-        &format!("{api}token_ttl_s = 9223372036854775807\nmax_tokens_per_client = 0\nauth_failure_limit = 0\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"sp:scopes:all\"]\n"),
+        &format!("{api}token_ttl_s = 9223372036854775807\nauth_failure_limit = 0\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"sp:scopes:all\"]\n"),
         &[
             "api.token_ttl_s: must be 1 to 86400 (24 h)",
-            "api.max_tokens_per_client: must be 1 to 10000",
             "api.auth_failure_limit: must be greater than 0",
         ],
+    );
+    // A shared store needs the keys every replica shares, of a real length, and a NATS connection that exists.
+    let token = "[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"sp:scopes:all\"]\n";
+    check(
+        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"nats\"\nconnection = \"nope\"\nbucket = \"a.b\"\nreplicas = 7\nhistory = 0\nrequest_timeout_ms = 0\n"),
+        &[
+            "api.store.connection: no NATS connection `nope`",
+            "api.store.bucket: 1 to 64 characters",
+            "api.store.replicas: must be 1 to 5",
+            "api.store.history: must be 1 to 64",
+            "api.store.request_timeout_ms: must be 1 to 60000",
+            "api.store_key: required with a shared store",
+            "api.token_signing_key: required with a shared store",
+        ],
+    );
+    check(
+        &format!("[api]\nenabled = true\nstore_path = \"/tmp/x.json\"\nstore_key = \"short\"\ntoken_signing_key = \"short\"\ntoken_verification_keys = [\"short\"]\n{token}[api.store]\nkind = \"file\"\npath = \"/tmp/y.json\"\n"),
+        &[
+            "api.store_path: set either api.store_path or [api.store], not both",
+            "api.store_key: must be at least 32 bytes",
+            "api.token_signing_key: must be at least 32 bytes",
+            "api.token_verification_keys[0]: must be at least 32 bytes",
+        ],
+    );
+    check(
+        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"kafka\"\n"),
+        &["api.store.kind: unknown variant `kafka`, expected `file` or `nats`"],
     );
     // A webhook URL with a password is refused, and the password is not in the message.
     let e = Config::from_toml(

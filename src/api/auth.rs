@@ -2,12 +2,13 @@
 //! tokens) and static bearer tokens, each with ISC's scopes. The per-caller rate limit (ISC's 100 requests per
 //! 10 s by default) is a [`crate::ratelimit::RateLimiter`] keyed by [`Principal::name`].
 //!
-//! Secrets are never kept in clear: client secrets are configured as SHA-256 digests, issued tokens and static
-//! tokens are kept as digests, and every comparison is constant-time.
+//! Access tokens are signed JWTs (HS256, `api.token_signing_key`, with `api.token_verification_keys` still
+//! accepted for rotation), so a token from one replica works on every other and no replica keeps a table of
+//! them (nothing to evict, nothing to share). Client secrets are configured as SHA-256 digests, static tokens
+//! are kept as digests, and those comparisons are constant-time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -55,19 +56,30 @@ struct Client {
     scopes: Vec<String>,
 }
 
-struct Issued {
-    principal: Principal,
-    expires: Instant,
-    issued: Instant,
+/// What an access token says: a JWT (HS256) any replica with the signing key verifies without shared state.
+/// `user_name` is the client id: SailPoint's CLI reads it from the token (and warns without it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    client_id: String,
+    user_name: String,
+    scope: Vec<String>,
+    iat: u64,
+    exp: u64,
+    jti: String,
 }
+
+const ISSUER: &str = "trigger-relay";
 
 pub struct Auth {
     clients: Vec<Client>,
     tokens: Vec<(Digest32, Principal)>,
-    /// Live access tokens: at most `per_client` per configured client, so bounded by the config.
-    issued: Mutex<HashMap<Digest32, Issued>>,
+    signing: jsonwebtoken::EncodingKey,
+    /// The signing key first, then `token_verification_keys` (rotation).
+    verifying: Vec<jsonwebtoken::DecodingKey>,
+    validation: jsonwebtoken::Validation,
     ttl: Duration,
-    per_client: usize,
 }
 
 /// Why a token request failed (OAuth's error codes).
@@ -80,6 +92,28 @@ pub enum TokenError {
 
 impl Auth {
     pub fn new(c: &ApiConfig) -> Self {
+        // Without a configured key (one process), a random one: its tokens end with the process.
+        let random;
+        let signing_key: &[u8] = match &c.token_signing_key {
+            Some(k) => k.expose().as_bytes(),
+            None => {
+                random = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+                    .iter()
+                    .flat_map(|u| *u.as_bytes())
+                    .collect::<Vec<u8>>();
+                &random
+            }
+        };
+        let mut verifying = vec![jsonwebtoken::DecodingKey::from_secret(signing_key)];
+        verifying.extend(
+            c.token_verification_keys
+                .iter()
+                .map(|k| jsonwebtoken::DecodingKey::from_secret(k.expose().as_bytes())),
+        );
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
         Self {
             clients: c
                 .clients
@@ -105,9 +139,10 @@ impl Auth {
                     )
                 })
                 .collect(),
-            issued: Mutex::new(HashMap::new()),
+            signing: jsonwebtoken::EncodingKey::from_secret(signing_key),
+            verifying,
+            validation,
             ttl: Duration::from_secs(c.token_ttl_s.min(crate::config::MAX_TOKEN_TTL_S)),
-            per_client: c.max_tokens_per_client.max(1),
         }
     }
 
@@ -142,37 +177,25 @@ impl Auth {
             }
         }
         let c = found.ok_or(TokenError::InvalidClient)?;
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let now = Instant::now();
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        issued.retain(|_, t| t.expires > now);
-        // Over its own cap a client forgets its own oldest token: never another client's.
-        let mine = issued.values().filter(|t| t.principal.name == c.id).count();
-        if mine >= self.per_client {
-            if let Some(oldest) = issued
-                .iter()
-                .filter(|(_, t)| t.principal.name == c.id)
-                .min_by_key(|(_, t)| t.issued)
-                .map(|(k, _)| *k)
-            {
-                issued.remove(&oldest);
-            }
-        }
-        issued.insert(
-            digest(&token),
-            Issued {
-                principal: Principal {
-                    name: c.id.clone(),
-                    scopes: c.scopes.clone(),
-                },
-                expires: now.checked_add(self.ttl).unwrap_or(now),
-                issued: now,
-            },
-        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: c.id.clone(),
+            client_id: c.id.clone(),
+            user_name: c.id.clone(),
+            scope: c.scopes.clone(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.signing,
+        )
+        .map_err(|_| TokenError::InvalidRequest("the token could not be signed"))?;
         Ok((token, self.ttl, c.scopes.clone()))
     }
 
@@ -195,11 +218,35 @@ impl Auth {
                 return Ok(p.clone());
             }
         }
-        let issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        match issued.get(&d) {
-            Some(t) if t.expires > Instant::now() => Ok(t.principal.clone()),
-            Some(_) => Err("the access token has expired: get a new one from POST /oauth/token"),
-            None => Err("the access token is not valid"),
+        // A JWT from `issue` on any replica: its client must still be configured, and it keeps only the scopes
+        // that client has now (a client removed or narrowed in the config loses them at once).
+        let mut expired = false;
+        for key in &self.verifying {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(t) => {
+                    let c = t.claims;
+                    let Some(client) = self.clients.iter().find(|cl| cl.id == c.client_id) else {
+                        return Err("the access token's client is no longer configured");
+                    };
+                    return Ok(Principal {
+                        name: client.id.clone(),
+                        scopes: c
+                            .scope
+                            .into_iter()
+                            .filter(|s| client.scopes.contains(s))
+                            .collect(),
+                    });
+                }
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    expired = true;
+                }
+                Err(_) => {}
+            }
         }
+        Err(if expired {
+            "the access token has expired: get a new one from POST /oauth/token"
+        } else {
+            "the access token is not valid"
+        })
     }
 }

@@ -6,12 +6,19 @@
 //! `POST /oauth/token` (client credentials) or a static bearer token, ISC's scope names, 100 requests per 10 s
 //! per caller, and ISC's error shapes.
 //!
-//! Writes are serialised by the route builder's lock: validate like the config → build the new routing table →
-//! write the store (fsync'd) → swap the table. An event in flight keeps the route it started with; the next event
-//! sees the new table. Subscriptions from the config file are listed but read-only (409).
+//! Writes go to the store ([`store`]), one record per trigger, by compare-and-swap: read the trigger's record
+//! fresh → check and change it (ISC's 50 per trigger, the name free on the trigger, `If-Match`) → write it naming
+//! the revision read; a concurrent write on another replica makes that fail and the write starts over from a
+//! fresh read (writes on one replica also take turns, so only replicas race). The answer waits until this
+//! replica's routing table includes the write ([`follow`]). Reads answer from the replica's view of the store,
+//! so they keep answering while the engine is away; writes then answer 503 with `Retry-After`. An event in
+//! flight keeps the route it started with; the next event sees the new table. Subscriptions from the config
+//! file are listed but read-only (409). Every subscription answer carries an `ETag`; PUT, PATCH and DELETE
+//! honour `If-Match` (412 when it no longer matches).
 
 pub mod auth;
 mod collection;
+pub mod follow;
 mod openapi;
 pub mod patch;
 mod policy;
@@ -22,7 +29,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,13 +43,12 @@ use crate::error::ApiError;
 use crate::event::{Delivery, Event};
 use crate::model::Subscription;
 use crate::ratelimit::{OverLimit, RateLimiter};
-use crate::router::Router;
 use crate::routes::RouteBuilder;
 use crate::status::StatusLog;
 use auth::{Auth, Principal, TokenError};
 use collection::{params, Query, Spec};
 pub use patch::apply_patch;
-use store::Store;
+use store::{Store, StoreError};
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
@@ -62,9 +67,12 @@ const STATUS_MANAGE: &[&str] = &["sp:trigger-service-invocation-status:manage"];
 pub struct ApiState {
     config: Arc<Config>,
     catalog: Catalog,
-    store: Store,
+    store: Arc<Store>,
+    /// The store revision this replica's routing table reflects ([`follow`]).
+    routed: tokio::sync::watch::Receiver<u64>,
+    /// Writes on this replica take turns, so compare-and-swap conflicts only come from other replicas.
+    writes: tokio::sync::Mutex<()>,
     builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
-    router: Arc<ArcSwap<Router>>,
     statuses: Arc<StatusLog>,
     auth: Auth,
     /// Keyed by caller name: client ids and token names are configured, so the table is sized to hold them all.
@@ -78,6 +86,8 @@ pub struct ApiState {
     failures: RateLimiter<IpAddr>,
     requests: IntCounterVec,
     auth_failures: IntCounterVec,
+    store_connected: prometheus::IntGauge,
+    store_conflicts: prometheus::IntCounter,
 }
 
 /// Source IPs tracked by the token-request and failed-authentication limiters (each a fixed-size table).
@@ -149,9 +159,9 @@ impl ApiState {
     pub(crate) fn new(
         config: &Config,
         catalog: Catalog,
-        store: Store,
+        store: Arc<Store>,
+        routed: tokio::sync::watch::Receiver<u64>,
         builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
-        router: Arc<ArcSwap<Router>>,
         statuses: Arc<StatusLog>,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
@@ -171,13 +181,24 @@ impl ApiState {
             &["reason"],
         )?;
         registry.register(Box::new(auth_failures.clone()))?;
+        let store_connected = prometheus::IntGauge::new(
+            "trigger_relay_api_store_connected",
+            "1 while the API's subscription store answers (set at each scrape), 0 while writes answer 503",
+        )?;
+        registry.register(Box::new(store_connected.clone()))?;
+        let store_conflicts = prometheus::IntCounter::new(
+            "trigger_relay_api_store_conflicts_total",
+            "Subscription writes that lost a compare-and-swap to another replica and were tried again",
+        )?;
+        registry.register(Box::new(store_conflicts.clone()))?;
         let window = std::time::Duration::from_millis(config.api.rate_limit_window_ms);
         Ok(Self {
             config: Arc::new(config.clone()),
             catalog,
             store,
+            routed,
+            writes: tokio::sync::Mutex::new(()),
             builder,
-            router,
             statuses,
             auth: Auth::new(&config.api),
             limiter: RateLimiter::new(
@@ -198,6 +219,25 @@ impl ApiState {
             failures: RateLimiter::new(config.api.auth_failure_limit, window, MAX_TRACKED_SOURCES),
             requests,
             auth_failures,
+            store_connected,
+            store_conflicts,
+        })
+    }
+
+    /// Why the API's part of the relay is not ready: the store has not been replayed yet.
+    pub fn not_ready(&self) -> Option<String> {
+        self.store_connected.set(i64::from(self.store.connected()));
+        (!self.store.view().caught_up)
+            .then(|| format!("replaying the subscription store ({})", self.store.kind()))
+    }
+
+    /// Ready, but worth saying: the store is unreachable (reads answer from the last view, writes 503).
+    pub fn degraded(&self) -> Option<String> {
+        (!self.store.connected()).then(|| {
+            format!(
+                "the subscription store ({}) is unreachable: API writes answer 503, routing uses the last table",
+                self.store.kind()
+            )
         })
     }
 
@@ -299,6 +339,10 @@ impl ApiState {
         }
         let id = segments.get(1).map(|s| s.to_string()).unwrap_or_default();
         let query = params(req.uri().query());
+        let if_match = req
+            .headers()
+            .get(header::IF_MATCH)
+            .map(|v| v.to_str().unwrap_or("\u{0}").to_string());
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -334,9 +378,12 @@ impl ApiState {
             "create_subscription" => self.create(&body).await,
             "validate_filter" => self.validate_filter(&body),
             "get_subscription" => self.get(&id),
-            "update_subscription" => self.update(&id, &body).await,
-            "patch_subscription" => self.patch(&id, &content_type, &body).await,
-            "delete_subscription" => self.delete(&id).await,
+            "update_subscription" => self.update(&id, &body, if_match.as_deref()).await,
+            "patch_subscription" => {
+                self.patch(&id, &content_type, &body, if_match.as_deref())
+                    .await
+            }
+            "delete_subscription" => self.delete(&id, if_match.as_deref()).await,
             "list_statuses" => self.list_statuses(&query),
             "test_invocation" => self.test_invocation(&body).await,
             _ => Err(bad_request(format!("no pending invocation `{id}`")).cause(
@@ -529,19 +576,20 @@ impl ApiState {
 
     fn all(&self) -> Vec<Subscription> {
         let mut all = self.config_subs().to_vec();
-        all.extend(self.store.list());
+        all.extend(self.store.view().subscriptions().cloned());
         all
     }
 
+    /// A subscription by id, and whether it is the config file's (read-only).
     fn find(&self, id: &str) -> Option<(Subscription, bool)> {
         if let Some(s) = self.config_subs().iter().find(|s| s.effective_id() == id) {
             return Some((s.clone(), true));
         }
         self.store
-            .list()
-            .into_iter()
+            .view()
+            .subscriptions()
             .find(|s| s.effective_id() == id)
-            .map(|s| (s, false))
+            .map(|s| (s.clone(), false))
     }
 
     fn list_subscriptions(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
@@ -562,32 +610,101 @@ impl ApiState {
 
     fn get(&self, id: &str) -> Result<Resp, ApiError> {
         let (s, _) = self.find(id).ok_or_else(|| not_found(id))?;
-        Ok(json_response(StatusCode::OK, &self.dto(&s)))
+        Ok(self.answer(StatusCode::OK, &s))
     }
 
-    /// `s` may join `others`: ISC's limit of subscriptions per trigger.
-    fn check_room(s: &Subscription, others: &[Subscription]) -> Result<(), ApiError> {
-        let same = others
+    /// A subscription answer: the DTO and its `ETag`.
+    fn answer(&self, status: StatusCode, s: &Subscription) -> Resp {
+        let mut r = json_response(status, &self.dto(s));
+        if let Ok(v) = HeaderValue::from_str(&store::etag(s)) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        r
+    }
+
+    /// `s` may join `stored` (the API's subscriptions of its trigger, without `s`): ISC's limit of subscriptions
+    /// per trigger, and a name not yet used on the trigger.
+    fn check_room(&self, s: &Subscription, stored: &[Subscription]) -> Result<(), ApiError> {
+        let id = s.effective_id();
+        let others: Vec<&Subscription> = self
+            .config_subs()
             .iter()
-            .filter(|o| o.trigger_id == s.trigger_id)
-            .count();
-        if same >= MAX_SUBSCRIPTIONS_PER_TRIGGER {
+            .chain(stored)
+            .filter(|o| o.trigger_id == s.trigger_id && o.effective_id() != id)
+            .collect();
+        if others.len() >= MAX_SUBSCRIPTIONS_PER_TRIGGER {
             return Err(bad_request(format!(
-                "`{}` already has {same} subscriptions",
-                s.trigger_id
+                "`{}` already has {} subscriptions",
+                s.trigger_id,
+                others.len()
             ))
             .cause(format!(
                 "ISC allows at most {MAX_SUBSCRIPTIONS_PER_TRIGGER} subscriptions per FIRE_AND_FORGET trigger"
             )));
         }
+        if let Some(o) = others.iter().find(|o| o.name == s.name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "`{}` already has a subscription named `{}`",
+                    s.trigger_id, s.name
+                ),
+            )
+            .cause(format!(
+                "subscription `{}` has that name: choose another",
+                o.effective_id()
+            )));
+        }
         Ok(())
     }
 
-    /// Validate → build the table → write the store → swap the table, all under the builder's lock.
+    /// Change the API's subscriptions of `trigger` by compare-and-swap on its record: `change` gets them fresh
+    /// from the store (maybe more than once, after a conflict) and says which subscription the answer shows and
+    /// whether it must be routable. Answers once this replica's routing table has the change.
     async fn commit(
         &self,
-        change: impl FnOnce(&mut Vec<Subscription>) -> Result<Subscription, ApiError>,
+        trigger: &str,
+        mut change: impl FnMut(&mut Vec<Subscription>) -> Result<(Subscription, bool), ApiError>,
     ) -> Result<Subscription, ApiError> {
+        /// Rounds lost to other replicas before the write gives up with 409 (each round is one read and one
+        /// write, a few milliseconds; with a handful of replicas writing one trigger at once this is ample).
+        const ATTEMPTS: u32 = 32;
+        let _turn = self.writes.lock().await;
+        for attempt in 0..ATTEMPTS {
+            let (expected, mut subs) = match self.store.read(trigger).await.map_err(store_error)? {
+                Some(r) => (Some(r.revision), r.subscriptions),
+                None => (None, Vec::new()),
+            };
+            let (changed, route) = change(&mut subs)?;
+            if route {
+                self.check_route(&changed).await?;
+            }
+            match self.store.write(trigger, expected, &subs).await {
+                Ok(revision) => {
+                    self.wait_routed(revision).await;
+                    return Ok(changed);
+                }
+                Err(StoreError::Conflict(_)) => {
+                    self.store_conflicts.inc();
+                    // A little jitter, so two replicas that collided do not collide again in step.
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8)
+                        + u64::from(attempt.min(8));
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the subscriptions of `{trigger}` kept changing while this write was tried"),
+        )
+        .cause(format!(
+            "{ATTEMPTS} concurrent writes from other replicas came first: send it again"
+        )))
+    }
+
+    /// The subscription can be routed on this replica (its sink, cluster, connection exist).
+    async fn check_route(&self, s: &Subscription) -> Result<(), ApiError> {
         let guard = self.builder.lock().await;
         let Some(builder) = guard.as_ref() else {
             return Err(ApiError::new(
@@ -595,32 +712,23 @@ impl ApiState {
                 "the relay is shutting down",
             ));
         };
-        let mut stored = self.store.list();
-        let before: Vec<String> = stored.iter().map(Subscription::effective_id).collect();
-        let changed = change(&mut stored)?;
-        let gone: Vec<String> = before
-            .into_iter()
-            .filter(|id| !stored.iter().any(|s| s.effective_id() == *id))
-            .collect();
-        let mut all = self.config_subs().to_vec();
-        all.extend(stored.iter().cloned());
-        let router = builder
-            .build(&all)
+        builder
+            .route(s)
             .await
-            .map_err(|m| bad_request("the subscription cannot be routed").cause(m))?;
-        self.store.replace(stored).map_err(|m| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the change could not be saved",
-            )
-            .cause(m)
-        })?;
-        self.router.store(Arc::new(router));
-        // Metric series of deleted subscriptions go with them.
-        for id in &gone {
-            builder.forget(id);
+            .map(|_| ())
+            .map_err(|m| bad_request("the subscription cannot be routed").cause(m))
+    }
+
+    /// Read-your-writes: wait (a bounded time) until the routing table reflects `revision`.
+    async fn wait_routed(&self, revision: u64) {
+        let mut routed = self.routed.clone();
+        let wait = routed.wait_for(|r| *r >= revision);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(revision, "a stored change was not routed within 10 s; it is stored and will route when this replica applies it");
         }
-        Ok(changed)
     }
 
     fn read_only(id: &str) -> ApiError {
@@ -635,65 +743,84 @@ impl ApiState {
         let mut s = parse(body)?;
         s.id = Some(uuid::Uuid::new_v4().to_string());
         validate(&self.config, &s)?;
-        Self::check_room(&s, &self.all())?;
+        let trigger = s.trigger_id.clone();
         let created = self
-            .commit(|stored| {
+            .commit(&trigger, |stored| {
+                self.check_room(&s, stored)?;
                 stored.push(s.clone());
-                Ok(s)
+                Ok((s.clone(), true))
             })
             .await?;
-        Ok(json_response(StatusCode::CREATED, &self.dto(&created)))
+        Ok(self.answer(StatusCode::CREATED, &created))
     }
 
-    async fn replace_with(&self, id: &str, new: Subscription) -> Result<Resp, ApiError> {
+    /// Replace subscription `id` with what `make` builds from its current version (fresh from the store, so a
+    /// PATCH applies to what is stored now), if `If-Match` still matches.
+    async fn save(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+        make: impl Fn(&Subscription) -> Result<Subscription, ApiError>,
+    ) -> Result<Resp, ApiError> {
         let (old, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
         if read_only {
             return Err(Self::read_only(id));
         }
-        let new = replacement(&self.config, &old, new)?;
-        self.save(id, new).await
-    }
-
-    /// Store `new`, already validated by [`replacement`], in place of subscription `id`.
-    async fn save(&self, id: &str, new: Subscription) -> Result<Resp, ApiError> {
-        let others: Vec<Subscription> = self
-            .all()
-            .into_iter()
-            .filter(|s| s.effective_id() != id)
-            .collect();
-        Self::check_room(&new, &others)?;
         let saved = self
-            .commit(|stored| {
-                let slot = stored
-                    .iter_mut()
-                    .find(|s| s.effective_id() == id)
+            .commit(&old.trigger_id, |stored| {
+                let i = stored
+                    .iter()
+                    .position(|s| s.effective_id() == id)
                     .ok_or_else(|| not_found(id))?;
-                *slot = new.clone();
-                Ok(new)
+                check_if_match(if_match, &stored[i])?;
+                let new = make(&stored[i])?;
+                let rest: Vec<Subscription> = stored
+                    .iter()
+                    .filter(|s| s.effective_id() != id)
+                    .cloned()
+                    .collect();
+                self.check_room(&new, &rest)?;
+                stored[i] = new.clone();
+                Ok((new, true))
             })
             .await?;
-        Ok(json_response(StatusCode::OK, &self.dto(&saved)))
+        Ok(self.answer(StatusCode::OK, &saved))
     }
 
     /// PUT: ISC's `SubscriptionPutRequest` has no required field and no `triggerId`; what it leaves out of
     /// `name`, `type` and `triggerId` stays, everything else is replaced.
-    async fn update(&self, id: &str, body: &[u8]) -> Result<Resp, ApiError> {
-        let (old, _) = self.find(id).ok_or_else(|| not_found(id))?;
-        let mut doc: Value = serde_json::from_slice(body)
+    async fn update(
+        &self,
+        id: &str,
+        body: &[u8],
+        if_match: Option<&str>,
+    ) -> Result<Resp, ApiError> {
+        let doc: Value = serde_json::from_slice(body)
             .map_err(|e| bad_request("the body is not JSON").cause(e.to_string()))?;
-        let Value::Object(m) = &mut doc else {
+        if !doc.is_object() {
             return Err(bad_request("the body must be a JSON object"));
-        };
-        m.entry("triggerId")
-            .or_insert_with(|| old.trigger_id.clone().into());
-        m.entry("name").or_insert_with(|| old.name.clone().into());
-        m.entry("type").or_insert_with(|| old.kind.as_str().into());
-        let new = parse(doc.to_string().as_bytes())?;
-        self.replace_with(id, new).await
+        }
+        self.save(id, if_match, |old| {
+            let mut doc = doc.clone();
+            if let Value::Object(m) = &mut doc {
+                m.entry("triggerId")
+                    .or_insert_with(|| old.trigger_id.clone().into());
+                m.entry("name").or_insert_with(|| old.name.clone().into());
+                m.entry("type").or_insert_with(|| old.kind.as_str().into());
+            }
+            replacement(&self.config, old, parse(doc.to_string().as_bytes())?)
+        })
+        .await
     }
 
     /// PATCH: the JSON Patch is applied and validated by [`apply_patch`]; here only what needs the server.
-    async fn patch(&self, id: &str, content_type: &str, body: &[u8]) -> Result<Resp, ApiError> {
+    async fn patch(
+        &self,
+        id: &str,
+        content_type: &str,
+        body: &[u8],
+        if_match: Option<&str>,
+    ) -> Result<Resp, ApiError> {
         if !content_type.starts_with("application/json-patch+json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -701,25 +828,22 @@ impl ApiState {
             )
             .cause("set Content-Type: application/json-patch+json"));
         }
+        self.save(id, if_match, |old| apply_patch(&self.config, old, body))
+            .await
+    }
+
+    async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Resp, ApiError> {
         let (old, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
         if read_only {
             return Err(Self::read_only(id));
         }
-        let new = apply_patch(&self.config, &old, body)?;
-        self.save(id, new).await
-    }
-
-    async fn delete(&self, id: &str) -> Result<Resp, ApiError> {
-        let (_, read_only) = self.find(id).ok_or_else(|| not_found(id))?;
-        if read_only {
-            return Err(Self::read_only(id));
-        }
-        self.commit(|stored| {
+        self.commit(&old.trigger_id, |stored| {
             let i = stored
                 .iter()
                 .position(|s| s.effective_id() == id)
                 .ok_or_else(|| not_found(id))?;
-            Ok(stored.remove(i))
+            check_if_match(if_match, &stored[i])?;
+            Ok((stored.remove(i), false))
         })
         .await?;
         let mut r = Response::new(Full::new(Bytes::new()));
@@ -791,7 +915,7 @@ impl ApiState {
         let candidates = if self.config.api.test_config_subscriptions {
             self.all()
         } else {
-            self.store.list()
+            self.store.view().subscriptions().cloned().collect()
         };
         let chosen: Vec<Subscription> = candidates
             .into_iter()
@@ -901,6 +1025,49 @@ fn document(s: &Subscription) -> Value {
         }
     }
     v
+}
+
+/// `If-Match` (absent: any version may be replaced, last write wins).
+fn check_if_match(if_match: Option<&str>, current: &Subscription) -> Result<(), ApiError> {
+    let Some(list) = if_match else {
+        return Ok(());
+    };
+    let tag = store::etag(current);
+    let matches = list
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag);
+    if matches {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "the subscription changed since that version was read",
+    )
+    .cause(format!(
+        "If-Match: {list}; the current ETag is {tag}: GET it again"
+    )))
+}
+
+/// A store failure as the API answers it: an outage is 503 with `Retry-After`, naming the store.
+fn store_error(e: StoreError) -> ApiError {
+    match &e {
+        StoreError::Unavailable { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the subscription store is unreachable; retry later",
+        )
+        .cause(e.to_string())
+        .retry_after(1),
+        StoreError::Conflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, "a concurrent write came first")
+                .cause(e.to_string())
+        }
+        StoreError::Failed { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the change could not be saved",
+        )
+        .cause(e.to_string()),
+    }
 }
 
 /// Parse a subscription body; `path` errors name the field.
