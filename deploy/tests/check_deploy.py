@@ -151,9 +151,21 @@ def listen_port(addr: str) -> int:
     return int(addr.rsplit(":", 1)[1])
 
 
+# The Triggers API with the file store: one replica, the file on a volume.
+API_FILE_STORE: dict[str, Any] = {
+    "replicaCount": 1,
+    "api": {
+        "enabled": True,
+        "store": "file",
+        "clients": [{"clientId": "automation", "clientSecretSha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                     "scopes": ["sp:scopes:all"]}],
+    },
+}
+
 SCENARIOS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "default values": lambda: None,
     f"{ALL_ON.relative_to(ROOT)}": lambda: load_values(ALL_ON),
+    "api with the file store": lambda: API_FILE_STORE,
 }
 
 
@@ -356,6 +368,31 @@ def check_wiring(f: Failures) -> None:
     secret_changed = dict(base, secrets=dict(base["secrets"], data=dict(base["secrets"]["data"], **{"isc-bearer-token": "other"})))
     f.check(a.get("checksum/secret") != ann(secret_changed).get("checksum/secret"),
             "changing a chart-created secret must change the checksum/secret pod annotation")
+    # The Triggers API: the shared store is rendered into the config; the chart refuses what cannot work.
+    all_on = tomllib.loads(config_text(render(base)[0]))
+    f.check(all_on.get("api", {}).get("store", {}).get("kind") == "nats"
+            and all_on["api"]["store"]["connection"] in all_on.get("sinks", {}).get("nats", {}),
+            f"all-on: [api.store] must be the nats store on its own connection: {all_on.get('api')}")
+    file_objects, _ = render(API_FILE_STORE)
+    file_pod = one(file_objects, "Deployment")["spec"]["template"]["spec"]
+    store_dir = "/var/lib/trigger-relay"
+    f.check(any(m["mountPath"] == store_dir for m in file_pod["containers"][0].get("volumeMounts", [])),
+            f"api file store: {store_dir} must be a mounted volume (the root filesystem is read-only)")
+    refusals = {
+        "file store with 2 replicas": (dict(API_FILE_STORE, replicaCount=2), "serves one process"),
+        "file store with autoscaling": (dict(API_FILE_STORE, autoscaling={"enabled": True}), "serves one process"),
+        "nats store without servers": ({"api": {"enabled": True, "store": "nats"}}, "api.nats.servers"),
+        "nats store without the shared keys": (
+            {"api": {"enabled": True, "store": "nats", "nats": {"servers": ["nats://n:4222"]}}}, "secretEnv.TRIGGER_RELAY_STORE_KEY"),
+        "an [api] table in config as well": (
+            dict(API_FILE_STORE, config=load_values(CHART / "values.yaml")["config"] + "\n[api]\nenabled = true\n"), "configure the API in values.api only"),
+    }
+    for what, (values, want) in refusals.items():
+        try:
+            render(values)
+            f.check(False, f"{what}: the chart must refuse to render")
+        except helm.HelmError as e:
+            f.check(want in str(e), f"{what}: the error must say {want!r}, got: {e}")
     # The chart refuses a termination grace that does not cover preStop + drain.
     try:
         render({"shutdown": {"graceSeconds": 20, "preStopSleepSeconds": 5, "terminationGracePeriodSeconds": 25}})

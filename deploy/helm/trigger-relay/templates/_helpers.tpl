@@ -55,9 +55,73 @@ app.kubernetes.io/component: relay
 {{- default (include "trigger-relay.fullname" .) .Values.secrets.existingSecret }}
 {{- end }}
 
-{{/* The relay config, rendered (values.config goes through tpl). */}}
+{{/* The relay config, rendered (values.config goes through tpl), then the [api] table from values.api. */}}
 {{- define "trigger-relay.config" -}}
 {{- tpl .Values.config . }}
+{{- with .Values.api }}
+{{- if .enabled }}
+{{- include "trigger-relay.apiChecks" $ }}
+
+# --- from values.api (the chart writes this table) ---
+[api]
+enabled = true
+{{- if hasKey $.Values.secretEnv .storeKeyEnv }}
+store_key = "${ {{- .storeKeyEnv -}} }"
+{{- end }}
+{{- if hasKey $.Values.secretEnv .tokenSigningKeyEnv }}
+token_signing_key = "${ {{- .tokenSigningKeyEnv -}} }"
+{{- end }}
+{{- range .clients }}
+
+[[api.clients]]
+client_id = {{ .clientId | quote }}
+client_secret_sha256 = {{ .clientSecretSha256 | quote }}
+scopes = [{{ range $i, $s := .scopes }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]
+{{- end }}
+
+[api.store]
+{{- if eq .store "nats" }}
+kind = "nats"
+connection = {{ default "api-store" .nats.connection | quote }}
+bucket = {{ .nats.bucket | quote }}
+replicas = {{ .nats.replicas }}
+storage = {{ .nats.storage | quote }}
+{{- if not .nats.connection }}
+
+[sinks.nats.api-store]
+servers = [{{ range $i, $s := .nats.servers }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]
+{{- if .nats.tokenEnv }}
+token = "${ {{- .nats.tokenEnv -}} }"
+{{- end }}
+{{- end }}
+{{- else }}
+kind = "file"
+path = {{ .file.path | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* What the chart refuses about values.api, with what to do instead. */}}
+{{- define "trigger-relay.apiChecks" -}}
+{{- $a := .Values.api }}
+{{- if regexMatch "(?m)^\\s*\\[api[\\].]" .Values.config }}
+{{- fail "api.enabled is true and `config` has an [api] table too: configure the API in values.api only" }}
+{{- end }}
+{{- if eq $a.store "file" }}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled }}
+{{- fail "api.store \"file\" serves one process, and this release runs several (replicaCount > 1 or autoscaling): use api.store \"nats\" so every replica shares the subscriptions" }}
+{{- end }}
+{{- else }}
+{{- if and (not $a.nats.servers) (not $a.nats.connection) }}
+{{- fail "api.store \"nats\" needs api.nats.connection (a [sinks.nats.<name>] of config) or api.nats.servers (e.g. [\"nats://nats.messaging:4222\"])" }}
+{{- end }}
+{{- range $env := list $a.storeKeyEnv $a.tokenSigningKeyEnv }}
+{{- if not (hasKey $.Values.secretEnv $env) }}
+{{- fail (printf "api.enabled needs the shared key %s from a Secret: add secretEnv.%s (32 bytes or more, e.g. openssl rand -hex 32)" $env $env) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The pod's terminationGracePeriodSeconds: it must outlast the preStop pause plus the relay's drain. */}}
