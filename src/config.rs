@@ -544,6 +544,18 @@ pub struct NatsStoreConfig {
     /// Deadline of each store operation; a write that misses it answers 503.
     #[serde(default = "default_store_timeout")]
     pub request_timeout_ms: u64,
+    /// The bucket of invocation statuses every replica shares (48 h, at most `status_max_bytes`).
+    #[serde(default = "default_status_bucket")]
+    pub status_bucket: String,
+    #[serde(default = "default_status_max_bytes")]
+    pub status_max_bytes: i64,
+}
+
+fn default_status_bucket() -> String {
+    "trigger-relay-statuses".into()
+}
+fn default_status_max_bytes() -> i64 {
+    64 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
@@ -1048,6 +1060,22 @@ impl Config {
                     "api.store.bucket",
                     "1 to 64 characters of A-Z, a-z, 0-9, - and _",
                 );
+            }
+            if n.status_bucket == n.bucket
+                || n.status_bucket.is_empty()
+                || n.status_bucket.len() > 64
+                || !n
+                    .status_bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                errors.push(
+                    "api.store.status_bucket",
+                    "1 to 64 characters of A-Z, a-z, 0-9, - and _, not the subscriptions' bucket",
+                );
+            }
+            if !(1024 * 1024..=1024 * 1024 * 1024).contains(&n.status_max_bytes) {
+                errors.push("api.store.status_max_bytes", "must be 1 MiB to 1 GiB");
             }
             if !(1..=5).contains(&n.replicas) {
                 errors.push("api.store.replicas", "must be 1 to 5");

@@ -87,13 +87,45 @@ impl Delivery {
         ack: Option<oneshot::Sender<Outcome>>,
         reservation: Reservation,
     ) -> Self {
-        Self {
+        let d = Self {
             event,
             route,
             ack,
             reservation,
             attempts: 0,
             finished: false,
+        };
+        // Listed from the moment it starts, as ISC lists an invocation in flight.
+        if let Some(log) = &d.route.statuses {
+            log.record(d.status(None, None));
+        }
+        d
+    }
+
+    /// This delivery's invocation status: in flight (`completed` `None`) or finished.
+    fn status(&self, completed: Option<SystemTime>, error: Option<String>) -> Status {
+        let (kind, content) = match &self.event.test {
+            Some(c) => (InvocationKind::Test, c.clone()),
+            None => (InvocationKind::RealTime, serde_json::json!({})),
+        };
+        let now = SystemTime::now();
+        Status {
+            id: self
+                .event
+                .invocation_id
+                .as_deref()
+                .map_or_else(|| self.event.tracking_id.to_string(), str::to_string),
+            trigger_id: self.event.trigger_id.clone(),
+            subscription_id: self.route.subscription_id.clone(),
+            subscription_name: self.route.subscription_name.clone(),
+            kind,
+            created: now
+                .checked_sub(self.event.received.elapsed())
+                .unwrap_or(now),
+            completed,
+            input: StatusLog::keepable(&self.event.body),
+            content_json: content,
+            error,
         }
     }
 
@@ -106,6 +138,12 @@ impl Delivery {
     /// error itself: nothing was accepted, so nothing is counted as lost.
     pub fn refuse(mut self) {
         self.finished = true;
+        if let Some(log) = &self.route.statuses {
+            log.record(self.status(
+                Some(SystemTime::now()),
+                Some("not accepted: the relay is shutting down".into()),
+            ));
+        }
     }
 
     fn complete(&mut self, outcome: Outcome) {
@@ -127,27 +165,10 @@ impl Delivery {
             );
         }
         if let Some(log) = &self.route.statuses {
-            let (kind, content) = match &self.event.test {
-                Some(c) => (InvocationKind::Test, c.clone()),
-                None => (InvocationKind::RealTime, serde_json::json!({})),
-            };
-            let now = SystemTime::now();
-            log.record(Status {
-                id: self
-                    .event
-                    .invocation_id
-                    .as_deref()
-                    .map_or_else(|| self.event.tracking_id.to_string(), str::to_string),
-                trigger_id: self.event.trigger_id.clone(),
-                subscription_id: self.route.subscription_id.clone(),
-                subscription_name: self.route.subscription_name.clone(),
-                kind,
-                created: now.checked_sub(latency).unwrap_or(now),
-                completed: now,
-                input: StatusLog::keepable(&self.event.body),
-                content_json: content,
-                error: outcome.as_ref().err().map(|e| e.to_string()),
-            });
+            log.record(self.status(
+                Some(SystemTime::now()),
+                outcome.as_ref().err().map(|e| e.to_string()),
+            ));
         }
         if let Some(tx) = self.ack.take() {
             let _ = tx.send(outcome);

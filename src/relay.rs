@@ -260,12 +260,16 @@ impl Relay {
         // Subscriptions from the API's store join the config file's; the table then follows the store.
         let api_stop = CancellationToken::new();
         let store = if api_on {
-            let store = crate::api::store::Store::open(&config, api_stop.clone())
-                .await
-                .map_err(|e| StartError::Sink {
-                    sink: "api".into(),
-                    message: e.to_string(),
-                })?;
+            let store = crate::api::store::Store::open(
+                &config,
+                statuses.clone().unwrap_or_default(),
+                api_stop.clone(),
+            )
+            .await
+            .map_err(|e| StartError::Sink {
+                sink: "api".into(),
+                message: e.to_string(),
+            })?;
             Some(Arc::new(store))
         } else {
             None

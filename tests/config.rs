@@ -477,13 +477,15 @@ fn credentials_and_token_settings_are_bounded() {
     // A shared store needs the keys every replica shares, of a real length, and a NATS connection that exists.
     let token = "[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"sp:scopes:all\"]\n";
     check(
-        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"nats\"\nconnection = \"nope\"\nbucket = \"a.b\"\nreplicas = 7\nhistory = 0\nrequest_timeout_ms = 0\n"),
+        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"nats\"\nconnection = \"nope\"\nbucket = \"a.b\"\nreplicas = 7\nhistory = 0\nrequest_timeout_ms = 0\nstatus_bucket = \"a.b\"\nstatus_max_bytes = 1\n"),
         &[
             "api.store.connection: no NATS connection `nope`",
             "api.store.bucket: 1 to 64 characters",
             "api.store.replicas: must be 1 to 5",
             "api.store.history: must be 1 to 64",
             "api.store.request_timeout_ms: must be 1 to 60000",
+            "api.store.status_bucket: 1 to 64 characters",
+            "api.store.status_max_bytes: must be 1 MiB to 1 GiB",
             "api.store_key: required with a shared store",
             "api.token_signing_key: required with a shared store",
         ],

@@ -191,6 +191,7 @@ impl ApiState {
             "Subscription writes that lost a compare-and-swap to another replica and were tried again",
         )?;
         registry.register(Box::new(store_conflicts.clone()))?;
+        registry.register(Box::new(statuses.unshared.clone()))?;
         let window = std::time::Duration::from_millis(config.api.rate_limit_window_ms);
         Ok(Self {
             config: Arc::new(config.clone()),
@@ -863,8 +864,10 @@ impl ApiState {
     }
 
     fn list_statuses(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
-        let mut items: Vec<Value> = self.statuses.list().iter().map(|s| s.to_json()).collect();
-        items.reverse();
+        // Newest first; statuses from other replicas arrive in their own order, so sort by when each started.
+        let mut kept = self.statuses.list();
+        kept.sort_by_key(|s| std::cmp::Reverse(s.created));
+        let items: Vec<Value> = kept.iter().map(|s| s.to_json()).collect();
         Self::list(
             query,
             &Spec {

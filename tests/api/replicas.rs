@@ -737,3 +737,111 @@ async fn a_file_store_serves_one_process() {
     let r = super::api(&first, "GET", "/beta/trigger-subscriptions", None).await;
     assert_eq!(r.status, 200);
 }
+
+/// Invocation statuses are the deployment's: a delivery made by A is listed by B from the moment it starts
+/// (no `completed` while the webhook keeps answering 503), then as completed; a test invocation on B is listed
+/// on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_statuses_are_listed_by_every_replica_from_the_start() {
+    for kind in KINDS {
+        let engine = Engine::start(*kind);
+        let hook = Webhook::start().await;
+        let a = replica(&engine).await;
+        let b = replica(&engine).await;
+        let trigger = "idn:identity-created";
+        let mut sub = subscription("status", trigger, &hook.url("/status"));
+        sub["ackMode"] = json!("accepted");
+        let r = admin(&a, "POST", "/beta/trigger-subscriptions", Some(sub)).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let sub_id = r.json()["id"].as_str().unwrap().to_string();
+        // The webhook refuses for a while: the delivery stays in flight, retried.
+        let busy: Vec<(u16, &[(&str, &str)])> = vec![(503, &[("retry-after", "1")]); 3];
+        hook.script(&busy);
+        let inv = unique("inv");
+        let e = post_event(
+            &RelayHandle(a.ingress),
+            &format!("/events/{trigger}"),
+            example_body(trigger, &inv),
+        )
+        .await;
+        assert_eq!(e.status, 200);
+        let status_on = |r: &RelayProcess, inv: String| {
+            let admin = r.admin;
+            async move {
+                let auth = format!("Bearer {ADMIN_TOKEN}");
+                let l = request(
+                    "GET",
+                    admin,
+                    "/trigger-invocations/v1/status",
+                    &[("authorization", &auth)],
+                    Vec::new(),
+                )
+                .await;
+                assert_eq!(l.status, 200);
+                l.json()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["id"] == inv.as_str())
+                    .cloned()
+            }
+        };
+        // Polled: statuses arrive from the other replica's store with no signal here.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let s = loop {
+            if let Some(s) = status_on(&b, inv.clone())
+                .await
+                .filter(|s| s.get("completed").is_none())
+            {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: B never listed A's delivery in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(s["subscriptionId"], sub_id.as_str());
+        assert_eq!(s["type"], "REAL_TIME");
+        assert!(s.get("completeInvocationInput").is_none(), "{s}");
+        eventually(
+            "B lists it completed once the webhook takes it",
+            Duration::from_secs(20),
+            || {
+                let f = status_on(&b, inv.clone());
+                async move {
+                    f.await.is_some_and(|s| {
+                        s["completed"].is_string()
+                            && s["completeInvocationInput"]["localizedError"].is_null()
+                    })
+                }
+            },
+        )
+        .await;
+
+        // A test invocation on B is listed on A.
+        let t = admin(
+            &b,
+            "POST",
+            "/trigger-invocations/v1/test",
+            Some(json!({"triggerId": trigger, "contentJson": {"from": "B"}, "subscriptionIds": [sub_id]})),
+        )
+        .await;
+        assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+        let test_id = t.json()[0]["id"].as_str().unwrap().to_string();
+        eventually(
+            "A lists B's test invocation",
+            Duration::from_secs(10),
+            || {
+                let f = status_on(&a, test_id.clone());
+                async move {
+                    f.await.is_some_and(|s| {
+                        s["type"] == "TEST"
+                            && s["startInvocationInput"]["contentJson"]["from"] == "B"
+                    })
+                }
+            },
+        )
+        .await;
+    }
+}

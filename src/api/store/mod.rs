@@ -12,13 +12,15 @@
 //! Backends, chosen in `[api.store]`:
 //! - `file` ([`file`]): one JSON file for a single process, held with an exclusive lock so a second process
 //!   refuses to start instead of overwriting the first one's writes;
-//! - `nats` ([`nats`]): a JetStream Key-Value bucket shared by every replica (revision = the bucket's sequence).
+//! - `nats` ([`nats`]): a JetStream Key-Value bucket shared by every replica (revision = the bucket's sequence),
+//!   and a second one for the invocation statuses every replica lists ([`statuses`]).
 //!
 //! Webhook credentials are sealed ([`sealed`]) with the configured key before they reach a backend.
 
 pub mod file;
 pub mod nats;
 pub mod sealed;
+pub mod statuses;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -187,6 +189,7 @@ impl Store {
     /// background (the view says when it has caught up), so an engine that is down does not stop the relay.
     pub async fn open(
         config: &crate::config::Config,
+        statuses: Arc<crate::status::StatusLog>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<Self, StoreError> {
         let sealer = Sealer::new(&config.api);
@@ -206,7 +209,8 @@ impl Store {
                             message: format!("no NATS connection `{}`", n.connection),
                         })?;
                 Backend::Nats(
-                    nats::NatsStore::open(&n, connection, sealer, view.clone(), stop).await?,
+                    nats::NatsStore::open(&n, connection, sealer, view.clone(), statuses, stop)
+                        .await?,
                 )
             }
             None => {

@@ -60,6 +60,7 @@ impl NatsStore {
         connection: &crate::sinks::nats::NatsConnectionConfig,
         sealer: Sealer,
         view: Arc<watch::Sender<Arc<View>>>,
+        statuses: Arc<crate::status::StatusLog>,
         stop: CancellationToken,
     ) -> Result<Self, StoreError> {
         let options = connection.options().await.map_err(|e| StoreError::Failed {
@@ -77,8 +78,18 @@ impl NatsStore {
             sealer: Arc::new(sealer),
             timeout: Duration::from_millis(config.request_timeout_ms),
         };
+        let js = async_nats::jetstream::new(client);
+        super::statuses::share(
+            js.clone(),
+            config.status_bucket.clone(),
+            config.status_max_bytes,
+            config.replicas,
+            store.timeout,
+            statuses,
+            stop.clone(),
+        );
         let follower = Follower {
-            js: async_nats::jetstream::new(client),
+            js,
             config: config.clone(),
             kv: store.kv.clone(),
             sealer: store.sealer.clone(),
