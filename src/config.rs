@@ -523,6 +523,35 @@ pub enum ApiStoreConfig {
     File { path: std::path::PathBuf },
     /// A JetStream Key-Value bucket shared by every replica.
     Nats(NatsStoreConfig),
+    /// A single-partition compacted topic every replica reads from the beginning.
+    Kafka(KafkaStoreConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaStoreConfig {
+    /// A cluster of `[sinks.kafka.<name>]` (its servers and options; the store has its own clients).
+    pub cluster: String,
+    #[serde(default = "default_store_topic")]
+    pub topic: String,
+    /// The topic of invocation statuses every replica shares (48 h, at most `status_max_bytes`).
+    #[serde(default = "default_status_bucket")]
+    pub status_topic: String,
+    #[serde(default = "default_status_max_bytes")]
+    pub status_max_bytes: i64,
+    /// Used when the relay creates the topics.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Deadline of each store operation; a write that misses it answers 503.
+    #[serde(default = "default_store_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_store_topic() -> String {
+    "trigger-relay-subscriptions".into()
+}
+fn default_replication() -> i32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -1033,6 +1062,52 @@ impl Config {
                 "set either api.store_path or [api.store], not both",
             );
         }
+        if let Some(ApiStoreConfig::Kafka(k)) = &a.store {
+            if !self.sinks.kafka.contains_key(&k.cluster) {
+                errors.push(
+                    "api.store.cluster",
+                    format!(
+                        "no Kafka cluster `{}`: name one of [sinks.kafka.<name>] ({})",
+                        k.cluster,
+                        self.sinks
+                            .kafka
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            for (key, t) in [("topic", &k.topic), ("status_topic", &k.status_topic)] {
+                if let Err(m) = crate::sinks::kafka::check_topic(t) {
+                    errors.push(format!("api.store.{key}"), m);
+                }
+            }
+            if k.topic == k.status_topic {
+                errors.push("api.store.status_topic", "must differ from api.store.topic");
+            }
+            if !(1..=5).contains(&k.replication_factor) {
+                errors.push("api.store.replication_factor", "must be 1 to 5");
+            }
+            if !(1024 * 1024..=1024 * 1024 * 1024).contains(&k.status_max_bytes) {
+                errors.push("api.store.status_max_bytes", "must be 1 MiB to 1 GiB");
+            }
+            if !(1..=60_000).contains(&k.request_timeout_ms) {
+                errors.push("api.store.request_timeout_ms", "must be 1 to 60000");
+            }
+        }
+        let shared = matches!(
+            a.store,
+            Some(ApiStoreConfig::Nats(_) | ApiStoreConfig::Kafka(_))
+        );
+        if a.enabled && shared {
+            if a.store_key.is_none() {
+                errors.push("api.store_key", "required with a shared store: webhook credentials are sealed with it (at least 32 bytes, e.g. `openssl rand -hex 32`)");
+            }
+            if a.token_signing_key.is_none() {
+                errors.push("api.token_signing_key", "required with a shared store: every replica must verify the tokens every other one issues (at least 32 bytes, e.g. `openssl rand -hex 32`)");
+            }
+        }
         if let Some(ApiStoreConfig::Nats(n)) = &a.store {
             if !self.sinks.nats.contains_key(&n.connection) {
                 errors.push(
@@ -1085,14 +1160,6 @@ impl Config {
             }
             if !(1..=60_000).contains(&n.request_timeout_ms) {
                 errors.push("api.store.request_timeout_ms", "must be 1 to 60000");
-            }
-            if a.enabled {
-                if a.store_key.is_none() {
-                    errors.push("api.store_key", "required with a shared store: webhook credentials are sealed with it (at least 32 bytes, e.g. `openssl rand -hex 32`)");
-                }
-                if a.token_signing_key.is_none() {
-                    errors.push("api.token_signing_key", "required with a shared store: every replica must verify the tokens every other one issues (at least 32 bytes, e.g. `openssl rand -hex 32`)");
-                }
             }
         }
         let keys = [

@@ -500,8 +500,20 @@ fn credentials_and_token_settings_are_bounded() {
         ],
     );
     check(
-        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"kafka\"\n"),
-        &["api.store.kind: unknown variant `kafka`, expected `file` or `nats`"],
+        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"kafka\"\ncluster = \"nope\"\ntopic = \"t\"\nstatus_topic = \"t\"\nreplication_factor = 0\nstatus_max_bytes = 5\nrequest_timeout_ms = 0\n"),
+        &[
+            "api.store.cluster: no Kafka cluster `nope`",
+            "api.store.status_topic: must differ from api.store.topic",
+            "api.store.replication_factor: must be 1 to 5",
+            "api.store.status_max_bytes: must be 1 MiB to 1 GiB",
+            "api.store.request_timeout_ms: must be 1 to 60000",
+            "api.store_key: required with a shared store",
+            "api.token_signing_key: required with a shared store",
+        ],
+    );
+    check(
+        &format!("[api]\nenabled = true\n{token}[api.store]\nkind = \"etcd\"\n"),
+        &["api.store.kind: unknown variant `etcd`, expected one of `file`, `nats`, `kafka`"],
     );
     // A webhook URL with a password is refused, and the password is not in the message.
     let e = Config::from_toml(

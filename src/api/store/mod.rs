@@ -13,11 +13,13 @@
 //! - `file` ([`file`]): one JSON file for a single process, held with an exclusive lock so a second process
 //!   refuses to start instead of overwriting the first one's writes;
 //! - `nats` ([`nats`]): a JetStream Key-Value bucket shared by every replica (revision = the bucket's sequence),
-//!   and a second one for the invocation statuses every replica lists ([`statuses`]).
+//!   and a second one for the invocation statuses every replica lists ([`statuses`]);
+//! - `kafka` ([`kafka`]): a single-partition compacted topic; the log order decides every write (see there).
 //!
 //! Webhook credentials are sealed ([`sealed`]) with the configured key before they reach a backend.
 
 pub mod file;
+pub mod kafka;
 pub mod nats;
 pub mod sealed;
 pub mod statuses;
@@ -182,6 +184,7 @@ pub struct Store {
 enum Backend {
     File(Box<file::FileStore>),
     Nats(nats::NatsStore),
+    Kafka(Box<kafka::KafkaStore>),
 }
 
 impl Store {
@@ -213,6 +216,21 @@ impl Store {
                         .await?,
                 )
             }
+            Some(crate::config::ApiStoreConfig::Kafka(k)) => {
+                let cluster =
+                    config
+                        .sinks
+                        .kafka
+                        .get(&k.cluster)
+                        .ok_or_else(|| StoreError::Failed {
+                            store: "kafka",
+                            message: format!("no Kafka cluster `{}`", k.cluster),
+                        })?;
+                Backend::Kafka(Box::new(
+                    kafka::KafkaStore::open(&k, cluster, sealer, view.clone(), statuses, stop)
+                        .await?,
+                ))
+            }
             None => {
                 return Err(StoreError::Failed {
                     store: "file",
@@ -228,6 +246,7 @@ impl Store {
         match self.backend {
             Backend::File(_) => "file",
             Backend::Nats(_) => "nats",
+            Backend::Kafka(_) => "kafka",
         }
     }
 
@@ -246,6 +265,7 @@ impl Store {
         match &self.backend {
             Backend::File(_) => true,
             Backend::Nats(n) => n.connected(),
+            Backend::Kafka(k) => k.connected(),
         }
     }
 
@@ -254,6 +274,7 @@ impl Store {
         match &self.backend {
             Backend::File(f) => Ok(f.read(trigger)),
             Backend::Nats(n) => n.read(trigger).await,
+            Backend::Kafka(k) => k.read(trigger).await,
         }
     }
 
@@ -267,6 +288,7 @@ impl Store {
         match &self.backend {
             Backend::File(f) => f.write(trigger, expected, subs),
             Backend::Nats(n) => n.write(trigger, expected, subs).await,
+            Backend::Kafka(k) => k.write(trigger, expected, subs).await,
         }
     }
 }

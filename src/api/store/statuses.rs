@@ -1,5 +1,5 @@
-//! Invocation statuses shared by every replica through a second JetStream Key-Value bucket
-//! (`<bucket>-statuses`), so `GET /trigger-invocations/status` on any replica lists what every replica delivered.
+//! Invocation statuses shared by every replica through a second JetStream Key-Value bucket (`status_bucket`), or a
+//! second topic with the `kafka` store ([`share_kafka`]), so `GET /trigger-invocations/status` on any replica lists what every replica delivered.
 //!
 //! - Key: `s.<base64url(invocation id)>.<base64url(subscription id)>`; a started invocation is put, and put
 //!   again when it finishes (history 1: only the newest is kept).
@@ -156,27 +156,46 @@ pub fn share(
     tokio::spawn(follow(opener, log, bucket, stop));
 }
 
+/// The next records to publish: what arrives within 50 ms of the first, the newest per key. `None` at `stop`.
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Status>,
+    stop: &CancellationToken,
+) -> Option<HashMap<String, Status>> {
+    let first = tokio::select! {
+        _ = stop.cancelled() => return None,
+        s = rx.recv() => s?,
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut batch: HashMap<String, Status> = HashMap::new();
+    batch.insert(key(&first), first);
+    while batch.len() < CHANNEL {
+        match rx.try_recv() {
+            Ok(s) => {
+                batch.insert(key(&s), s);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+fn value(s: &Status) -> Vec<u8> {
+    serde_json::to_vec(&Shared::from(s)).unwrap_or_default()
+}
+
+/// A shared status as this replica's log keeps it (`None`: not readable, skipped).
+fn read(bytes: &[u8]) -> Option<Status> {
+    serde_json::from_slice::<Shared>(bytes)
+        .ok()
+        .map(Shared::into_status)
+}
+
 async fn publish<F, Fut>(mut rx: mpsc::Receiver<Status>, open: F, stop: CancellationToken)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<kv::Store, String>>,
 {
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return,
-            s = rx.recv() => match s { Some(s) => s, None => return },
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut batch: HashMap<String, Status> = HashMap::new();
-        batch.insert(key(&first), first);
-        while batch.len() < CHANNEL {
-            match rx.try_recv() {
-                Ok(s) => {
-                    batch.insert(key(&s), s);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&mut rx, &stop).await {
         let kv = match open().await {
             Ok(kv) => kv,
             Err(e) => {
@@ -186,10 +205,7 @@ where
         };
         let puts = batch.into_iter().map(|(k, s)| {
             let kv = kv.clone();
-            async move {
-                let value = serde_json::to_vec(&Shared::from(&s)).unwrap_or_default();
-                kv.put(k, value.into()).await.is_ok()
-            }
+            async move { kv.put(k, value(&s).into()).await.is_ok() }
         });
         let failed = futures_util::stream::iter(puts)
             .buffer_unordered(IN_FLIGHT)
@@ -223,11 +239,8 @@ where
                 if entry.operation != kv::Operation::Put {
                     continue;
                 }
-                match serde_json::from_slice::<Shared>(&entry.value) {
-                    Ok(s) => log.merge(s.into_status()),
-                    Err(e) => {
-                        tracing::debug!(key = %entry.key, error = %e, "an invocation status is not readable")
-                    }
+                if let Some(s) = read(&entry.value) {
+                    log.merge(s);
                 }
             }
             Err::<(), String>("the watch ended".into())
@@ -245,4 +258,80 @@ where
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The same through Kafka: this replica produces its statuses to `topic` (keyed like the bucket; the topic's
+/// retention, 48 h and `status_max_bytes`, bounds it) and reads everyone's from the beginning.
+pub fn share_kafka(
+    producer: rdkafka::producer::FutureProducer,
+    consumer: rdkafka::ClientConfig,
+    topic: String,
+    log: Arc<StatusLog>,
+    stop: CancellationToken,
+) {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    let (tx, mut rx) = mpsc::channel(CHANNEL);
+    log.share_with(tx);
+    let (t, s) = (topic.clone(), stop.clone());
+    tokio::spawn(async move {
+        while let Some(batch) = next_batch(&mut rx, &s).await {
+            let sends = batch.into_iter().map(|(k, status)| {
+                let (producer, t) = (producer.clone(), t.clone());
+                async move {
+                    let v = value(&status);
+                    let record = rdkafka::producer::FutureRecord::<str, [u8]>::to(&t)
+                        .key(&k)
+                        .payload(&v);
+                    producer.send(record, Duration::from_secs(5)).await.is_ok()
+                }
+            });
+            let failed = futures_util::stream::iter(sends)
+                .buffer_unordered(IN_FLIGHT)
+                .filter(|ok| std::future::ready(!ok))
+                .count()
+                .await;
+            if failed > 0 {
+                tracing::warn!(
+                    failed,
+                    "invocation statuses not shared: the statuses topic refused them"
+                );
+            }
+        }
+    });
+    let reader: Result<rdkafka::consumer::StreamConsumer, _> = consumer.create();
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "invocation statuses of other replicas cannot be read");
+            return;
+        }
+    };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+        .and_then(|_| reader.assign(&tpl))
+        .is_err()
+    {
+        tracing::error!(topic = %topic, "invocation statuses of other replicas cannot be read");
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            let m = tokio::select! {
+                _ = stop.cancelled() => return,
+                m = reader.recv() => m,
+            };
+            match m {
+                Ok(m) => {
+                    if let Some(s) = m.payload().and_then(read) {
+                        log.merge(s);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading invocation statuses failed; retrying")
+                }
+            }
+        }
+    });
 }
