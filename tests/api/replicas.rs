@@ -220,6 +220,14 @@ async fn replicas_share_subscriptions_tokens_and_routing() {
             200,
             "{kind:?}: A's token on C (verification key)"
         );
+        // D has finished the rotation: the old key is gone, so A's token (signed with it) is refused.
+        let d = RelayProcess::start(&replica_toml(&engine, ROTATED_KEY, &[])).await;
+        assert_eq!(
+            list(&d, ta.clone()).await,
+            401,
+            "{kind:?}: a rotated-out key"
+        );
+        drop(d);
         let tc = token_from(&c).await;
         assert_eq!(
             list(&a, tc.clone()).await,
