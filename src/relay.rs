@@ -184,6 +184,12 @@ impl Relay {
             let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
             sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
         }
+        // Webhooks connect through the egress policy; it learns the relay's own listeners once they are bound.
+        let egress = Arc::new(crate::sinks::http::EgressPolicy::new(
+            &config.sinks.http.egress,
+        ));
+        // This process, as its webhooks name it in `Via` (its ingress refuses a request that carries it).
+        let instance: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         // The API may add subscriptions of ISC's types at any time: their sinks then always run.
         let api_on = config.api.enabled;
         let uses = |kind: SubscriptionType| enabled.iter().any(|s| s.kind == kind);
@@ -209,6 +215,8 @@ impl Relay {
                 &config.sinks.http,
                 Duration::from_millis(config.delivery.delivery_timeout_ms),
                 http_metrics.retries.clone(),
+                egress.clone(),
+                &instance,
             )
             .map_err(|message| StartError::Sink {
                 sink: "http".into(),
@@ -341,6 +349,7 @@ impl Relay {
         };
         let ingress_addr = local(&ingress_listener, "ingress", config.ingress.listen)?;
         let admin_addr = local(&admin_listener, "admin", config.admin.listen)?;
+        egress.set_own(vec![ingress_addr, admin_addr]);
 
         startup.disarm();
         let workers = TaskTracker::new();
@@ -383,6 +392,7 @@ impl Relay {
             ack_timeout: Duration::from_millis(config.delivery.ack_timeout_ms),
             retry_after_s: config.delivery.retry_after_s,
             metrics: ingress_metrics,
+            loop_token: format!("trigger-relay-{instance}").into(),
         });
         let draining = Arc::new(AtomicBool::new(false));
         let admin_state = Arc::new(AdminState {

@@ -23,6 +23,8 @@ fn config(store: &std::path::Path, hook: &Webhook, extra: &str) -> String {
     let digest = sha256_hex(CLIENT_SECRET);
     format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]

@@ -22,6 +22,8 @@ async fn check_auth(hook: &Webhook, c: AuthCase) {
     let path = format!("/{}", c.name);
     let relay = start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]
@@ -119,6 +121,8 @@ async fn server_errors_and_429_are_retried_400_is_not() {
     client.flush().await.unwrap();
     let relay = start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]
@@ -176,4 +180,144 @@ deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
         .await,
         1.0
     );
+}
+
+/// The egress policy, on the resolved address of each connection: inward addresses in any spelling are refused
+/// (final, not retried, the webhook never called), an allow-list opens them, the relay's own ingress stays refused
+/// even then, and a loop through a proxy is stopped by the ingress (508) after one hop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_policy_refuses_inward_addresses_at_connect_time() {
+    let hook = Webhook::start().await;
+    let port = hook
+        .url("")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let own_port = free_port();
+    // A TCP proxy to the relay's ingress: a "load balancer" in front of the relay.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = proxy.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = proxy.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", own_port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    struct Case {
+        what: &'static str,
+        url: String,
+        allow: bool,
+        status: u16,
+        cause: &'static str,
+    }
+    let refused = |what, url: String, cause| Case {
+        what,
+        url,
+        allow: false,
+        status: 502,
+        cause,
+    };
+    let cases = [
+        refused(
+            "loopback literal",
+            format!("http://127.0.0.1:{port}/hook"),
+            "127.0.0.1 is loopback",
+        ),
+        refused(
+            "a name that resolves to loopback",
+            format!("http://localhost:{port}/hook"),
+            "is loopback",
+        ),
+        refused(
+            "cloud metadata",
+            "http://169.254.169.254/latest/meta-data/".into(),
+            "link-local",
+        ),
+        refused(
+            "IPv4-mapped IPv6",
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            "IPv6 form",
+        ),
+        refused(
+            "decimal IPv4",
+            format!("http://2130706433:{port}/hook"),
+            "loopback",
+        ),
+        refused(
+            "private range",
+            "http://10.1.2.3/hook".into(),
+            "private (RFC 1918)",
+        ),
+        Case {
+            what: "allowed by allow_cidrs",
+            url: format!("http://127.0.0.1:{port}/hook"),
+            allow: true,
+            status: 200,
+            cause: "",
+        },
+        Case {
+            what: "the relay's own ingress, even when loopback is allowed",
+            url: format!("http://127.0.0.1:{own_port}/events/idn:identity-created"),
+            allow: true,
+            status: 502,
+            cause: "own listener",
+        },
+        Case {
+            what: "a loop through a proxy",
+            url: format!("http://127.0.0.1:{proxy_port}/events/idn:identity-created"),
+            allow: true,
+            status: 502,
+            cause: "HTTP 508",
+        },
+    ];
+    for c in cases {
+        let allow = if c.allow {
+            "[sinks.http.egress]\nallow_cidrs = [\"127.0.0.0/8\"]\n"
+        } else {
+            ""
+        };
+        let toml = format!(
+            "{allow}[ingress]\nlisten = \"127.0.0.1:{own_port}\"\n[ingress.auth]\nnone = true\n[delivery]\nack = \"delivered\"\n\
+             [[subscriptions]]\nname = \"egress\"\ntriggerId = \"idn:identity-created\"\ntype = \"HTTP\"\n\
+             httpConfig = {{ url = \"{}\" }}\n",
+            c.url
+        );
+        let mut config = trigger_relay::Config::from_toml(&toml).unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        let relay = trigger_relay::Relay::start(config)
+            .await
+            .expect("relay starts");
+        wait_ready(&relay).await;
+        let before = hook.received().len();
+        let started = std::time::Instant::now();
+        let r = post_event(
+            &relay,
+            "/events/idn:identity-created",
+            example_body("idn:identity-created", &unique("egress")),
+        )
+        .await;
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, c.status, "{}: {body}", c.what);
+        assert!(body.contains(c.cause), "{}: {body}", c.what);
+        if c.status != 200 {
+            assert_eq!(
+                hook.received().len(),
+                before,
+                "{}: the webhook must not be called",
+                c.what
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{}: refused at once, not retried",
+                c.what
+            );
+        }
+        relay.shutdown();
+        relay.wait().await;
+    }
 }

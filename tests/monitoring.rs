@@ -990,6 +990,8 @@ async fn live_prometheus_scrapes_a_relay_with_a_failing_destination_dashboard_qu
         .unwrap();
     let relay = start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [ingress.limits]
@@ -1393,6 +1395,8 @@ async fn ready_gauge_is_what_readyz_answers_waiting_ready_and_draining() {
     let nowhere = format!("127.0.0.1:{}", free_port());
     let waiting = start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]
@@ -1427,6 +1431,8 @@ kafkaConfig = {{ topic = "monitoring-ready" }}
     };
     let relay = start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]

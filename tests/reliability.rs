@@ -374,6 +374,8 @@ async fn overload_at_twice_capacity_sheds_with_503_and_recovers() {
     let queue = 50;
     let relay = RelayProcess::start(&format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]

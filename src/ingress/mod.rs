@@ -44,6 +44,8 @@ pub struct IngressState {
     pub metrics: IngressMetrics,
     /// `[ingress.rate_limit]` (`IngressLimits::default()`: off).
     pub limits: IngressLimits,
+    /// `trigger-relay-<instance>`: the token this relay's webhooks put in `Via`; a request carrying it is a loop.
+    pub loop_token: Arc<str>,
 }
 
 /// The answer to a request shed because a queue is full (logged at debug level: the metric counts them).
@@ -209,6 +211,23 @@ async fn route_request(
             )
             .cause("ISC delivers events with POST")
             .with_header(header::ALLOW, HeaderValue::from_static("POST"))
+        );
+    }
+    // A webhook subscription that points back at this relay (directly or through a load balancer) would loop.
+    if !state.loop_token.is_empty()
+        && req
+            .headers
+            .get_all(header::VIA)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains(&*state.loop_token)))
+    {
+        fail!(
+            "loop",
+            ApiError::new(
+                StatusCode::LOOP_DETECTED,
+                "this event was sent by this relay's own webhook delivery"
+            )
+            .cause("an HTTP subscription points at this relay's ingress: change its URL")
         );
     }
     let credential = match state.auth.check(req.headers.get(header::AUTHORIZATION)) {

@@ -97,6 +97,8 @@ fn replica_toml(engine: &Engine, signing: &str, verifying: &[&str]) -> String {
     let verifying: Vec<String> = verifying.iter().map(|k| format!("\"{k}\"")).collect();
     format!(
         r#"
+[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true
 [delivery]

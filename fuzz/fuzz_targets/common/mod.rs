@@ -79,6 +79,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
         retry_after_s: 1,
         metrics: im,
         limits: Default::default(),
+        loop_token: "".into(),
     })
 }
 

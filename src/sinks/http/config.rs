@@ -28,6 +28,9 @@ pub struct HttpSinkConfig {
     /// The longest `Retry-After` honoured; a longer one is cut to this.
     #[serde(default = "default_max_retry_after")]
     pub max_retry_after_ms: u64,
+    /// Where webhooks may connect (`egress`): inward addresses are refused unless listed here.
+    #[serde(default)]
+    pub egress: super::EgressConfig,
 }
 
 impl Default for HttpSinkConfig {
@@ -39,6 +42,7 @@ impl Default for HttpSinkConfig {
             max_idle_per_host: default_idle(),
             idle_timeout_ms: default_idle_timeout(),
             max_retry_after_ms: default_max_retry_after(),
+            egress: super::EgressConfig::default(),
         }
     }
 }

@@ -15,6 +15,9 @@ mod metrics;
 mod sink;
 
 pub(crate) use config::check_subscription;
+pub mod egress;
+
 pub use config::{target, HttpSinkConfig};
+pub use egress::{EgressConfig, EgressPolicy};
 pub use metrics::HttpMetrics;
 pub use sink::HttpSink;

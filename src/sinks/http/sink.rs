@@ -9,11 +9,11 @@ use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::IntCounter;
 
+use super::egress::{EgressConnector, EgressPolicy, EgressRefused};
 use crate::event::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::{SinkError, Target};
@@ -21,10 +21,12 @@ use crate::sinks::{SinkError, Target};
 const TAKE: usize = 128;
 const USER_AGENT: &str = concat!("trigger-relay/", env!("CARGO_PKG_VERSION"));
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<EgressConnector>, Full<Bytes>>;
 
 pub struct HttpSink {
     client: HttpClient,
+    /// `Via` on every request: this relay instance, so its own ingress can refuse a loop.
+    via: HeaderValue,
     max_in_flight: usize,
     request_timeout: Duration,
     delivery_timeout: Duration,
@@ -32,8 +34,12 @@ pub struct HttpSink {
     retries: IntCounter,
 }
 
-/// Build the shared client: HTTP/1.1 and HTTP/2 (ALPN) over rustls with the system's roots, keep-alive pool.
-pub fn client(config: &super::HttpSinkConfig) -> Result<HttpClient, String> {
+/// Build the shared client: HTTP/1.1 and HTTP/2 (ALPN) over rustls with the system's roots, keep-alive pool,
+/// every new connection through the egress policy.
+pub fn client(
+    config: &super::HttpSinkConfig,
+    policy: std::sync::Arc<EgressPolicy>,
+) -> Result<HttpClient, String> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -42,7 +48,10 @@ pub fn client(config: &super::HttpSinkConfig) -> Result<HttpClient, String> {
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .build();
+        .wrap_connector(EgressConnector::new(
+            policy,
+            Duration::from_millis(config.request_timeout_ms),
+        ));
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -56,9 +65,13 @@ impl HttpSink {
         config: &super::HttpSinkConfig,
         delivery_timeout: Duration,
         retries: IntCounter,
+        policy: std::sync::Arc<EgressPolicy>,
+        instance: &str,
     ) -> Result<Self, String> {
         Ok(Self {
-            client: client(config)?,
+            client: client(config, policy)?,
+            via: HeaderValue::from_str(&format!("1.1 trigger-relay-{instance}"))
+                .map_err(|e| e.to_string())?,
             max_in_flight: config.max_in_flight,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             delivery_timeout,
@@ -85,6 +98,7 @@ fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
 
 async fn attempt(
     client: &HttpClient,
+    via: &HeaderValue,
     uri: &Uri,
     auth: Option<&HeaderValue>,
     d: &Delivery,
@@ -94,7 +108,8 @@ async fn attempt(
         .method(Method::POST)
         .uri(uri.clone())
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::USER_AGENT, USER_AGENT);
+        .header(header::USER_AGENT, USER_AGENT)
+        .header(header::VIA, via.clone());
     if let Some(a) = auth {
         req = req.header(header::AUTHORIZATION, a.clone());
     }
@@ -131,6 +146,10 @@ async fn attempt(
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
+                // The egress policy's refusal is final: the same address would be refused again.
+                if let Some(refused) = s.downcast_ref::<EgressRefused>() {
+                    return Attempt::Fail(SinkError::Rejected(refused.to_string()));
+                }
                 text.push_str(": ");
                 text.push_str(&s.to_string());
                 source = s.source();
@@ -141,14 +160,14 @@ async fn attempt(
             if status.is_success() {
                 return Attempt::Done;
             }
-            let text = format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            );
-            if status.is_server_error()
+            // The relay's words only: the target's body is not repeated (statuses are readable through the API,
+            // and a body would turn the relay into a reader of whatever the URL points at).
+            let _ = body;
+            let text = format!("HTTP {status}");
+            if status == StatusCode::LOOP_DETECTED {
+                // A relay's ingress refused its own event coming back: sending it again would only loop.
+                Attempt::Fail(SinkError::Rejected(text))
+            } else if status.is_server_error()
                 || status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::REQUEST_TIMEOUT
             {
@@ -165,6 +184,7 @@ async fn attempt(
 impl HttpSink {
     fn post(&self, mut d: Delivery) -> InFlight {
         let client = self.client.clone();
+        let via = self.via.clone();
         let timeout = self.request_timeout;
         let deadline = d.event.received + self.delivery_timeout;
         let max_after = self.max_retry_after;
@@ -178,11 +198,12 @@ impl HttpSink {
             let mut backoff = Duration::from_millis(100);
             loop {
                 d.attempts += 1;
-                let (err, after) = match attempt(&client, &uri, auth.as_ref(), &d, timeout).await {
-                    Attempt::Done => return vec![(d, Ok(()))],
-                    Attempt::Fail(e) => return vec![(d, Err(e))],
-                    Attempt::Retry(e, after) => (e, after),
-                };
+                let (err, after) =
+                    match attempt(&client, &via, &uri, auth.as_ref(), &d, timeout).await {
+                        Attempt::Done => return vec![(d, Ok(()))],
+                        Attempt::Fail(e) => return vec![(d, Err(e))],
+                        Attempt::Retry(e, after) => (e, after),
+                    };
                 let wait = after.map_or(backoff, |a| a.min(max_after).max(backoff));
                 if Instant::now() + wait >= deadline {
                     return vec![(d, Err(SinkError::TimedOut(err.to_string())))];
