@@ -55,6 +55,11 @@ impl Event {
         }
     }
 
+    /// The body as the ingress already parsed it (for filters), so no route parses it again.
+    pub fn seed_json(&mut self, doc: serde_json::Value) {
+        let _ = self.parsed.set(Some(doc));
+    }
+
     /// The body as JSON, parsed at most once per event however many subscriptions ask.
     pub fn json(&self) -> Option<&serde_json::Value> {
         self.parsed

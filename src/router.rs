@@ -60,6 +60,15 @@ pub struct TriggerRoutes {
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
     any_filter: bool,
+    /// Some route reads the body as JSON (a filter, a Kafka key pointer, STDOUT): the ingress then parses it once
+    /// and refuses a body the parser cannot read, instead of accepting an event no route can handle.
+    needs_json: bool,
+}
+
+/// What [`TriggerRoutes::select`] found: the matched routes, and the parsed body when a route needed it.
+pub struct Selected<'a> {
+    pub routes: Vec<&'a RouteEntry>,
+    pub json: Option<serde_json::Value>,
 }
 
 /// What the table says about a trigger id.
@@ -171,8 +180,18 @@ impl Router {
                 info,
                 routes: Vec::new(),
                 any_filter: false,
+                needs_json: false,
             });
         entry.any_filter |= route.filter.is_some();
+        entry.needs_json |= route.filter.is_some()
+            || matches!(
+                route.target,
+                crate::sinks::Target::Stdout
+                    | crate::sinks::Target::Kafka {
+                        key: crate::model::KafkaKey::Pointer(_),
+                        ..
+                    }
+            );
         entry.routes.push(RouteEntry {
             route: Arc::new(route),
             queue,
@@ -209,26 +228,31 @@ impl Router {
 
 impl TriggerRoutes {
     /// The routes whose filter (if any) matches `body`, which is a JSON object the ingress already checked.
-    pub fn select<'a>(&'a self, body: &[u8]) -> Vec<&'a RouteEntry> {
-        if !self.any_filter {
-            return self.routes.iter().collect();
+    /// `Err` (serde_json's reason) when a route reads the body as JSON and the parser cannot (nesting over 128, a
+    /// number out of range, an unpaired surrogate): the ingress refuses it rather than accept an event that every
+    /// filter would drop and a key pointer would miss. A filter that errors on a readable body fails closed, as
+    /// ISC's does, counted and logged with `tracking_id`.
+    pub fn select<'a>(
+        &'a self,
+        body: &[u8],
+        tracking_id: &crate::error::TrackingId,
+    ) -> Result<Selected<'a>, String> {
+        if !self.needs_json {
+            return Ok(Selected {
+                routes: self.routes.iter().collect(),
+                json: None,
+            });
         }
-        let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        self.routes
+        let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let routes = self
+            .routes
             .iter()
             .filter(|r| {
                 let Some(f) = &r.route.filter else {
                     return true;
                 };
                 let c = &r.route.filter_metrics;
-                let result = match &doc {
-                    Some(doc) => f.evaluate(doc),
-                    None => {
-                        c.error.inc();
-                        return false;
-                    }
-                };
-                match result {
+                match f.evaluate(&doc) {
                     Ok(true) => {
                         c.matched.inc();
                         true
@@ -237,13 +261,18 @@ impl TriggerRoutes {
                         c.not_matched.inc();
                         false
                     }
-                    Err(_) => {
-                        // Fail closed, as ISC does.
+                    Err(e) => {
+                        // Fail closed, as ISC does; never silently.
                         c.error.inc();
+                        tracing::warn!(tracking_id = %tracking_id, subscription = %r.route.subscription_id, error = %e, "the subscription's filter failed on this event; it does not match");
                         false
                     }
                 }
             })
-            .collect()
+            .collect();
+        Ok(Selected {
+            routes,
+            json: Some(doc),
+        })
     }
 }

@@ -423,3 +423,67 @@ type = "STDOUT"
         .expect("shutdown is not held up by a stalled client");
     assert_eq!(report.undelivered, 0);
 }
+
+/// One verdict for a valid event: a body the ingress's probe accepts but the JSON parser cannot read (nesting
+/// past 128, a number out of range, an unpaired surrogate) is refused with 400 and counted when a subscription of
+/// its trigger reads it (a filter here), instead of being accepted and then dropped by every filter; where no
+/// subscription reads the body, its bytes are forwarded as they are (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_the_filters_cannot_read_are_refused_not_dropped() {
+    let relay = start(
+        r#"
+[ingress.auth]
+none = true
+[[subscriptions]]
+name = "filtered"
+triggerId = "idn:identity-created"
+type = "DISCARD"
+filter = "$[?($.identity.name == 'a')]"
+[[subscriptions]]
+name = "verbatim"
+triggerId = "idn:identity-deleted"
+type = "DISCARD"
+"#,
+    )
+    .await;
+    wait_ready(&relay).await;
+    let wrap = |field: String| {
+        format!(
+            r#"{{"identity":{{"name":"a"}},"x":{field},"_metadata":{{"invocationId":"inv-x"}}}}"#
+        )
+    };
+    let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+    let cases = [
+        ("nesting past 128", wrap(deep), "recursion limit"),
+        ("a lone surrogate", wrap(r#""\ud800""#.into()), "surrogate"),
+        ("1e400", wrap("1e400".into()), "number out of range"),
+        (
+            "a 400-digit integer",
+            wrap("9".repeat(400)),
+            "number out of range",
+        ),
+    ];
+    for (what, body, cause) in cases {
+        let filtered = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+        let text = String::from_utf8_lossy(&filtered.body).to_string();
+        assert_eq!(filtered.status, 400, "{what}: {text}");
+        assert!(
+            text.contains(cause) && text.contains("cannot read"),
+            "{what}: {text}"
+        );
+        let verbatim = post_event(&relay, "/events/idn:identity-deleted", body).await;
+        assert_eq!(
+            verbatim.status, 200,
+            "{what}: nothing reads it, the bytes go as they are"
+        );
+    }
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_ingress_rejected_requests_total",
+            &["reason=\"unreadable_json\""]
+        )
+        .await,
+        4.0
+    );
+}

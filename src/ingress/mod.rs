@@ -395,7 +395,20 @@ async fn route_request(
         Lookup::Known(r) => r,
     };
     trigger = Some(&routes.id);
-    let selected = routes.select(&body);
+    let tracking_id = TrackingId::new();
+    let (selected, json) = match routes.select(&body, &tracking_id) {
+        Ok(s) => (s.routes, s.json),
+        Err(why) => fail_t!(
+            "unreadable_json",
+            ApiError::tracked(
+                StatusCode::BAD_REQUEST,
+                "the body is JSON this trigger's subscriptions cannot read",
+                tracking_id.to_string(),
+            )
+            .cause(why)
+            .cause("nesting deeper than 128, a number beyond ±1.8e308 (or an integer of hundreds of digits), or an unpaired \\u surrogate")
+        ),
+    };
     if selected.is_empty() {
         m.unrouted.with_label_values(&[&routes.id]).inc();
         return (Named::Known(routes.id.clone()), Ok(()));
@@ -423,13 +436,17 @@ async fn route_request(
             }
         }
     }
-    let event = Arc::new(Event::new(
+    let mut event = Event::new(
         routes.id.clone(),
         invocation_id.map(|s| s.into_owned().into_boxed_str()),
-        TrackingId::new(),
+        tracking_id,
         body.clone(),
         received,
-    ));
+    );
+    if let Some(doc) = json {
+        event.seed_json(doc);
+    }
+    let event = Arc::new(event);
     let mut waits = Vec::new();
     let mut handed_over = true;
     for (entry, reservation) in selected.into_iter().zip(reservations) {
