@@ -72,17 +72,24 @@ impl std::fmt::Display for TrackingId {
 pub fn detail_code(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "400.1 Bad Request Content",
+        401 => "401 Unauthorized",
         403 => "403 Forbidden",
         404 => "404 Not found",
         405 => "405 Method Not Allowed",
+        408 => "408 Request Timeout",
         409 => "409 Conflict",
+        412 => "412 Precondition Failed",
         413 => "413 Payload Too Large",
         415 => "415 Unsupported Media Type",
         429 => "429 Too Many Requests",
+        431 => "431 Request Header Fields Too Large",
         500 => "500.0 Internal Fault",
         501 => "501 Not Implemented",
         502 => "502 Bad Gateway",
         503 => "503 Service Unavailable",
+        504 => "504 Gateway Timeout",
+        508 => "508 Loop Detected",
+        400..=499 => "400 Bad Request",
         _ => "500.0 Internal Fault",
     }
 }

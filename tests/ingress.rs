@@ -415,6 +415,10 @@ type = "STDOUT"
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("body_read_timeout_ms"), "{text}");
+    assert!(
+        text.contains(r#""detailCode":"408 Request Timeout""#),
+        "{text}"
+    );
 
     // A second stalled client is still sending when shutdown starts: the relay stops anyway.
     let _held = stalled("/events/idn:identity-created").await;
@@ -485,5 +489,65 @@ type = "DISCARD"
         )
         .await,
         4.0
+    );
+}
+
+/// A trigger id with a newline or an ANSI escape in the path cannot forge or colour a log line: the pretty log
+/// shows the message escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_text_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingress, admin) = (free_port(), free_port());
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!("[ingress]\nlisten = \"127.0.0.1:{ingress}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[ingress.auth]\nnone = true\n[log]\nformat = \"pretty\"\nlevel = \"info\"\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("relay.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{ingress}").parse().unwrap();
+    eventually(
+        "the relay listens",
+        Duration::from_secs(20),
+        || async move { tokio::net::TcpStream::connect(addr).await.is_ok() },
+    )
+    .await;
+    let r = request(
+        "POST",
+        addr,
+        "/events/idn:x%0AFORGED%20line%1B%5B31mred",
+        &[("content-type", "application/json")],
+        br#"{"a":1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    let tracking = r.json()["trackingId"].as_str().unwrap().to_string();
+    eventually("the refusal is logged", Duration::from_secs(10), || {
+        let (log, tracking) = (log.clone(), tracking.clone());
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&tracking)
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("FORGED")),
+        "a forged line:\n{text}"
+    );
+    assert!(
+        !text.contains("\x1b[31mred"),
+        "a raw escape sequence:\n{text}"
     );
 }

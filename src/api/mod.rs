@@ -254,9 +254,9 @@ impl ApiState {
             Ok(r) => r,
             Err(e) => {
                 if e.status.is_server_error() {
-                    tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = %e.message, causes = ?e.causes, "API request failed");
+                    tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = ?e.message, causes = ?e.causes, "API request failed");
                 } else {
-                    tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = %e.message, causes = ?e.causes, "API request refused");
+                    tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), operation, error = ?e.message, causes = ?e.causes, "API request refused");
                 }
                 e.into_response()
             }

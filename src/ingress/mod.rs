@@ -111,9 +111,9 @@ pub async fn handle(
                 // rate-limited counters tell it, the log would drown.
                 tracing::debug!(tracking_id = %e.tracking_id, trigger = label, causes = ?e.causes, "ingress request shed");
             } else if e.status.is_server_error() {
-                tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request failed");
+                tracing::warn!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = ?e.message, causes = ?e.causes, "ingress request failed");
             } else {
-                tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = %e.message, causes = ?e.causes, "ingress request refused");
+                tracing::info!(tracking_id = %e.tracking_id, status = e.status.as_u16(), trigger = label, error = ?e.message, causes = ?e.causes, "ingress request refused");
             }
             e.into_response()
         }
