@@ -89,7 +89,7 @@ pub fn detail_code(status: StatusCode) -> &'static str {
         503 => "503 Service Unavailable",
         504 => "504 Gateway Timeout",
         508 => "508 Loop Detected",
-        401..=499 => "400 Bad Request",
+        n if (400..500).contains(&n) => "400 Bad Request",
         _ => "500.0 Internal Fault",
     }
 }
