@@ -25,6 +25,10 @@ pub struct AdminState {
     pub api: Option<Arc<crate::api::ApiState>>,
     /// `trigger_relay_ready` in `registry` ([`register_ready`]): set at each scrape of `/metrics`.
     pub ready: IntGauge,
+    /// Config-file subscriptions whose destination the broker says is missing, with what is wrong.
+    pub destinations: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    /// The first pass over every config-file subscription's destination is done.
+    pub destinations_checked: Arc<AtomicBool>,
 }
 
 /// Registers `trigger_relay_ready`, which `/metrics` sets to what `/readyz` would answer at that moment.
@@ -52,7 +56,21 @@ impl AdminState {
             .filter(|(_, r)| !r.is_ready())
             .map(|(n, _)| n.as_str())
             .collect();
-        (!waiting.is_empty()).then(|| format!("waiting for sinks: {}", waiting.join(", ")))
+        if !waiting.is_empty() {
+            return Some(format!("waiting for sinks: {}", waiting.join(", ")));
+        }
+        // Once every sink has reached its broker: the destinations, asked of those brokers.
+        if !self.destinations_checked.load(Ordering::Acquire) {
+            return Some("checking the subscriptions' destinations".into());
+        }
+        let missing = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        (!missing.is_empty()).then(|| {
+            missing
+                .iter()
+                .map(|(name, why)| format!("subscription `{name}`: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 

@@ -32,6 +32,11 @@ enum Command {
         /// secret shown as `***`.
         #[arg(long)]
         print: bool,
+        /// Also connect: start the sinks on loopback listeners (the API left out), and check that every
+        /// subscription's destination exists (Kafka topic, JetStream stream, EventBridge bus) and every broker
+        /// answers, within 30 s; exit 1 naming what is wrong.
+        #[arg(long)]
+        connect: bool,
     },
 }
 
@@ -66,7 +71,23 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig { print } => {
+        Command::CheckConfig { connect: true, .. } => {
+            match runtime().and_then(|rt| rt.block_on(connect_check(config))) {
+                Ok(None) => {
+                    println!("{name}: ok, and every destination answers");
+                    ExitCode::SUCCESS
+                }
+                Ok(Some(why)) => {
+                    eprintln!("{name}: the config is valid, but: {why}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("{name}: cannot check the destinations: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::CheckConfig { print, .. } => {
             if print {
                 // The config on standard output (pipe it to a file); the verdict on standard error.
                 print!("{}", config.to_redacted_toml());
@@ -108,6 +129,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     b.enable_all()
         .build()
         .context("cannot start the tokio runtime")
+}
+
+/// `check-config --connect`: the relay's own start-up and readiness, on loopback, without the API (its store is
+/// the running relay's). `Some(why)` when it is not ready within 30 s.
+async fn connect_check(mut config: Config) -> anyhow::Result<Option<String>> {
+    config.ingress.listen = "127.0.0.1:0".parse()?;
+    config.admin.listen = "127.0.0.1:0".parse()?;
+    config.ingress.tls = None;
+    config.admin.tls = None;
+    config.api.enabled = false;
+    let relay = Relay::start(config).await.context("cannot start")?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let verdict = loop {
+        // The first destination pass runs at start; give it a moment before the first verdict.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        match relay.not_ready() {
+            None => break None,
+            Some(why) if relay.destination_missing() || tokio::time::Instant::now() >= deadline => {
+                break Some(why)
+            }
+            Some(_) => {}
+        }
+    };
+    relay.shutdown();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), relay.wait()).await;
+    Ok(verdict)
 }
 
 async fn run(name: String, config: Config) -> anyhow::Result<()> {

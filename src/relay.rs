@@ -83,6 +83,7 @@ pub struct ShutdownReport {
 pub struct Relay {
     ingress_addr: SocketAddr,
     admin_addr: SocketAddr,
+    admin: Arc<AdminState>,
     stop: CancellationToken,
     done: JoinHandle<ShutdownReport>,
     _stop_on_drop: DropGuard,
@@ -395,7 +396,67 @@ impl Relay {
             loop_token: format!("trigger-relay-{instance}").into(),
         });
         let draining = Arc::new(AtomicBool::new(false));
+        // Destination checks of the config file's subscriptions: a missing topic, stream or bus keeps `/readyz`
+        // 503 naming it (checked again every 10 s, so creating it makes the relay ready without a restart).
+        let destinations = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let destinations_checked = Arc::new(AtomicBool::new(false));
+        {
+            let (builder, destinations, stop) =
+                (builder.clone(), destinations.clone(), api_stop.clone());
+            let checked = destinations_checked.clone();
+            // Asked only once every sink has reached its broker: a question to a broker that is not there would
+            // only wait out its timeout (and hold a blocking thread into shutdown).
+            let sinks_ready: Vec<Readiness> =
+                sinks.readiness.iter().map(|(_, r)| r.clone()).collect();
+            let subs: Vec<_> = enabled.iter().map(|s| (*s).clone()).collect();
+            tokio::spawn(async move {
+                while !sinks_ready.iter().all(Readiness::is_ready) {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                let mut pending = subs;
+                if pending.is_empty() {
+                    checked.store(true, Ordering::Release);
+                }
+                while !pending.is_empty() {
+                    let mut still = Vec::new();
+                    for s in pending {
+                        let result = {
+                            let guard = builder.lock().await;
+                            let Some(b) = guard.as_ref() else { return };
+                            b.check_destination(&s).await
+                        };
+                        let mut d = destinations.lock().unwrap_or_else(|p| p.into_inner());
+                        match result {
+                            Ok(()) => {
+                                d.remove(&s.name);
+                            }
+                            Err(crate::routes::Destination::Missing(why)) => {
+                                if d.insert(s.name.clone(), why.clone()).is_none() {
+                                    tracing::error!(subscription = %s.name, problem = %why, "a subscription's destination does not exist; not ready until it does");
+                                }
+                                still.push(s);
+                            }
+                            Err(crate::routes::Destination::Unreachable(_)) => still.push(s),
+                        }
+                    }
+                    pending = still;
+                    checked.store(true, Ordering::Release);
+                    if pending.is_empty() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
+            });
+        }
         let admin_state = Arc::new(AdminState {
+            destinations,
+            destinations_checked,
             registry,
             sinks: sinks.readiness,
             draining: draining.clone(),
@@ -403,6 +464,7 @@ impl Relay {
             ready: ready_metric,
         });
 
+        let readiness_view = admin_state.clone();
         let ingress_stop = CancellationToken::new();
         let ingress_kill = CancellationToken::new();
         let admin_stop = CancellationToken::new();
@@ -508,10 +570,30 @@ impl Relay {
         Ok(Relay {
             ingress_addr,
             admin_addr,
+            admin: readiness_view,
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
             done,
         })
+    }
+
+    /// Why `/readyz` would answer 503 now (a sink not yet connected, a missing destination, ...), if it would.
+    pub fn not_ready(&self) -> Option<String> {
+        self.admin.not_ready()
+    }
+
+    /// Whether the first pass over the config file's destinations found one missing (a definite answer, unlike
+    /// a broker that has not answered yet).
+    pub fn destination_missing(&self) -> bool {
+        self.admin
+            .destinations_checked
+            .load(std::sync::atomic::Ordering::Acquire)
+            && !self
+                .admin
+                .destinations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
     }
 
     pub fn ingress_addr(&self) -> SocketAddr {

@@ -19,6 +19,24 @@ use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::nats::render_subject;
 use crate::sinks::Target;
 
+/// Why a destination check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Destination {
+    /// The broker says it is not there (or the subscription cannot be routed at all).
+    #[error("{0}")]
+    Missing(String),
+    /// The broker did not answer the question.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl Destination {
+    /// Asking again later may pass (the broker was away); a missing destination stays missing until someone acts.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
+}
+
 pub struct RouteBuilder {
     pub(crate) config: Arc<Config>,
     pub(crate) catalog: Catalog,
@@ -59,6 +77,87 @@ impl RouteBuilder {
             }
         }
         router
+    }
+
+    /// Whether `s`'s destination exists, asked of the broker (Vector's sink healthchecks): the Kafka topic in the
+    /// cluster's metadata, a stream holding the JetStream subject, the EventBridge bus. `Ok` for destinations with
+    /// nothing to ask (core NATS, webhooks, STDOUT, DISCARD), and for triggers outside the catalog.
+    pub async fn check_destination(&self, s: &Subscription) -> Result<(), Destination> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let Some((spec, _)) = self.spec(s).await.map_err(Destination::Missing)? else {
+            return Ok(());
+        };
+        match &spec.target {
+            Target::Kafka { topic, .. } => {
+                let cluster = spec.sink.trim_start_matches("kafka.").to_string();
+                let Some(producer) = self.kafka_producers.get(&cluster).cloned() else {
+                    return Ok(());
+                };
+                let t = topic.clone();
+                let metadata = tokio::task::spawn_blocking(move || {
+                    use rdkafka::producer::Producer;
+                    producer.client().fetch_metadata(Some(&t), WAIT)
+                })
+                .await
+                .map_err(|e| Destination::Unreachable(e.to_string()))?
+                .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
+                let found = metadata.topics().iter().find(|m| m.name() == topic);
+                match found {
+                    Some(m) if m.error().is_none() && !m.partitions().is_empty() => Ok(()),
+                    _ => Err(Destination::Missing(format!(
+                        "the Kafka topic `{topic}` does not exist in cluster `{cluster}`: create it (or fix kafkaConfig.topic)"
+                    ))),
+                }
+            }
+            Target::Nats {
+                subject,
+                jetstream: true,
+                ..
+            } => {
+                let connection = spec.sink.trim_start_matches("nats.").to_string();
+                let Some(client) = self.nats_clients.get(&connection).cloned() else {
+                    return Ok(());
+                };
+                let js = async_nats::jetstream::new(client);
+                match tokio::time::timeout(WAIT, js.stream_by_subject(subject.as_str())).await {
+                    Err(_) => Err(Destination::Unreachable(format!(
+                        "NATS connection `{connection}` did not answer"
+                    ))),
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(Destination::Missing(format!(
+                        "no JetStream stream holds the subject `{subject}` on connection `{connection}` ({e}): create one (or set jetstream = false)"
+                    ))),
+                }
+            }
+            Target::EventBridge(t) => {
+                let call = t.client.describe_event_bus().name(&t.bus).send();
+                match tokio::time::timeout(WAIT, call).await {
+                    Err(_) => Err(Destination::Unreachable(format!(
+                        "EventBridge in {} did not answer",
+                        t.region
+                    ))),
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => {
+                        let not_found = e
+                            .as_service_error()
+                            .is_some_and(|se| se.is_resource_not_found_exception());
+                        if not_found {
+                            Err(Destination::Missing(format!(
+                                "the EventBridge bus `{}` does not exist in {}: create it (or fix eventBridgeConfig.eventBusName)",
+                                t.bus, t.region
+                            )))
+                        } else {
+                            Err(Destination::Unreachable(format!(
+                                "EventBridge in {}: {}",
+                                t.region,
+                                aws_sdk_eventbridge::error::DisplayErrorContext(&e)
+                            )))
+                        }
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Forget the metric series of a subscription that no longer exists, on every sink it could have used.

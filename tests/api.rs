@@ -1238,3 +1238,62 @@ async fn deleted_subscriptions_leave_no_metric_series() {
         "/metrics grew across cycles: {sizes:?}"
     );
 }
+
+/// A subscription whose destination does not exist is refused before it is stored (a typo is a 400 now, not every
+/// event lost later): a Kafka topic the cluster does not have, a JetStream subject no stream holds. A disabled one
+/// may be created ahead of its destination; an existing topic is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_are_checked_before_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let topic = unique("present");
+    create_topic(&kafka(), &topic).await;
+    let extra =
+        "[sinks.kafka.k]\nbootstrap_servers = \"KAFKA\"\n[sinks.nats.n]\nservers = [\"NATS\"]\n"
+            .replace("KAFKA", &kafka())
+            .replace("NATS", &nats());
+    let relay = start(&format!("{}\n{extra}", config(dir.path(), &hook, ""))).await;
+    wait_ready(&relay).await;
+    let kafka_sub = |topic: &str, enabled: bool| {
+        json!({"name": unique("k"), "triggerId": "idn:identity-created", "type": "KAFKA", "enabled": enabled,
+               "kafkaConfig": {"topic": topic}})
+    };
+    let missing = unique("typo");
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(kafka_sub(&missing, true)),
+    )
+    .await;
+    isc_error(
+        &r,
+        400,
+        &format!("the Kafka topic `{missing}` does not exist"),
+    );
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(kafka_sub(&missing, false)),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        201,
+        "a disabled subscription may come first: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api(
+        &relay,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(kafka_sub(&topic, true)),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let js = json!({"name": unique("j"), "triggerId": "idn:identity-created", "type": "NATS",
+                    "natsConfig": {"subject": unique("nostream"), "jetstream": true}});
+    let r = api(&relay, "POST", "/beta/trigger-subscriptions", Some(js)).await;
+    isc_error(&r, 400, "no JetStream stream holds the subject");
+}

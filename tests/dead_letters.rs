@@ -35,7 +35,8 @@ deadLetter = {{ kafkaConfig = {{ topic = "{dlq}" }} }}
 "#
     ))
     .await;
-    wait_ready(&relay).await;
+    // The destination check already says what is wrong; the event is then refused for that reason.
+    wait_not_ready_with(&relay, "no JetStream stream holds the subject").await;
     let id = unique("dl");
     let body = example_body("idn:identity-created", &id);
     let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;

@@ -253,3 +253,53 @@ fn an_invalid_filter_is_a_config_error_with_its_position() {
         "{e}"
     );
 }
+
+/// `check-config --connect` asks the brokers: a topic the cluster does not have is exit 1 naming it; with the
+/// topic created, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_connect_finds_a_missing_topic() {
+    let bootstrap = kafka();
+    let topic = unique("connect");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[ingress.auth]\nnone = true\n[sinks.kafka.main]\nbootstrap_servers = \"{bootstrap}\"\n\
+             [[subscriptions]]\nname = \"typo\"\ntriggerId = \"idn:identity-created\"\ntype = \"KAFKA\"\n\
+             kafkaConfig = {{ topic = \"{topic}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let path = path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+                    .args(["--config"])
+                    .arg(&path)
+                    .args(["check-config", "--connect"])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run().await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "subscription `typo`: the Kafka topic `{topic}` does not exist"
+        )),
+        "{err}"
+    );
+    create_topic(&bootstrap, &topic).await;
+    let out = run().await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -126,7 +126,12 @@ async fn jetstream_without_a_stream_is_rejected() {
         "[[subscriptions]]\nid = \"lost\"\nname = \"lost\"\ntriggerId = \"idn:identity-created\"\ntype = \"NATS\"\nnatsConfig = {{ subject = \"{subject}\", jetstream = true }}\n"
     );
     let relay = start(&config(&server, &subs, "delivered")).await;
-    wait_ready(&relay).await;
+    // The destination check finds no stream: not ready, naming the subscription and what to do.
+    wait_not_ready_with(
+        &relay,
+        "subscription `lost`: no JetStream stream holds the subject",
+    )
+    .await;
     let r = post_event(
         &relay,
         "/events/idn:identity-created",
@@ -141,6 +146,16 @@ async fn jetstream_without_a_stream_is_rejected() {
     )
     .await;
     assert_eq!(rejected, 1.0);
+    // Once a stream holds the subject, the next check (every 10 s) makes the relay ready, without a restart.
+    let js = async_nats::jetstream::new(async_nats::connect(&server).await.unwrap());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: unique("held").replace('-', "_"),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wait_ready(&relay).await;
     relay.shutdown();
     relay.wait().await;
 }

@@ -720,6 +720,34 @@ impl ApiState {
             .map_err(|m| bad_request("the subscription cannot be routed").cause(m))
     }
 
+    /// The destination exists (the topic, the stream, the bus): asked of the broker before a write, so a typo is a
+    /// 400 now rather than every event lost later. Disabled subscriptions are not checked (they may be created
+    /// before their destination), and only a definite "missing" refuses.
+    async fn check_destination(&self, s: &Subscription) -> Result<(), ApiError> {
+        if !s.enabled {
+            return Ok(());
+        }
+        let guard = self.builder.lock().await;
+        let Some(builder) = guard.as_ref() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay is shutting down",
+            ));
+        };
+        match builder.check_destination(s).await {
+            Ok(()) => Ok(()),
+            Err(crate::routes::Destination::Missing(m)) => {
+                Err(bad_request("the subscription's destination does not exist").cause(m))
+            }
+            // A check that cannot be made (the broker or AWS does not answer now) does not block the write: the
+            // destination may well exist, and deliveries report what happens.
+            Err(crate::routes::Destination::Unreachable(m)) => {
+                tracing::warn!(subscription = %s.name, problem = %m, "the subscription's destination could not be checked; stored anyway");
+                Ok(())
+            }
+        }
+    }
+
     /// Read-your-writes: wait (a bounded time) until the routing table reflects `revision`.
     async fn wait_routed(&self, revision: u64) {
         let mut routed = self.routed.clone();
@@ -744,6 +772,7 @@ impl ApiState {
         let mut s = parse(body)?;
         s.id = Some(uuid::Uuid::new_v4().to_string());
         validate(&self.config, &s)?;
+        self.check_destination(&s).await?;
         let trigger = s.trigger_id.clone();
         let created = self
             .commit(&trigger, |stored| {
@@ -767,6 +796,9 @@ impl ApiState {
         if read_only {
             return Err(Self::read_only(id));
         }
+        // Checked on what the change makes of the version this replica holds (the write itself applies it to
+        // the stored one, which names the same destination unless a concurrent write moved it).
+        self.check_destination(&make(&old)?).await?;
         let saved = self
             .commit(&old.trigger_id, |stored| {
                 let i = stored

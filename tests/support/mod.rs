@@ -410,6 +410,20 @@ pub async fn wait_ready(relay: &Relay) {
     .await;
 }
 
+/// Wait until `/readyz` answers 503 naming `problem` (a destination the broker says is missing: everything else
+/// is up, so events can be posted and are refused for that reason).
+pub async fn wait_not_ready_with(relay: &Relay, problem: &str) {
+    eventually(
+        &format!("/readyz 503 naming {problem:?}"),
+        Duration::from_secs(30),
+        || async {
+            let r = request("GET", relay.admin_addr(), "/readyz", &[], "").await;
+            r.status == 503 && String::from_utf8_lossy(&r.body).contains(problem)
+        },
+    )
+    .await;
+}
+
 /// ISC's example invocation body for a trigger (example input + `_metadata`).
 pub fn example_body(trigger: &str, invocation_id: &str) -> Vec<u8> {
     let catalog = trigger_relay::catalog::Catalog::builtin();
