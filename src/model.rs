@@ -74,6 +74,14 @@ pub enum SubscriptionType {
 }
 
 impl SubscriptionType {
+    /// One of ISC's own types (what SailPoint's SDK models know), not one the relay added.
+    pub fn is_isc(self) -> bool {
+        matches!(
+            self,
+            Self::Http | Self::Eventbridge | Self::Inline | Self::Script | Self::Workflow
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "HTTP",

@@ -1297,3 +1297,123 @@ async fn destinations_are_checked_before_a_write() {
     let r = api(&relay, "POST", "/beta/trigger-subscriptions", Some(js)).await;
     isc_error(&r, 400, "no JetStream stream holds the subject");
 }
+
+/// `POST /oauth/token` takes the client's credentials in every encoding clients use: the query string, an
+/// urlencoded body, a multipart/form-data body (as some of SailPoint's client libraries send it) and HTTP Basic
+/// (RFC 6749 §2.3.1); each answers ISC's token shape, and a wrong secret is a 401 in each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_in_every_encoding() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let boundary = "----trigger-relay-test-boundary";
+    let multipart = |secret: &str| {
+        let mut b = String::new();
+        for (k, v) in [
+            ("grant_type", "client_credentials"),
+            ("client_id", "sdk"),
+            ("client_secret", secret),
+        ] {
+            b.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+            ));
+        }
+        b.push_str(&format!("--{boundary}--\r\n"));
+        b.into_bytes()
+    };
+    let basic = |secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("sdk:{secret}"))
+        )
+    };
+    let mp_type = format!("multipart/form-data; boundary={boundary}");
+    struct Case {
+        what: &'static str,
+        path: String,
+        content_type: String,
+        authorization: Option<String>,
+        body: Vec<u8>,
+    }
+    let cases = |secret: &str| {
+        vec![
+            Case {
+                what: "query string",
+                path: format!("/oauth/token?grant_type=client_credentials&client_id=sdk&client_secret={secret}"),
+                content_type: "application/x-www-form-urlencoded".into(),
+                authorization: None,
+                body: Vec::new(),
+            },
+            Case {
+                what: "urlencoded body",
+                path: "/oauth/token".into(),
+                content_type: "application/x-www-form-urlencoded".into(),
+                authorization: None,
+                body: format!("grant_type=client_credentials&client_id=sdk&client_secret={secret}").into_bytes(),
+            },
+            Case {
+                what: "multipart/form-data",
+                path: "/oauth/token".into(),
+                content_type: mp_type.clone(),
+                authorization: None,
+                body: multipart(secret),
+            },
+            Case {
+                what: "HTTP Basic",
+                path: "/oauth/token".into(),
+                content_type: "application/x-www-form-urlencoded".into(),
+                authorization: Some(basic(secret)),
+                body: b"grant_type=client_credentials".to_vec(),
+            },
+        ]
+    };
+    for (secret, want) in [(CLIENT_SECRET, 200), ("wrong-secret", 401)] {
+        for c in cases(secret) {
+            let mut headers = vec![("content-type", c.content_type.as_str())];
+            if let Some(a) = &c.authorization {
+                headers.push(("authorization", a.as_str()));
+            }
+            let r = request("POST", relay.admin_addr(), &c.path, &headers, c.body).await;
+            assert_eq!(
+                r.status,
+                want,
+                "{}: {}",
+                c.what,
+                String::from_utf8_lossy(&r.body)
+            );
+            let j = r.json();
+            if want == 200 {
+                assert_eq!(j["token_type"], "bearer", "{}", c.what);
+                assert!(j["expires_in"].as_u64().unwrap() > 0, "{}", c.what);
+                assert!(j["scope"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sp:trigger-service-subscriptions:manage"));
+                let token = j["access_token"].as_str().unwrap();
+                let l = call(
+                    &relay,
+                    "GET",
+                    "/beta/trigger-subscriptions",
+                    Some(token),
+                    "application/json",
+                    Vec::new(),
+                )
+                .await;
+                assert_eq!(l.status, 200, "{}: the token works", c.what);
+            } else {
+                assert_eq!(j["error"], "invalid_client", "{}", c.what);
+            }
+        }
+    }
+    // A broken multipart body is a 400 saying so.
+    let r = request(
+        "POST",
+        relay.admin_addr(),
+        "/oauth/token",
+        &[("content-type", mp_type.as_str())],
+        b"not multipart at all".to_vec(),
+    )
+    .await;
+    isc_error(&r, 400, "");
+}

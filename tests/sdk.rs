@@ -27,6 +27,11 @@ store_path = "{store}"
 client_id = "sdk"
 client_secret_sha256 = "{digest}"
 scopes = ["sp:trigger-service-subscriptions:manage", "sp:trigger-service-invocation-status:manage"]
+# A relay-typed subscription the SDK's models cannot represent: its list calls must work anyway.
+[[subscriptions]]
+name = "relay-typed"
+triggerId = "idn:identity-created"
+type = "DISCARD"
 "#,
         store = dir.path().join("store.json").display()
     ))
@@ -55,6 +60,41 @@ scopes = ["sp:trigger-service-subscriptions:manage", "sp:trigger-service-invocat
         "the SDK check failed (install the SDK with `python3 -m pip install sailpoint`; scripts/test does):\n{text}"
     );
     assert!(text.contains("sdk: all operations passed"), "{text}");
+    // ISC's mounts leave the relay's types out (the SDK's lists above decoded with one present); the relay's
+    // mount lists them.
+    let token = {
+        let r = request(
+            "POST",
+            relay.admin_addr(),
+            "/oauth/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("grant_type=client_credentials&client_id=sdk&client_secret={secret}")
+                .into_bytes(),
+        )
+        .await;
+        r.json()["access_token"].as_str().unwrap().to_string()
+    };
+    let auth = format!("Bearer {token}");
+    for (path, has) in [
+        ("/trigger-subscriptions/v1", false),
+        ("/beta/trigger-subscriptions", false),
+        ("/relay/v1/trigger-subscriptions", true),
+    ] {
+        let l = request(
+            "GET",
+            relay.admin_addr(),
+            path,
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(l.status, 200, "{path}");
+        assert_eq!(
+            String::from_utf8_lossy(&l.body).contains("\"DISCARD\""),
+            has,
+            "{path}"
+        );
+    }
     // The SDK's test invocation went through the real HTTP sink.
     let got = hook.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].headers["authorization"], "Bearer sdk-secret-2");

@@ -116,9 +116,13 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-/// The API path without its mount: `/beta/triggers` and `/triggers/v1` both give `/triggers`.
+/// The API path without its mount: `/beta/triggers`, `/triggers/v1` and `/relay/v1/triggers` all give
+/// `/triggers`.
 fn route(path: &str) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/beta/") {
+        return Some(format!("/{rest}"));
+    }
+    if let Some(rest) = path.strip_prefix("/relay/v1/") {
         return Some(format!("/{rest}"));
     }
     for base in [
@@ -375,7 +379,9 @@ impl ApiState {
         tracing::debug!(operation, caller = %principal.name, "API request");
         let result = match operation {
             "list_triggers" => self.list_triggers(&query),
-            "list_subscriptions" => self.list_subscriptions(&query),
+            "list_subscriptions" => {
+                self.list_subscriptions(&query, path.starts_with("/relay/v1/"))
+            }
             "create_subscription" => self.create(&body).await,
             "validate_filter" => self.validate_filter(&body),
             "get_subscription" => self.get(&id),
@@ -459,13 +465,40 @@ impl ApiState {
                 .retry_after(retry_after_s)
         };
         self.token_sources.check(&source).map_err(over)?;
+        // The client's credentials in any of the encodings clients use: the query string, an urlencoded or
+        // multipart/form-data body, or HTTP Basic (RFC 6749 §2.3.1: id and secret form-encoded, then base64).
         let mut form = params(req.uri().query());
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let basic = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(basic_credentials);
         let body = Limited::new(req.into_body(), 64 * 1024)
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        form.extend(form_urlencoded::parse(&body).into_owned());
+        if content_type
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+        {
+            let fields = multipart_fields(&content_type, body).await.map_err(|why| {
+                bad_request("the token request is not valid multipart/form-data").cause(why)
+            })?;
+            form.extend(fields);
+        } else {
+            form.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        if let Some((id, secret)) = basic {
+            form.entry("client_id".into()).or_insert(id);
+            form.entry("client_secret".into()).or_insert(secret);
+        }
         // Each configured client has its own window for token requests too, whichever address sends them.
         if let Some(id) = form
             .get("client_id")
@@ -593,8 +626,20 @@ impl ApiState {
             .map(|s| (s.clone(), false))
     }
 
-    fn list_subscriptions(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
-        let items = self.all().iter().map(|s| self.dto(s)).collect();
+    /// On ISC's mounts only ISC's subscription types are listed: SailPoint's SDKs refuse a list holding any other
+    /// `type` (their models' enum), so a KAFKA route would break every SDK user's list call. The relay's mount
+    /// (`/relay/v1/trigger-subscriptions`) lists them all.
+    fn list_subscriptions(
+        &self,
+        query: &HashMap<String, String>,
+        relay_types: bool,
+    ) -> Result<Resp, ApiError> {
+        let items = self
+            .all()
+            .iter()
+            .filter(|s| relay_types || s.kind.is_isc())
+            .map(|s| self.dto(s))
+            .collect();
         Self::list(
             query,
             &Spec {
@@ -1082,6 +1127,50 @@ fn check_if_match(if_match: Option<&str>, current: &Subscription) -> Result<(), 
     .cause(format!(
         "If-Match: {list}; the current ETag is {tag}: GET it again"
     )))
+}
+
+/// `Authorization: Basic base64(id:secret)` with each part form-urlencoded (RFC 6749 §2.3.1).
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let b64 = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// The text fields of a multipart/form-data body (at most 16 fields of 8 KiB: a token request has three).
+async fn multipart_fields(
+    content_type: &str,
+    body: Bytes,
+) -> Result<Vec<(String, String)>, String> {
+    let boundary = multer::parse_boundary(content_type).map_err(|e| e.to_string())?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(64 * 1024)
+            .per_field(8 * 1024),
+    );
+    let mut m = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut out = Vec::new();
+    while let Some(field) = m.next_field().await.map_err(|e| e.to_string())? {
+        if out.len() >= 16 {
+            return Err("more than 16 fields".into());
+        }
+        let name = field.name().unwrap_or_default().to_string();
+        let value = field.text().await.map_err(|e| e.to_string())?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// A store failure as the API answers it: an outage is 503 with `Retry-After`, naming the store.

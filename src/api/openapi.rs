@@ -182,7 +182,12 @@ pub fn document() -> Value {
             o["parameters"] = id_param.clone();
         }
         let (base, rest) = path.split_at(path[1..].find('/').map_or(path.len(), |i| i + 1));
-        for mounted in [format!("/beta{path}"), format!("{base}/v1{rest}")] {
+        // ISC's two mounts, and the relay's (which also lists the relay's own subscription types).
+        for mounted in [
+            format!("/beta{path}"),
+            format!("{base}/v1{rest}"),
+            format!("/relay/v1{path}"),
+        ] {
             let entry = paths.entry(mounted).or_insert_with(|| json!({}));
             entry[method] = o.clone();
         }
