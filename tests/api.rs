@@ -1417,3 +1417,67 @@ async fn token_requests_in_every_encoding() {
     .await;
     isc_error(&r, 400, "");
 }
+
+/// Parallel 1 MiB filter validations do not grow the relay's memory with their number: one runs at a time
+/// (the others get 429 with `Retry-After`), so the peak resident memory of the process stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_large_filter_validations_are_bounded_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = support::reliability::RelayProcess::start(&format!(
+        "[ingress.auth]\nnone = true\n[api]\nenabled = true\nstore_path = \"{}\"\nrate_limit_requests = 100000\n\
+         [[api.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\nscopes = [\"sp:scopes:all\"]\n",
+        dir.path().join("s.json").display()
+    ))
+    .await;
+    let peak = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = peak(relay.pid());
+    // About 1 MiB of small objects: a parsed tree many times the text's size.
+    let items: Vec<String> = (0..42_000)
+        .map(|i| format!(r#"{{"k":{i},"n":"v{i}"}}"#))
+        .collect();
+    let input = format!(r#"{{"items":[{}]}}"#, items.join(","));
+    let body = format!(r#"{{"input":{input},"filter":"$.items[?(@.k == 3)]"}}"#);
+    assert!(
+        body.len() > 900_000 && body.len() < 1024 * 1024,
+        "{}",
+        body.len()
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (admin, body) = (relay.admin, body.clone());
+        tasks.push(tokio::spawn(async move {
+            let auth = format!("Bearer {ADMIN_TOKEN}");
+            request(
+                "POST",
+                admin,
+                "/beta/trigger-subscriptions/validate-filter",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.into_bytes(),
+            )
+            .await
+            .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let grown_mb = (peak(relay.pid()) - before) / 1024;
+    eprintln!("[validate-filter] 32 parallel 1 MiB validations: peak RSS grew {grown_mb} MiB; {statuses:?}");
+    assert!(grown_mb < 64, "peak RSS grew {grown_mb} MiB");
+}

@@ -50,6 +50,9 @@ use collection::{params, Query, Spec};
 pub use patch::apply_patch;
 use store::{Store, StoreError};
 
+/// Filter validations running at once (see `ApiState::validations`).
+const MAX_VALIDATIONS: usize = 1;
+
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -72,6 +75,9 @@ pub struct ApiState {
     routed: tokio::sync::watch::Receiver<u64>,
     /// Writes on this replica take turns, so compare-and-swap conflicts only come from other replicas.
     writes: tokio::sync::Mutex<()>,
+    /// Filter validations at once: each parses an input of up to 1 MiB into a tree several times its size, so
+    /// the number in parallel is what bounds their memory (more get 429 with `Retry-After`).
+    validations: tokio::sync::Semaphore,
     builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
     statuses: Arc<StatusLog>,
     auth: Auth,
@@ -203,6 +209,7 @@ impl ApiState {
             store,
             routed,
             writes: tokio::sync::Mutex::new(()),
+            validations: tokio::sync::Semaphore::new(MAX_VALIDATIONS),
             builder,
             statuses,
             auth: Auth::new(&config.api),
@@ -354,6 +361,25 @@ impl ApiState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
+        // A filter validation holds its slot from before its body is read until it is answered.
+        let _validation = if operation == "validate_filter" {
+            match self.validations.try_acquire() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    return (
+                        operation,
+                        Err(ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too many filter validations at once",
+                        )
+                        .cause(format!("at most {MAX_VALIDATIONS} run at a time: retry"))
+                        .retry_after(1)),
+                    )
+                }
+            }
+        } else {
+            None
+        };
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),

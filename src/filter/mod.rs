@@ -133,6 +133,9 @@ use std::sync::Arc;
 
 /// Maximum length of a filter expression, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 16 * 1024;
+/// Regular expressions (`=~`) one filter may hold: each may compile to up to a MiB, and a trigger holds up to 50
+/// filters, so the count is what bounds the memory a caller's filters can take.
+pub const MAX_REGEXES: usize = 8;
 
 /// A compiled filter. Cheap to clone (the compiled form is shared);
 /// `Send + Sync`.
@@ -219,6 +222,16 @@ impl Filter {
                     .take_while(|(i, _)| *i < MAX_EXPRESSION_LEN)
                     .count(),
                 message: format!("expression longer than {MAX_EXPRESSION_LEN} bytes"),
+            });
+        }
+        // Counted on the text (a `=~` inside a string literal counts too: the bound errs on the safe side).
+        let regexes = t.matches("=~").count();
+        if regexes > MAX_REGEXES {
+            return Err(FilterError {
+                position: lead_chars,
+                message: format!(
+                    "{regexes} regular expressions (=~); a filter may hold at most {MAX_REGEXES}"
+                ),
             });
         }
         let implicit = !t.starts_with(['$', '@']);

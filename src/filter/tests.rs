@@ -424,3 +424,15 @@ fn nesting_limit_is_an_error() {
         .message
         .contains("segments"));
 }
+
+/// A filter holds at most `MAX_REGEXES` regular expressions.
+#[test]
+fn regex_count_is_bounded() {
+    let with = |n: usize| {
+        let terms: Vec<String> = (0..n).map(|i| format!("@.a{i} =~ /x{i}.*/")).collect();
+        format!("$[?({})]", terms.join(" || "))
+    };
+    assert!(Filter::compile(&with(super::MAX_REGEXES)).is_ok());
+    let e = Filter::compile(&with(super::MAX_REGEXES + 1)).unwrap_err();
+    assert!(e.message.contains("at most 8"), "{}", e.message);
+}
