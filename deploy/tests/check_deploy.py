@@ -162,10 +162,24 @@ API_FILE_STORE: dict[str, Any] = {
     },
 }
 
+# The Triggers API with the kafka store: three replicas, the store on the config's Kafka cluster.
+def api_kafka_store() -> dict[str, Any]:
+    config = load_values(CHART / "values.yaml")["config"] + '\n[sinks.kafka.main]\nbootstrap_servers = "kafka.messaging:9092"\n'
+    return {
+        "replicaCount": 3,
+        "config": config,
+        "api": {"enabled": True, "store": "kafka", "kafka": {"cluster": "main"},
+                "clients": API_FILE_STORE["api"]["clients"]},
+        "secretEnv": {"ISC_BEARER_TOKEN": "isc-bearer-token", "TRIGGER_RELAY_STORE_KEY": "api-store-key",
+                      "TRIGGER_RELAY_TOKEN_SIGNING_KEY": "api-token-signing-key"},
+    }
+
+
 SCENARIOS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "default values": lambda: None,
     f"{ALL_ON.relative_to(ROOT)}": lambda: load_values(ALL_ON),
     "api with the file store": lambda: API_FILE_STORE,
+    "api with the kafka store": api_kafka_store,
 }
 
 
@@ -382,6 +396,7 @@ def check_wiring(f: Failures) -> None:
         "file store with 2 replicas": (dict(API_FILE_STORE, replicaCount=2), "serves one process"),
         "file store with autoscaling": (dict(API_FILE_STORE, autoscaling={"enabled": True}), "serves one process"),
         "nats store without servers": ({"api": {"enabled": True, "store": "nats"}}, "api.nats.servers"),
+        "kafka store without a cluster": ({"api": {"enabled": True, "store": "kafka"}}, "api.kafka.cluster"),
         "nats store without the shared keys": (
             {"api": {"enabled": True, "store": "nats", "nats": {"servers": ["nats://n:4222"]}}}, "secretEnv.TRIGGER_RELAY_STORE_KEY"),
         "an [api] table in config as well": (

@@ -796,7 +796,8 @@ async fn a_replica_killed_mid_burst_loses_no_answered_write() {
     }
 }
 
-/// Two processes on one `file` store: the second refuses to start, naming the lock and what to use instead.
+/// Two relays on one `file` store (in this process, and the binary as a second process): the second refuses to
+/// start, naming the lock and what to use instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_store_serves_one_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -813,6 +814,31 @@ async fn a_file_store_serves_one_process() {
         .to_string();
     assert!(e.contains("in use by another trigger-relay process"), "{e}");
     assert!(e.contains("kind = \"nats\""), "{e}");
+    // Another process (the binary) on the same store: exit 1 with the same message.
+    let path = dir.path().join("second.toml");
+    std::fs::write(
+        &path,
+        format!("[ingress]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{text}"),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second process must not start: {err}"
+    );
+    assert!(
+        err.contains("in use by another trigger-relay process"),
+        "{err}"
+    );
     // The first still works.
     let r = super::api(&first, "GET", "/beta/trigger-subscriptions", None).await;
     assert_eq!(r.status, 200);

@@ -94,6 +94,12 @@ servers = [{{ range $i, $s := .nats.servers }}{{ if $i }}, {{ end }}{{ $s | quot
 token = "${ {{- .nats.tokenEnv -}} }"
 {{- end }}
 {{- end }}
+{{- else if eq .store "kafka" }}
+kind = "kafka"
+cluster = {{ .kafka.cluster | quote }}
+topic = {{ .kafka.topic | quote }}
+status_topic = {{ .kafka.statusTopic | quote }}
+replication_factor = {{ .kafka.replicationFactor }}
 {{- else }}
 kind = "file"
 path = {{ .file.path | quote }}
@@ -113,7 +119,10 @@ path = {{ .file.path | quote }}
 {{- fail "api.store \"file\" serves one process, and this release runs several (replicaCount > 1 or autoscaling): use api.store \"nats\" so every replica shares the subscriptions" }}
 {{- end }}
 {{- else }}
-{{- if and (not $a.nats.servers) (not $a.nats.connection) }}
+{{- if and (eq $a.store "kafka") (not $a.kafka.cluster) }}
+{{- fail "api.store \"kafka\" needs api.kafka.cluster: a [sinks.kafka.<name>] of config" }}
+{{- end }}
+{{- if and (eq $a.store "nats") (not $a.nats.servers) (not $a.nats.connection) }}
 {{- fail "api.store \"nats\" needs api.nats.connection (a [sinks.nats.<name>] of config) or api.nats.servers (e.g. [\"nats://nats.messaging:4222\"])" }}
 {{- end }}
 {{- range $env := list $a.storeKeyEnv $a.tokenSigningKeyEnv }}
