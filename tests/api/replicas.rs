@@ -951,3 +951,37 @@ async fn invocation_statuses_are_listed_by_every_replica_from_the_start() {
         .await;
     }
 }
+
+/// The Kafka store refuses a topic it cannot decide by: one that exists with more than one partition stops the
+/// start-up, naming the topic and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_store_refuses_a_topic_with_several_partitions() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let engine = Engine::start(Kind::Kafka);
+    let bootstrap = engine.kafka.as_ref().unwrap().bootstrap();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let t = NewTopic::new(&engine.bucket, 2, TopicReplication::Fixed(1));
+    for r in admin
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let mut config =
+        trigger_relay::Config::from_toml(&replica_toml(&engine, SIGNING_KEY, &[])).unwrap();
+    config.ingress.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let e = trigger_relay::Relay::start(config)
+        .await
+        .err()
+        .expect("a two-partition store topic must stop the start-up")
+        .to_string();
+    assert!(
+        e.contains(&format!("topic `{}` has 2 partitions", engine.bucket)),
+        "{e}"
+    );
+}
