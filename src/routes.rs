@@ -90,13 +90,24 @@ impl RouteBuilder {
         match &spec.target {
             Target::Kafka { topic, .. } => {
                 let cluster = spec.sink.trim_start_matches("kafka.").to_string();
-                let Some(producer) = self.kafka_producers.get(&cluster).cloned() else {
+                let Some(c) = self.config.sinks.kafka.get(&cluster) else {
                     return Ok(());
                 };
+                // Asked with a client of its own: the sink's producer keeps only the metadata its sends need
+                // (a topic's cached leader would otherwise outlive a broker that forgot the topic).
+                let mut client = rdkafka::ClientConfig::new();
+                client.set("bootstrap.servers", &c.bootstrap_servers);
+                for (k, v) in c.passthrough().unwrap_or_default() {
+                    client.set(k, v);
+                }
                 let t = topic.clone();
                 let metadata = tokio::task::spawn_blocking(move || {
-                    use rdkafka::producer::Producer;
-                    producer.client().fetch_metadata(Some(&t), WAIT)
+                    use rdkafka::consumer::Consumer;
+                    let probe: rdkafka::consumer::BaseConsumer =
+                        client.create().map_err(|e| e.to_string())?;
+                    probe
+                        .fetch_metadata(Some(&t), WAIT)
+                        .map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|e| Destination::Unreachable(e.to_string()))?

@@ -66,7 +66,9 @@ async fn delivered_mode_answers_503_when_the_broker_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_mode_delivers_after_the_broker_comes_back() {
-    let mut broker = PrivateKafka::start();
+    // Its data survives the restart (tansu on moto's S3), as a Kafka cluster's topics do; an in-memory broker would
+    // come back without the topic while the relay's producer still knows it.
+    let mut broker = PrivateKafka::start_persistent();
     let port = broker.port;
     let topic = unique("back");
     create_topic(&broker.bootstrap(), &topic).await;
@@ -92,9 +94,9 @@ async fn accepted_mode_delivers_after_the_broker_comes_back() {
         metric(&relay, "trigger_relay_queue_depth_events", &[sink]).await,
         5.0
     );
-    // Same port, fresh (in-memory) broker: the topic has to be made again.
-    let broker = PrivateKafka::start_on(port);
-    create_topic(&broker.bootstrap(), &topic).await;
+    // Same port, same storage: the broker comes back with its topic.
+    broker.restart();
+    let _ = port;
     // Wait for an outcome for each event before consuming: a consumer opened on a still-empty tansu topic can
     // miss records that arrive later.
     eventually(
