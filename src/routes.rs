@@ -95,11 +95,7 @@ impl RouteBuilder {
                 };
                 // Asked with a client of its own: the sink's producer keeps only the metadata its sends need
                 // (a topic's cached leader would otherwise outlive a broker that forgot the topic).
-                let mut client = rdkafka::ClientConfig::new();
-                client.set("bootstrap.servers", &c.bootstrap_servers);
-                for (k, v) in c.passthrough().unwrap_or_default() {
-                    client.set(k, v);
-                }
+                let client = c.base_client_config().map_err(Destination::Missing)?;
                 let t = topic.clone();
                 let metadata = tokio::task::spawn_blocking(move || {
                     use rdkafka::consumer::Consumer;

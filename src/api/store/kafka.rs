@@ -80,21 +80,6 @@ pub struct KafkaStore {
     connected: Arc<AtomicBool>,
 }
 
-/// The cluster's client settings without the producer's own (for the reader and the admin client).
-pub fn client(
-    cluster: &crate::sinks::kafka::KafkaClusterConfig,
-) -> Result<ClientConfig, StoreError> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cluster.bootstrap_servers);
-    for (k, v) in cluster
-        .passthrough()
-        .map_err(|(k, m)| failed(format!("options.{k}: {m}")))?
-    {
-        c.set(k, v);
-    }
-    Ok(c)
-}
-
 impl KafkaStore {
     pub async fn open(
         config: &KafkaStoreConfig,
@@ -105,7 +90,7 @@ impl KafkaStore {
         stop: CancellationToken,
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let base = client(cluster)?;
+        let base = cluster.base_client_config().map_err(failed)?;
         ensure_topic(
             &base,
             &config.topic,

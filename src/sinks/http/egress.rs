@@ -168,7 +168,10 @@ impl EgressPolicy {
             },
             what,
         };
-        if self.own_port(port) && local(ip) {
+        // Asked of the kernel (a socket each time): once per check, only when a rule needs it.
+        let mut is_local = None;
+        let mut local_once = || *is_local.get_or_insert_with(|| local(ip));
+        if self.own_port(port) && local_once() {
             return Err(refuse(format!("this relay's own listener (port {port})")));
         }
         if self
@@ -184,7 +187,7 @@ impl EgressPolicy {
         if let Some(what) = inward(ip) {
             return Err(refuse(what.to_string()));
         }
-        if local(ip) {
+        if local_once() {
             return Err(refuse("an address of this host".into()));
         }
         Ok(())

@@ -134,6 +134,20 @@ impl KafkaClusterConfig {
         Ok(out.into_iter().collect())
     }
 
+    /// This cluster's servers and pass-through options without the producer's own settings: for the clients that
+    /// only read or ask (the API store's reader, destination checks, admin requests).
+    pub fn base_client_config(&self) -> Result<ClientConfig, String> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in self
+            .passthrough()
+            .map_err(|(k, m)| format!("options.{k}: {m}"))?
+        {
+            c.set(k, v);
+        }
+        Ok(c)
+    }
+
     /// The librdkafka configuration of this cluster's producer.
     pub fn client_config(&self, delivery_timeout_ms: u64) -> Result<ClientConfig, String> {
         let mut c = ClientConfig::new();
