@@ -366,6 +366,9 @@ impl ApiState {
             match self.validations.try_acquire() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
+                    // Read and drop the body first (without keeping it), so that the caller, still writing,
+                    // reads the 429 instead of a broken pipe.
+                    discard(req.into_body()).await;
                     return (
                         operation,
                         Err(ApiError::new(
@@ -374,7 +377,7 @@ impl ApiState {
                         )
                         .cause(format!("at most {MAX_VALIDATIONS} run at a time: retry"))
                         .retry_after(1)),
-                    )
+                    );
                 }
             }
         } else {
@@ -1349,4 +1352,16 @@ fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiErr
         }
     }
     Ok(())
+}
+
+/// Read a request body to its end, up to `MAX_BODY` bytes, keeping none of it: for a refusal answered before
+/// the body is used, so that the caller reads the answer rather than a reset connection.
+async fn discard(mut body: Incoming) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > MAX_BODY {
+            break;
+        }
+    }
 }
