@@ -41,6 +41,9 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// Defaults of CloudEvents envelopes (`[cloudevents]`).
+    #[serde(default)]
+    pub cloudevents: crate::envelope::CloudEventsDefaults,
     /// Which environment variables `${VAR}` may read (read before interpolation, never interpolated itself).
     #[serde(default)]
     pub env: EnvConfig,
@@ -851,6 +854,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = Errors(Vec::new());
+        if let Some(m) = self
+            .cloudevents
+            .source
+            .as_deref()
+            .and_then(crate::envelope::check_source)
+        {
+            errors.push("cloudevents.source", m);
+        }
         let d = &self.delivery;
         if d.ack_timeout_ms == 0 || d.ack_timeout_ms >= ISC_RESPONSE_LIMIT_MS {
             errors.push(
@@ -1266,6 +1277,9 @@ impl Config {
     ) {
         if s.name.trim().is_empty() {
             errors.push(format!("{path}.name"), "must not be empty");
+        }
+        for (key, m) in crate::envelope::check(s) {
+            errors.push(format!("{path}.{key}"), m);
         }
         if !iso8601_duration(&s.response_deadline) {
             errors.push(

@@ -59,6 +59,10 @@ impl TrackingId {
     pub fn new() -> Self {
         Self(uuid::Uuid::new_v4().as_u128())
     }
+    /// The id as a number (a started trace uses it as its trace id).
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
 }
 
 /// 32 lowercase hex digits (a UUID's simple form, as [`tracking_id`] writes it).

@@ -9,12 +9,13 @@
 //! still in it) finishes itself as [`SinkError::ShutDown`] in its `Drop`: it is counted, logged with its
 //! tracking id and reported by the shutdown; nothing accepted disappears silently.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::envelope::{CloudEvents, TraceContext};
 use crate::error::TrackingId;
 use crate::queue::Reservation;
 use crate::router::Route;
@@ -30,10 +31,16 @@ pub struct Event {
     pub tracking_id: TrackingId,
     pub body: Bytes,
     pub received: Instant,
+    /// The wall-clock time of `received` (CloudEvents `time`, statuses' `created`).
+    pub received_at: SystemTime,
+    /// W3C trace context: the caller's, or one the relay started (see `envelope`).
+    pub trace: TraceContext,
     /// A test invocation (`POST /trigger-invocations/test`): its `contentJson`. `None` for real-time events.
     pub test: Option<serde_json::Value>,
     /// The body parsed once, on first use, for every subscription that needs it (a Kafka key pointer).
     parsed: OnceLock<Option<serde_json::Value>>,
+    /// Structured CloudEvents envelopes built for this event, one per distinct setting (bounded by its routes).
+    structured: Mutex<Vec<(Arc<CloudEvents>, Bytes)>>,
 }
 
 impl Event {
@@ -50,14 +57,32 @@ impl Event {
             tracking_id,
             body,
             received,
+            received_at: SystemTime::now(),
+            trace: TraceContext::start(tracking_id),
             test: None,
             parsed: OnceLock::new(),
+            structured: Mutex::new(Vec::new()),
         }
     }
 
     /// The body as the ingress already parsed it (for filters), so no route parses it again.
     pub fn seed_json(&mut self, doc: serde_json::Value) {
         let _ = self.parsed.set(Some(doc));
+    }
+
+    /// The structured envelope for `c`, built by `build` at most once per event for equal settings.
+    pub fn structured_envelope(
+        &self,
+        c: &Arc<CloudEvents>,
+        build: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let mut cache = self.structured.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, b)) = cache.iter().find(|(k, _)| Arc::ptr_eq(k, c) || **k == **c) {
+            return b.clone();
+        }
+        let b = build();
+        cache.push((c.clone(), b.clone()));
+        b
     }
 
     /// The body as JSON, parsed at most once per event however many subscriptions ask.
@@ -113,7 +138,6 @@ impl Delivery {
             Some(c) => (InvocationKind::Test, c.clone()),
             None => (InvocationKind::RealTime, serde_json::json!({})),
         };
-        let now = SystemTime::now();
         Status {
             id: self
                 .event
@@ -124,9 +148,7 @@ impl Delivery {
             subscription_id: self.route.subscription_id.clone(),
             subscription_name: self.route.subscription_name.clone(),
             kind,
-            created: now
-                .checked_sub(self.event.received.elapsed())
-                .unwrap_or(now),
+            created: self.event.received_at,
             completed,
             input: StatusLog::keepable(&self.event.body),
             content_json: content,
@@ -161,6 +183,7 @@ impl Delivery {
             }
             tracing::warn!(
                 tracking_id = %self.event.tracking_id,
+                trace_id = %format_args!("{:032x}", self.event.trace.trace_id),
                 subscription = %self.route.subscription_id,
                 trigger = %self.event.trigger_id,
                 invocation_id = self.event.invocation_id.as_deref().unwrap_or(""),

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod filter;

@@ -291,6 +291,12 @@ pub struct Subscription {
     /// trigger-relay: where events go that failed for good (optional).
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
+    /// trigger-relay: how KAFKA, NATS and HTTP messages (and their dead letters) wrap the payload.
+    #[serde(default, skip_serializing_if = "Envelope::is_none")]
+    pub envelope: Envelope,
+    /// trigger-relay: CloudEvents attributes that are not derived from the event (with a CloudEvents envelope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_events: Option<CloudEventsConfig>,
     /// ISC's configs of the types that run inside ISC: accepted in the model, refused by validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_config: Option<serde_json::Value>,
@@ -298,6 +304,34 @@ pub struct Subscription {
     pub script_config: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_config: Option<serde_json::Value>,
+}
+
+/// trigger-relay's `envelope`: the payload as received (`none`), or a CloudEvents 1.0 event in binary mode
+/// (attributes in headers, the payload untouched) or structured mode (`application/cloudevents+json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Envelope {
+    #[default]
+    None,
+    CloudeventsBinary,
+    CloudeventsStructured,
+}
+
+impl Envelope {
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// trigger-relay's `cloudEvents`: `source` (else `[cloudevents] source`), and a JSON pointer whose value in
+/// the payload becomes `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudEventsConfig {
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// trigger-relay's `deadLetter`: a Kafka topic or a NATS subject (exactly one) on a configured connection.

@@ -34,6 +34,8 @@ pub struct Route {
     pub dead_letter: Option<Arc<DeadLetter>>,
     /// Where outcomes are recorded for `GET /trigger-invocations/status` (when the API is on).
     pub statuses: Option<Arc<crate::status::StatusLog>>,
+    /// The CloudEvents envelope of this subscription's messages, if it has one.
+    pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
     filter_metrics: FilterCounters,
 }
 
@@ -126,6 +128,7 @@ pub struct RouteSpec {
     pub metrics: RouteMetrics,
     pub dead_letter: Option<Arc<DeadLetter>>,
     pub statuses: Option<Arc<crate::status::StatusLog>>,
+    pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
 }
 
 #[derive(Debug)]
@@ -168,6 +171,7 @@ impl Router {
             metrics: spec.metrics,
             dead_letter: spec.dead_letter,
             statuses: spec.statuses,
+            envelope: spec.envelope,
         };
         let entry = self
             .triggers
@@ -184,6 +188,7 @@ impl Router {
             });
         entry.any_filter |= route.filter.is_some();
         entry.needs_json |= route.filter.is_some()
+            || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())
             || matches!(
                 route.target,
                 crate::sinks::Target::Stdout

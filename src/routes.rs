@@ -318,6 +318,7 @@ impl RouteBuilder {
                 ack: s.ack_mode.unwrap_or(config.delivery.ack),
                 filter,
                 statuses: self.statuses.clone(),
+                envelope: crate::envelope::resolve(s, &config.cloudevents),
             },
             queue,
         )))

@@ -529,3 +529,50 @@ fn credentials_and_token_settings_are_bounded() {
     );
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+#[test]
+fn envelope_errors() {
+    check(
+        r#"
+[cloudevents]
+source = ""
+[[subscriptions]]
+name = "eventbridge"
+triggerId = "idn:identity-created"
+type = "EVENTBRIDGE"
+eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "us-east-1" }
+envelope = "cloudevents-binary"
+[[subscriptions]]
+name = "no envelope"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+cloudEvents = { source = "urn:x" }
+[[subscriptions]]
+name = "bad subject"
+triggerId = "idn:identity-created"
+type = "STDOUT"
+envelope = "cloudevents-structured"
+cloudEvents = { subject = "identity/id" }
+[[subscriptions]]
+name = "bad escape"
+triggerId = "idn:identity-created"
+type = "DISCARD"
+envelope = "cloudevents-binary"
+cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }
+"#,
+        &[
+            "cloudevents.source: must not be empty",
+            "subscriptions[0].envelope: a CloudEvents envelope applies to KAFKA, NATS and HTTP subscriptions, not EVENTBRIDGE",
+            "subscriptions[1].cloudEvents: is used only with envelope",
+            "subscriptions[2].envelope: a CloudEvents envelope applies to KAFKA, NATS and HTTP subscriptions, not STDOUT",
+            "subscriptions[2].cloudEvents.subject: `identity/id` is not a JSON pointer",
+            "subscriptions[3].envelope: a CloudEvents envelope applies to KAFKA, NATS and HTTP subscriptions, not DISCARD",
+            "subscriptions[3].cloudEvents.source: must not contain control characters",
+            "subscriptions[3].cloudEvents.subject: `/a~2b` is not a JSON pointer",
+        ],
+    );
+    check(
+        "[[subscriptions]]\nname = \"x\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\nenvelope = \"cloudevents\"\n",
+        &["subscriptions[0].envelope: unknown variant `cloudevents`"],
+    );
+}

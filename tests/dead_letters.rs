@@ -4,6 +4,10 @@
 
 mod support;
 
+/// CloudEvents envelopes and trace context on every bus (dead letters among them).
+#[path = "envelopes/mod.rs"]
+mod envelopes;
+
 use std::time::Duration;
 
 use support::*;

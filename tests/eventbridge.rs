@@ -259,3 +259,34 @@ eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", source 
     let got = bus.read(1, Duration::from_secs(20)).await;
     check_envelope(&got[0], &source, &[("idn:identity-created".into(), body)]);
 }
+
+/// The caller's W3C trace reaches EventBridge as the entry's X-Ray `TraceHeader` (its trace id split after
+/// eight hex digits, the parent span and the sampled flag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_trace_is_the_entrys_trace_header() {
+    let proxy = FaultProxy::start().await;
+    let source = unique("sailpoint.isc");
+    let bus = BusToQueue::create(&unique("bus"), &source).await;
+    let relay = start(&config(&proxy.url(), &bus.bus, &source, "delivered", "")).await;
+    let body = example_body("idn:identity-created", &unique("traced"));
+    let r = request(
+        "POST",
+        relay.ingress_addr(),
+        "/events/idn:identity-created",
+        &[
+            ("content-type", "application/json"),
+            (
+                "traceparent",
+                "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01",
+            ),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        proxy.trace_headers(),
+        ["Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"]
+    );
+    assert_eq!(bus.read(1, Duration::from_secs(20)).await.len(), 1);
+}

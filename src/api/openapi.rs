@@ -246,6 +246,7 @@ pub fn document() -> Value {
                 "NatsConfig": { "type": "object", "required": ["subject"], "properties": {
                     "connection": { "type": "string" }, "subject": { "type": "string" }, "jetstream": { "type": "boolean" }, "expectedStream": { "type": "string" } } },
                 "DeadLetter": { "type": "object", "properties": { "kafkaConfig": r("KafkaConfig"), "natsConfig": r("NatsConfig") } },
+                "CloudEventsConfig": { "type": "object", "properties": { "source": { "type": "string" }, "subject": { "type": "string", "description": "a JSON pointer into the payload" } } },
                 "JsonPatch": { "type": "array", "items": { "type": "object", "required": ["op", "path"], "properties": {
                     "op": { "type": "string", "enum": ["add", "remove", "replace", "move", "copy"] }, "path": { "type": "string" }, "from": { "type": "string" }, "value": {} } } },
                 "ValidateFilterInputDto": { "type": "object", "required": ["input", "filter"], "properties": { "input": { "type": "object" }, "filter": { "type": "string" } } },
@@ -277,6 +278,8 @@ fn subscription_properties() -> Value {
         "kafkaConfig": r("KafkaConfig"),
         "natsConfig": r("NatsConfig"),
         "ackMode": { "type": "string", "enum": ["accepted", "delivered"] },
-        "deadLetter": r("DeadLetter")
+        "deadLetter": r("DeadLetter"),
+        "envelope": { "type": "string", "enum": ["none", "cloudevents-binary", "cloudevents-structured"], "default": "none" },
+        "cloudEvents": r("CloudEventsConfig")
     })
 }

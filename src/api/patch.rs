@@ -29,6 +29,8 @@ pub const PATCHABLE: &[&str] = &[
     "natsConfig",
     "ackMode",
     "deadLetter",
+    "envelope",
+    "cloudEvents",
 ];
 
 /// The largest a patched subscription may get, serialised (as large as a request body may be).

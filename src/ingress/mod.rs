@@ -23,6 +23,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::envelope::TraceContext;
 use crate::error::{ApiError, TrackingId};
 use crate::event::{Delivery, Event, Outcome};
 use crate::model::AckMode;
@@ -446,6 +447,15 @@ async fn route_request(
     if let Some(doc) = json {
         event.seed_json(doc);
     }
+    event.trace = TraceContext::from_headers(
+        req.headers.get("traceparent").map(HeaderValue::as_bytes),
+        req.headers
+            .get_all("tracestate")
+            .iter()
+            .map(HeaderValue::as_bytes),
+        tracking_id,
+    );
+    tracing::debug!(tracking_id = %event.tracking_id, trace_id = %format_args!("{:032x}", event.trace.trace_id), trigger = %event.trigger_id, "event accepted");
     let event = Arc::new(event);
     let mut waits = Vec::new();
     let mut handed_over = true;

@@ -13,6 +13,9 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use std::borrow::Cow;
+
+use crate::envelope::Binding;
 use crate::event::Delivery;
 use crate::sinks::SinkError;
 
@@ -46,24 +49,24 @@ impl std::fmt::Debug for DeadLetter {
 }
 
 /// The headers of a dead letter, as `(name, value)` pairs.
-fn headers(d: &Delivery, e: &SinkError) -> Vec<(&'static str, String)> {
-    let mut h = vec![
-        ("trigger-id", d.event.trigger_id.to_string()),
-        ("subscription-id", d.route.subscription_id.to_string()),
-        ("subscription-name", d.route.subscription_name.to_string()),
-        ("content-type", "application/json".to_string()),
-        ("tracking-id", d.event.tracking_id.to_string()),
-        ("dead-letter-sink", d.route.sink.to_string()),
-        ("dead-letter-reason", e.reason().to_string()),
-        ("dead-letter-attempts", d.attempts.to_string()),
-        ("dead-letter-error", e.to_string()),
-    ];
-    if let Some(id) = &d.event.invocation_id {
-        h.push(("invocation-id", id.to_string()));
-    }
-    if d.event.test.is_some() {
-        h.push(("test", "true".to_string()));
-    }
+/// The event's own headers on this binding ([`crate::envelope::headers`]), then why it is here.
+fn dead_letter_headers<'a>(
+    d: &'a Delivery,
+    e: &SinkError,
+    binding: Binding,
+) -> Vec<crate::envelope::Header<'a>> {
+    let mut h = crate::envelope::headers(d, binding);
+    h.extend([
+        (
+            "subscription-name",
+            Cow::Borrowed(&*d.route.subscription_name),
+        ),
+        ("tracking-id", Cow::Owned(d.event.tracking_id.to_string())),
+        ("dead-letter-sink", Cow::Borrowed(&*d.route.sink)),
+        ("dead-letter-reason", Cow::Borrowed(e.reason())),
+        ("dead-letter-attempts", Cow::Owned(d.attempts.to_string())),
+        ("dead-letter-error", Cow::Owned(e.to_string())),
+    ]);
     h
 }
 
@@ -77,6 +80,7 @@ impl DeadLetter {
         match result {
             Ok(()) => tracing::warn!(
                 tracking_id = %d.event.tracking_id,
+                trace_id = %format_args!("{:032x}", d.event.trace.trace_id),
                 subscription = %d.route.subscription_id,
                 dead_letter = ?self,
                 error = %e,
@@ -84,6 +88,7 @@ impl DeadLetter {
             ),
             Err(why) => tracing::error!(
                 tracking_id = %d.event.tracking_id,
+                trace_id = %format_args!("{:032x}", d.event.trace.trace_id),
                 subscription = %d.route.subscription_id,
                 dead_letter = ?self,
                 error = %e,
@@ -94,11 +99,12 @@ impl DeadLetter {
     }
 
     async fn send(&self, d: &Delivery, e: &SinkError) -> Result<(), String> {
-        let h = headers(d, e);
+        let body = crate::envelope::payload(d);
         match self {
             Self::Kafka {
                 producer, topic, ..
             } => {
+                let h = dead_letter_headers(d, e, Binding::Kafka);
                 let mut headers = OwnedHeaders::new_with_capacity(h.len());
                 for (k, v) in &h {
                     headers = headers.insert(Header {
@@ -106,9 +112,8 @@ impl DeadLetter {
                         value: Some(v.as_bytes()),
                     });
                 }
-                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                    .payload(&d.event.body[..])
-                    .headers(headers);
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(topic).payload(&body[..]).headers(headers);
                 if let Some(id) = &d.event.invocation_id {
                     record = record.key(id.as_bytes());
                 }
@@ -125,20 +130,20 @@ impl DeadLetter {
                 ..
             } => {
                 let mut headers = async_nats::HeaderMap::new();
-                for (k, v) in &h {
+                for (k, v) in &dead_letter_headers(d, e, Binding::Nats) {
                     // Header values are one line.
                     headers.insert(*k, v.replace(['\r', '\n'], " ").as_str());
                 }
                 if *jetstream {
                     let js = async_nats::jetstream::new(client.clone());
                     let ack = js
-                        .publish_with_headers(subject.clone(), headers, d.event.body.clone())
+                        .publish_with_headers(subject.clone(), headers, body)
                         .await
                         .map_err(|e| e.to_string())?;
                     ack.await.map(|_| ()).map_err(|e| e.to_string())
                 } else {
                     client
-                        .publish_with_headers(subject.clone(), headers, d.event.body.clone())
+                        .publish_with_headers(subject.clone(), headers, body)
                         .await
                         .map_err(|e| e.to_string())?;
                     client.flush().await.map_err(|e| e.to_string())

@@ -170,6 +170,8 @@ struct Faults {
     throttle_calls: usize,
     /// Every PutEvents call seen: the Details of its entries.
     calls: Vec<Vec<String>>,
+    /// The `TraceHeader` of every entry seen, in order (`""` when absent).
+    trace_headers: Vec<String>,
 }
 
 /// A proxy in front of moto that injects EventBridge failures.
@@ -229,6 +231,11 @@ impl FaultProxy {
         self.faults.lock().unwrap().throttle_calls = n;
     }
 
+    /// The `TraceHeader` of each PutEvents entry seen, in order.
+    pub fn trace_headers(&self) -> Vec<String> {
+        self.faults.lock().unwrap().trace_headers.clone()
+    }
+
     /// The Details of each PutEvents call seen, in order.
     pub fn calls(&self) -> Vec<Vec<String>> {
         self.faults.lock().unwrap().calls.clone()
@@ -267,6 +274,10 @@ async fn proxy(
             .expect("the relay speaks EventBridge's JSON protocol (awsJson1_1)");
         let entries = call["Entries"].as_array().cloned().unwrap_or_default();
         let mut f = faults.lock().unwrap();
+        for e in &entries {
+            let t = e["TraceHeader"].as_str().unwrap_or("").to_string();
+            f.trace_headers.push(t);
+        }
         f.calls.push(
             entries
                 .iter()

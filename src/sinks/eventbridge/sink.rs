@@ -187,6 +187,7 @@ impl EventBridgeSink {
                             .detail_type(&*d.event.trigger_id)
                             .detail(detail(d))
                             .event_bus_name(&t.bus)
+                            .trace_header(d.event.trace.xray())
                             .build()
                     })
                     .collect();

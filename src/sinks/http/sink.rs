@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::IntCounter;
 
 use super::egress::{EgressConnector, EgressPolicy, EgressRefused};
+use crate::envelope::Binding;
 use crate::event::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::{SinkError, Target};
@@ -107,17 +108,16 @@ async fn attempt(
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
-        .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, USER_AGENT)
         .header(header::VIA, via.clone());
     if let Some(a) = auth {
         req = req.header(header::AUTHORIZATION, a.clone());
     }
-    if d.event.test.is_some() {
-        // A test invocation from the Triggers API: the destination can tell it from a real event.
-        req = req.header("test", "true");
+    // `content-type`, the relay's ids, `test` for a test invocation, the trace context, CloudEvents headers.
+    for (k, v) in crate::envelope::headers(d, Binding::Http) {
+        req = req.header(k, &*v);
     }
-    let req = match req.body(Full::new(d.event.body.clone())) {
+    let req = match req.body(Full::new(crate::envelope::payload(d))) {
         Ok(r) => r,
         Err(e) => return Attempt::Fail(SinkError::Rejected(e.to_string())),
     };

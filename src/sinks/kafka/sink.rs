@@ -9,6 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
+use crate::envelope::Binding;
 use crate::event::{Delivery, Outcome};
 use crate::model::KafkaKey;
 use crate::sinks::driver::{InFlight, Transport};
@@ -123,35 +124,18 @@ impl KafkaSink {
         };
         // librdkafka retries inside the producer; the relay sees one attempt.
         d.attempts = 1;
+        let body = crate::envelope::payload(&d);
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header {
-                    key: "trigger-id",
-                    value: Some(d.event.trigger_id.as_bytes()),
-                })
-                .insert(Header {
-                    key: "subscription-id",
-                    value: Some(d.route.subscription_id.as_bytes()),
-                })
-                .insert(Header {
-                    key: "content-type",
-                    value: Some("application/json"),
-                });
-            if let Some(id) = &d.event.invocation_id {
+            let header_set = crate::envelope::headers(&d, Binding::Kafka);
+            let mut headers = OwnedHeaders::new_with_capacity(header_set.len());
+            for (k, v) in &header_set {
                 headers = headers.insert(Header {
-                    key: "invocation-id",
-                    value: Some(id.as_bytes()),
+                    key: k,
+                    value: Some(v.as_bytes()),
                 });
             }
-            if d.event.test.is_some() {
-                headers = headers.insert(Header {
-                    key: "test",
-                    value: Some("true"),
-                });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                .payload(&d.event.body[..])
-                .headers(headers);
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).payload(&body[..]).headers(headers);
             if let Some(k) = &key_bytes {
                 record = record.key(&k[..]);
             }

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use prometheus::{IntCounter, IntGauge};
 use tokio_util::sync::CancellationToken;
 
+use crate::envelope::Binding;
 use crate::event::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::{Readiness, SinkError, Target};
@@ -78,14 +79,8 @@ impl NatsSink {
 
 fn headers(d: &Delivery) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("trigger-id", &*d.event.trigger_id);
-    h.insert("subscription-id", &*d.route.subscription_id);
-    h.insert("content-type", "application/json");
-    if let Some(id) = &d.event.invocation_id {
-        h.insert("invocation-id", &**id);
-    }
-    if d.event.test.is_some() {
-        h.insert("test", "true");
+    for (k, v) in crate::envelope::headers(d, Binding::Nats) {
+        h.insert(k, &*v);
     }
     h
 }
@@ -122,7 +117,7 @@ impl NatsSink {
             loop {
                 d.attempts += 1;
                 let mut msg = PublishMessage::build()
-                    .payload(d.event.body.clone())
+                    .payload(crate::envelope::payload(&d))
                     .headers(headers(&d));
                 if let Some(id) = &d.event.invocation_id {
                     msg = msg.message_id(&**id);
@@ -166,7 +161,7 @@ impl NatsSink {
             };
             let r = self
                 .client
-                .publish_with_headers(subject.clone(), headers(&d), d.event.body.clone())
+                .publish_with_headers(subject.clone(), headers(&d), crate::envelope::payload(&d))
                 .await;
             match r {
                 Ok(()) => sent.push(d),

@@ -1,0 +1,519 @@
+//! What a message carries besides the payload: the relay's headers, the W3C trace context and, when a
+//! subscription asks for it, a CloudEvents 1.0 envelope. Every sink that writes headers (Kafka, NATS, HTTP, and
+//! the dead letters) takes them from [`headers`] and its body from [`payload`], so a header is added in one
+//! place and every bus carries the same set.
+//!
+//! Invariants:
+//! - In `none` and `cloudevents-binary` mode the body is the request's bytes, untouched: the envelope lives in
+//!   headers only (`ce_` on Kafka, `ce-` on HTTP and NATS, following each protocol binding).
+//! - In `cloudevents-structured` mode the received bytes are spliced into the envelope as `data` as they are
+//!   (the ingress's probe has checked them as one JSON object), not parsed and re-encoded. The envelope is
+//!   built once per event and cached on it (one per distinct source/subject setting, so at most one per route),
+//!   not once per subscription.
+//! - The trace context is always present: taken from a valid `traceparent` on the ingress, else started by the
+//!   relay with the tracking id as its trace id (so the id in the logs and the id in a trace viewer are one).
+//!
+//! Why not the `cloudevents-sdk` crate: its `Event` holds `data` as a parsed `serde_json::Value` (a tree per
+//! event, and the payload re-encoded with serde's formatting in structured mode), and its binding features
+//! come with their own Kafka/NATS/HTTP client versions. The envelope is seven fixed attributes and two
+//! extensions; the hand-written part is the header names per binding and RFC 3986 percent-encoding, and the
+//! tests hold it to the CloudEvents Python SDK's decoders.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrackingId;
+use crate::event::{Delivery, Event};
+use crate::model::{Envelope, Subscription, SubscriptionType};
+
+/// The wire a message is written to (the protocol bindings name and encode headers differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Kafka,
+    Nats,
+    Http,
+}
+
+/// A route's CloudEvents settings, resolved when the routing table is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEvents {
+    /// `cloudevents-structured` (else binary).
+    pub structured: bool,
+    pub source: Arc<str>,
+    /// `type`, derived from the trigger id: [`event_type`].
+    pub kind: Arc<str>,
+    /// A JSON pointer into the payload whose value becomes `subject` (absent value: no subject).
+    pub subject: Option<Arc<str>>,
+}
+
+/// The CloudEvents `type` of a trigger: `com.sailpoint.` and the trigger id with `:` as `.`
+/// (`idn:identity-created` → `com.sailpoint.idn.identity-created`): reverse-DNS, as the spec recommends, and
+/// reversible.
+pub fn event_type(trigger_id: &str) -> String {
+    format!("com.sailpoint.{}", trigger_id.replace(':', "."))
+}
+
+/// `[cloudevents]`: what subscriptions with a CloudEvents envelope use when they do not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEventsDefaults {
+    /// `source` of subscriptions whose `cloudEvents.source` is not set; set it to your tenant's URL
+    /// (`https://acme.api.identitynow.com`). Default: [`DEFAULT_SOURCE`].
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// The `source` when neither the subscription nor `[cloudevents]` names one (EventBridge entries' default too).
+pub const DEFAULT_SOURCE: &str = "sailpoint.isc";
+
+/// Longest `source` accepted (bytes).
+const MAX_SOURCE: usize = 1024;
+/// Longest `subject` pointer accepted (bytes).
+const MAX_SUBJECT_POINTER: usize = 256;
+
+/// Why a `source` cannot be used, if it cannot.
+pub fn check_source(source: &str) -> Option<String> {
+    if source.is_empty() {
+        Some("must not be empty (a URI-reference such as https://acme.api.identitynow.com)".into())
+    } else if source.len() > MAX_SOURCE {
+        Some(format!("is longer than {MAX_SOURCE} bytes"))
+    } else if source.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
+    }
+}
+
+/// A subscription's envelope settings that cannot work, as `(key under the subscription, message)`.
+pub fn check(s: &Subscription) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let wraps = matches!(
+        s.kind,
+        SubscriptionType::Kafka | SubscriptionType::Nats | SubscriptionType::Http
+    );
+    if !s.envelope.is_none() && !wraps {
+        out.push((
+            "envelope",
+            format!(
+                "a CloudEvents envelope applies to KAFKA, NATS and HTTP subscriptions, not {} (EVENTBRIDGE entries have their own envelope)",
+                s.kind.as_str()
+            ),
+        ));
+    }
+    if let Some(c) = &s.cloud_events {
+        if s.envelope.is_none() {
+            out.push((
+                "cloudEvents",
+                "is used only with envelope = \"cloudevents-binary\" or \"cloudevents-structured\""
+                    .into(),
+            ));
+        }
+        if let Some(m) = c.source.as_deref().and_then(check_source) {
+            out.push(("cloudEvents.source", m));
+        }
+        if let Some(p) = &c.subject {
+            let bad_escape = p
+                .split('~')
+                .skip(1)
+                .any(|rest| !(rest.starts_with('0') || rest.starts_with('1')));
+            if !p.starts_with('/') || bad_escape {
+                out.push((
+                    "cloudEvents.subject",
+                    format!("`{p}` is not a JSON pointer (RFC 6901) such as \"/identity/id\""),
+                ));
+            } else if p.len() > MAX_SUBJECT_POINTER {
+                out.push((
+                    "cloudEvents.subject",
+                    format!("is longer than {MAX_SUBJECT_POINTER} bytes"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The route's CloudEvents settings for `s`, or `None` without an envelope.
+pub fn resolve(s: &Subscription, defaults: &CloudEventsDefaults) -> Option<Arc<CloudEvents>> {
+    let structured = match s.envelope {
+        Envelope::None => return None,
+        Envelope::CloudeventsBinary => false,
+        Envelope::CloudeventsStructured => true,
+    };
+    let c = s.cloud_events.as_ref();
+    let source = c
+        .and_then(|c| c.source.as_deref())
+        .or(defaults.source.as_deref())
+        .unwrap_or(DEFAULT_SOURCE);
+    Some(Arc::new(CloudEvents {
+        structured,
+        source: source.into(),
+        kind: event_type(&s.trigger_id).into(),
+        subject: c.and_then(|c| c.subject.as_deref()).map(Into::into),
+    }))
+}
+
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+
+/// Most bytes of `tracestate` kept (W3C: 512 is what a vendor must be able to propagate).
+const MAX_TRACESTATE: usize = 512;
+
+/// W3C trace context of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: u128,
+    pub parent_id: u64,
+    pub flags: u8,
+    pub state: Option<Box<str>>,
+}
+
+impl TraceContext {
+    /// A new trace for an event that arrived without one: its trace id is the tracking id; sampled.
+    pub fn start(tracking: TrackingId) -> Self {
+        let parent_id = (uuid::Uuid::new_v4().as_u64_pair().0) | 1;
+        Self {
+            trace_id: tracking.as_u128(),
+            parent_id,
+            flags: 1,
+            state: None,
+        }
+    }
+
+    /// The trace the caller sent (`traceparent` and `tracestate` header values), or a new one when
+    /// `traceparent` is absent or invalid (then `tracestate` is dropped too, as W3C requires).
+    pub fn from_headers<'a>(
+        traceparent: Option<&[u8]>,
+        tracestate: impl Iterator<Item = &'a [u8]>,
+        tracking: TrackingId,
+    ) -> Self {
+        let Some(mut t) = traceparent.and_then(parse_traceparent) else {
+            return Self::start(tracking);
+        };
+        let mut state = String::new();
+        for v in tracestate {
+            let Ok(v) = std::str::from_utf8(v) else {
+                return t;
+            };
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            if !v.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+                return t;
+            }
+            if !state.is_empty() {
+                state.push(',');
+            }
+            state.push_str(v);
+        }
+        if !state.is_empty() && state.len() <= MAX_TRACESTATE {
+            t.state = Some(state.into_boxed_str());
+        }
+        t
+    }
+
+    /// The `traceparent` header value (version 00).
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        )
+    }
+
+    /// The trace id as 32 hex digits (for log lines).
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The same trace as an AWS X-Ray trace header (EventBridge's `TraceHeader`): X-Ray's trace id is the W3C
+    /// one split after its first 8 hex digits, as AWS's own W3C propagators map it.
+    pub fn xray(&self) -> String {
+        let hex = format!("{:032x}", self.trace_id);
+        format!(
+            "Root=1-{}-{};Parent={:016x};Sampled={}",
+            &hex[..8],
+            &hex[8..],
+            self.parent_id,
+            self.flags & 1
+        )
+    }
+}
+
+fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let b = s.as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let lower_hex = |p: &str| p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let (version, trace, parent, flags) = (&s[..2], &s[3..35], &s[36..52], &s[53..55]);
+    if !(lower_hex(version) && lower_hex(trace) && lower_hex(parent) && lower_hex(flags)) {
+        return None;
+    }
+    // Version 00 is exactly 55 characters; a later version may append fields after a '-'.
+    match version {
+        "ff" => return None,
+        "00" if b.len() != 55 => return None,
+        _ if b.len() > 55 && b[55] != b'-' => return None,
+        _ => {}
+    }
+    let trace_id = u128::from_str_radix(trace, 16).ok()?;
+    let parent_id = u64::from_str_radix(parent, 16).ok()?;
+    if trace_id == 0 || parent_id == 0 {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id,
+        parent_id,
+        flags: u8::from_str_radix(flags, 16).ok()?,
+        state: None,
+    })
+}
+
+/// One header: a fixed name and its value (borrowed from the event where it can be).
+pub type Header<'a> = (&'static str, Cow<'a, str>);
+
+/// CloudEvents attribute header names, per binding: Kafka's `ce_`, HTTP's and NATS's `ce-`.
+struct Names {
+    specversion: &'static str,
+    id: &'static str,
+    source: &'static str,
+    kind: &'static str,
+    time: &'static str,
+    subject: &'static str,
+    traceparent: &'static str,
+    tracestate: &'static str,
+}
+
+const KAFKA_NAMES: Names = Names {
+    specversion: "ce_specversion",
+    id: "ce_id",
+    source: "ce_source",
+    kind: "ce_type",
+    time: "ce_time",
+    subject: "ce_subject",
+    traceparent: "ce_traceparent",
+    tracestate: "ce_tracestate",
+};
+
+const DASH_NAMES: Names = Names {
+    specversion: "ce-specversion",
+    id: "ce-id",
+    source: "ce-source",
+    kind: "ce-type",
+    time: "ce-time",
+    subject: "ce-subject",
+    traceparent: "ce-traceparent",
+    tracestate: "ce-tracestate",
+};
+
+/// The headers of `d` on `binding`: the relay's own (`trigger-id`, `subscription-id`, `content-type`,
+/// `invocation-id`, `test`), the W3C trace context, and the CloudEvents attributes in binary mode.
+pub fn headers(d: &Delivery, binding: Binding) -> Vec<Header<'_>> {
+    let e = &d.event;
+    let ce = d.route.envelope.as_deref();
+    let mut h: Vec<Header<'_>> = Vec::with_capacity(if ce.is_some() { 16 } else { 7 });
+    h.push(("trigger-id", Cow::Borrowed(&*e.trigger_id)));
+    h.push(("subscription-id", Cow::Borrowed(&*d.route.subscription_id)));
+    let structured = ce.is_some_and(|c| c.structured);
+    h.push((
+        "content-type",
+        Cow::Borrowed(if structured {
+            STRUCTURED_CONTENT_TYPE
+        } else {
+            "application/json"
+        }),
+    ));
+    if let Some(id) = &e.invocation_id {
+        h.push(("invocation-id", Cow::Borrowed(&**id)));
+    }
+    if e.test.is_some() {
+        h.push(("test", Cow::Borrowed("true")));
+    }
+    let traceparent = e.trace.traceparent();
+    if let Some(s) = &e.trace.state {
+        h.push(("tracestate", Cow::Borrowed(&**s)));
+    }
+    match ce {
+        Some(c) if !c.structured => {
+            let names = match binding {
+                Binding::Kafka => &KAFKA_NAMES,
+                Binding::Nats | Binding::Http => &DASH_NAMES,
+            };
+            let enc = |v: Cow<'static, str>| match binding {
+                Binding::Kafka => v,
+                Binding::Nats | Binding::Http => percent_encode(v),
+            };
+            h.push((names.specversion, Cow::Borrowed("1.0")));
+            h.push((names.id, enc(Cow::Owned(ce_id(e)))));
+            h.push((names.source, enc(Cow::Owned(c.source.to_string()))));
+            h.push((names.kind, enc(Cow::Owned(c.kind.to_string()))));
+            h.push((names.time, enc(Cow::Owned(ce_time(e)))));
+            if binding == Binding::Nats {
+                // NATS's binding maps datacontenttype to its own header; Content-Type says structured or not.
+                h.push(("ce-datacontenttype", Cow::Borrowed("application/json")));
+            }
+            if let Some(subject) = c.subject.as_deref().and_then(|p| ce_subject(e, p)) {
+                h.push((names.subject, enc(Cow::Owned(subject))));
+            }
+            h.push((names.traceparent, Cow::Owned(traceparent.clone())));
+            if let Some(s) = &e.trace.state {
+                h.push((names.tracestate, enc(Cow::Owned(s.to_string()))));
+            }
+        }
+        _ => {}
+    }
+    h.push(("traceparent", Cow::Owned(traceparent)));
+    h
+}
+
+/// The body of `d`'s message: the request's bytes, or in structured mode the CloudEvents JSON envelope.
+pub fn payload(d: &Delivery) -> Bytes {
+    match &d.route.envelope {
+        Some(c) if c.structured => d.event.structured_envelope(c, || structured(&d.event, c)),
+        _ => d.event.body.clone(),
+    }
+}
+
+fn ce_id(e: &Event) -> String {
+    e.invocation_id
+        .as_deref()
+        .map_or_else(|| e.tracking_id.to_string(), str::to_string)
+}
+
+fn ce_time(e: &Event) -> String {
+    humantime::format_rfc3339_micros(e.received_at).to_string()
+}
+
+fn ce_subject(e: &Event, pointer: &str) -> Option<String> {
+    e.json()?.pointer(pointer).map(|v| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// The structured-mode envelope of `e`: attributes first, then the payload bytes as `data`.
+fn structured(e: &Event, c: &CloudEvents) -> Bytes {
+    let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut out = Vec::with_capacity(e.body.len() + 320);
+    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
+    out.extend_from_slice(text(&ce_id(e)).as_bytes());
+    out.extend_from_slice(b",\"source\":");
+    out.extend_from_slice(text(&c.source).as_bytes());
+    out.extend_from_slice(b",\"type\":");
+    out.extend_from_slice(text(&c.kind).as_bytes());
+    out.extend_from_slice(b",\"time\":");
+    out.extend_from_slice(text(&ce_time(e)).as_bytes());
+    out.extend_from_slice(b",\"datacontenttype\":\"application/json\"");
+    if let Some(subject) = c.subject.as_deref().and_then(|p| ce_subject(e, p)) {
+        out.extend_from_slice(b",\"subject\":");
+        out.extend_from_slice(text(&subject).as_bytes());
+    }
+    out.extend_from_slice(b",\"traceparent\":");
+    out.extend_from_slice(text(&e.trace.traceparent()).as_bytes());
+    if let Some(s) = &e.trace.state {
+        out.extend_from_slice(b",\"tracestate\":");
+        out.extend_from_slice(text(s).as_bytes());
+    }
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(e.body.trim_ascii());
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// The HTTP binding's header value encoding (also NATS's): every byte outside printable ASCII, space, `"` and
+/// `%` as `%XX` of its UTF-8 bytes.
+fn percent_encode(v: Cow<'static, str>) -> Cow<'static, str> {
+    let keep = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%';
+    if v.bytes().all(keep) {
+        return v;
+    }
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(traceparent: &str, valid: bool) {
+        let t = TraceContext::from_headers(
+            Some(traceparent.as_bytes()),
+            std::iter::once(&b"vendor=1"[..]),
+            TrackingId::new(),
+        );
+        assert_eq!(t.traceparent() == traceparent, valid, "{traceparent}");
+        assert_eq!(t.state.is_some(), valid, "{traceparent}");
+    }
+
+    #[test]
+    fn traceparent_is_taken_only_when_valid() {
+        check(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            true,
+        );
+        check(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            true,
+        );
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+        ] {
+            check(bad, false);
+        }
+    }
+
+    #[test]
+    fn a_new_trace_uses_the_tracking_id() {
+        let id = TrackingId::new();
+        let t = TraceContext::from_headers(None, std::iter::empty(), id);
+        assert_eq!(t.trace_id_hex(), id.to_string());
+        assert_eq!(t.flags, 1);
+        assert_ne!(t.parent_id, 0);
+    }
+
+    #[test]
+    fn xray_header_splits_the_trace_id() {
+        let t = TraceContext {
+            trace_id: 0x5759e988bd862e3fe1be46a994272793,
+            parent_id: 0x53995c3f42cd8ad8,
+            flags: 1,
+            state: None,
+        };
+        assert_eq!(
+            t.xray(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+    }
+
+    #[test]
+    fn header_values_are_percent_encoded_for_http_and_nats() {
+        assert_eq!(percent_encode("urn:a/b".into()), "urn:a/b");
+        assert_eq!(percent_encode("a b\"%é".into()), "a%20b%22%25%C3%A9");
+    }
+
+    #[test]
+    fn event_types_follow_the_trigger_id() {
+        assert_eq!(
+            event_type("idn:identity-created"),
+            "com.sailpoint.idn.identity-created"
+        );
+    }
+}
