@@ -44,6 +44,9 @@ pub struct Config {
     /// Defaults of CloudEvents envelopes (`[cloudevents]`).
     #[serde(default)]
     pub cloudevents: crate::envelope::CloudEventsDefaults,
+    /// OTLP span export (`[tracing]`, off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub tracing: crate::spans::TracingConfig,
     /// Which environment variables `${VAR}` may read (read before interpolation, never interpolated itself).
     #[serde(default)]
     pub env: EnvConfig,
@@ -861,6 +864,9 @@ impl Config {
             .and_then(crate::envelope::check_source)
         {
             errors.push("cloudevents.source", m);
+        }
+        for (key, m) in self.tracing.check() {
+            errors.push(format!("tracing.{key}"), m);
         }
         let d = &self.delivery;
         if d.ack_timeout_ms == 0 || d.ack_timeout_ms >= ISC_RESPONSE_LIMIT_MS {

@@ -168,6 +168,8 @@ pub struct TraceContext {
     pub parent_id: u64,
     pub flags: u8,
     pub state: Option<Box<str>>,
+    /// Taken from the caller (else started by the relay, and `parent_id` names no span anyone exported).
+    pub remote: bool,
 }
 
 impl TraceContext {
@@ -179,6 +181,7 @@ impl TraceContext {
             parent_id,
             flags: 1,
             state: None,
+            remote: false,
         }
     }
 
@@ -217,9 +220,14 @@ impl TraceContext {
 
     /// The `traceparent` header value (version 00).
     pub fn traceparent(&self) -> String {
+        self.traceparent_with(self.parent_id)
+    }
+
+    /// The `traceparent` of this trace with `parent` as the parent span (a span of the relay's own).
+    pub fn traceparent_with(&self, parent: u64) -> String {
         format!(
             "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
+            self.trace_id, parent, self.flags
         )
     }
 
@@ -270,6 +278,7 @@ fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
         parent_id,
         flags: u8::from_str_radix(flags, 16).ok()?,
         state: None,
+        remote: true,
     })
 }
 
@@ -333,7 +342,10 @@ pub fn headers(d: &Delivery, binding: Binding) -> Vec<Header<'_>> {
     if e.test.is_some() {
         h.push(("test", Cow::Borrowed("true")));
     }
-    let traceparent = e.trace.traceparent();
+    // The message's parent is its `publish` span while spans are exported, else the caller's span.
+    let traceparent = e
+        .trace
+        .traceparent_with(d.span_id.unwrap_or(e.trace.parent_id));
     if let Some(s) = &e.trace.state {
         h.push(("tracestate", Cow::Borrowed(&**s)));
     }
@@ -359,7 +371,7 @@ pub fn headers(d: &Delivery, binding: Binding) -> Vec<Header<'_>> {
             if let Some(subject) = c.subject.as_deref().and_then(|p| ce_subject(e, p)) {
                 h.push((names.subject, enc(Cow::Owned(subject))));
             }
-            h.push((names.traceparent, Cow::Owned(traceparent.clone())));
+            h.push((names.traceparent, Cow::Owned(event_traceparent(e))));
             if let Some(s) = &e.trace.state {
                 h.push((names.tracestate, enc(Cow::Owned(s.to_string()))));
             }
@@ -376,6 +388,13 @@ pub fn payload(d: &Delivery) -> Bytes {
         Some(c) if c.structured => d.event.structured_envelope(c, || structured(&d.event, c)),
         _ => d.event.body.clone(),
     }
+}
+
+/// The CloudEvents tracing extension's `traceparent`: the event's context (its `ingress` span while spans are
+/// exported), the same for every subscription, so a structured envelope is built once per event.
+fn event_traceparent(e: &Event) -> String {
+    e.trace
+        .traceparent_with(e.span_id.unwrap_or(e.trace.parent_id))
 }
 
 fn ce_id(e: &Event) -> String {
@@ -413,7 +432,7 @@ fn structured(e: &Event, c: &CloudEvents) -> Bytes {
         out.extend_from_slice(text(&subject).as_bytes());
     }
     out.extend_from_slice(b",\"traceparent\":");
-    out.extend_from_slice(text(&e.trace.traceparent()).as_bytes());
+    out.extend_from_slice(text(&event_traceparent(e)).as_bytes());
     if let Some(s) = &e.trace.state {
         out.extend_from_slice(b",\"tracestate\":");
         out.extend_from_slice(text(s).as_bytes());
@@ -496,6 +515,7 @@ mod tests {
             parent_id: 0x53995c3f42cd8ad8,
             flags: 1,
             state: None,
+            remote: true,
         };
         assert_eq!(
             t.xray(),

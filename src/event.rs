@@ -35,6 +35,8 @@ pub struct Event {
     pub received_at: SystemTime,
     /// W3C trace context: the caller's, or one the relay started (see `envelope`).
     pub trace: TraceContext,
+    /// The id of this event's `ingress` span, while spans are exported (`spans`).
+    pub span_id: Option<u64>,
     /// A test invocation (`POST /trigger-invocations/test`): its `contentJson`. `None` for real-time events.
     pub test: Option<serde_json::Value>,
     /// The body parsed once, on first use, for every subscription that needs it (a Kafka key pointer).
@@ -59,6 +61,7 @@ impl Event {
             received,
             received_at: SystemTime::now(),
             trace: TraceContext::start(tracking_id),
+            span_id: None,
             test: None,
             parsed: OnceLock::new(),
             structured: Mutex::new(Vec::new()),
@@ -107,6 +110,8 @@ pub struct Delivery {
     pub reservation: Reservation,
     /// Send attempts so far (sinks that retry count them; dead letters report them).
     pub attempts: u32,
+    /// The id of this delivery's `publish` span, while spans are exported.
+    pub span_id: Option<u64>,
     finished: bool,
 }
 
@@ -117,12 +122,14 @@ impl Delivery {
         ack: Option<oneshot::Sender<Outcome>>,
         reservation: Reservation,
     ) -> Self {
+        let span_id = route.spans.as_ref().map(|_| crate::spans::new_span_id());
         let d = Self {
             event,
             route,
             ack,
             reservation,
             attempts: 0,
+            span_id,
             finished: false,
         };
         // Listed from the moment it starts, as ISC lists an invocation in flight.
@@ -177,6 +184,9 @@ impl Delivery {
         self.finished = true;
         let latency = self.event.received.elapsed();
         self.route.metrics.record(&outcome, latency);
+        if let Some(spans) = &self.route.spans {
+            spans.publish(self, &outcome);
+        }
         if let Err(e) = &outcome {
             if *e == SinkError::ShutDown {
                 self.reservation.mark_lost();

@@ -23,6 +23,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod sinks;
+pub mod spans;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -254,6 +254,11 @@ impl Relay {
         }
 
         let statuses = api_on.then(|| Arc::new(crate::status::StatusLog::default()));
+        let spans =
+            crate::spans::Spans::start(&config.tracing).map_err(|message| StartError::Sink {
+                sink: "tracing".into(),
+                message,
+            })?;
         let stats: Vec<QueueStats> = sinks.queues.values().map(Queue::stats).collect();
         let builder = RouteBuilder {
             config: Arc::new(config.clone()),
@@ -265,6 +270,7 @@ impl Relay {
             sink_metrics: sink_metrics.clone(),
             router_metrics: router_metrics.clone(),
             statuses: statuses.clone(),
+            spans: spans.clone(),
         };
         // Subscriptions from the API's store join the config file's; the table then follows the store.
         let api_stop = CancellationToken::new();
@@ -554,6 +560,11 @@ impl Relay {
                 );
             } else {
                 tracing::info!("drained: every accepted event was delivered or accounted for");
+            }
+            if let Some(spans) = spans {
+                // The last spans (the deliveries just finished) go out within what is left of the grace period.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                spans.shutdown(left.max(Duration::from_secs(1))).await;
             }
             admin_stop.cancel();
             let mut admin_task = admin_task;

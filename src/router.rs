@@ -36,6 +36,8 @@ pub struct Route {
     pub statuses: Option<Arc<crate::status::StatusLog>>,
     /// The CloudEvents envelope of this subscription's messages, if it has one.
     pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
+    /// The span exporter, while `[tracing]` exports spans.
+    pub spans: Option<Arc<crate::spans::Spans>>,
     filter_metrics: FilterCounters,
 }
 
@@ -129,6 +131,7 @@ pub struct RouteSpec {
     pub dead_letter: Option<Arc<DeadLetter>>,
     pub statuses: Option<Arc<crate::status::StatusLog>>,
     pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
+    pub spans: Option<Arc<crate::spans::Spans>>,
 }
 
 #[derive(Debug)]
@@ -172,6 +175,7 @@ impl Router {
             dead_letter: spec.dead_letter,
             statuses: spec.statuses,
             envelope: spec.envelope,
+            spans: spec.spans,
         };
         let entry = self
             .triggers

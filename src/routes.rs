@@ -49,6 +49,7 @@ pub struct RouteBuilder {
     pub(crate) sink_metrics: SinkMetrics,
     pub(crate) router_metrics: RouterMetrics,
     pub(crate) statuses: Option<Arc<crate::status::StatusLog>>,
+    pub(crate) spans: Option<Arc<crate::spans::Spans>>,
 }
 
 impl RouteBuilder {
@@ -319,6 +320,7 @@ impl RouteBuilder {
                 filter,
                 statuses: self.statuses.clone(),
                 envelope: crate::envelope::resolve(s, &config.cloudevents),
+                spans: self.spans.clone(),
             },
             queue,
         )))

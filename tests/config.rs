@@ -572,6 +572,19 @@ cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }
         ],
     );
     check(
+        "[tracing]\notlp_endpoint = \"collector:4318\"\notlp_protocol = \"grpc\"\n",
+        &["tracing.otlp_protocol: unknown variant `grpc`"],
+    );
+    check(
+        "[tracing]\notlp_endpoint = \"collector:4318\"\nservice_name = \" \"\nexport_interval_ms = 0\nmax_queued_spans = 0\n",
+        &[
+            "tracing.otlp_endpoint: `collector:4318` is not an http(s) URL",
+            "tracing.service_name: must not be empty",
+            "tracing.export_interval_ms: must be between 1 and 60000",
+            "tracing.max_queued_spans: must be between 1 and 1000000",
+        ],
+    );
+    check(
         "[[subscriptions]]\nname = \"x\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\nenvelope = \"cloudevents\"\n",
         &["subscriptions[0].envelope: unknown variant `cloudevents`"],
     );

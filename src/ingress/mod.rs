@@ -15,7 +15,7 @@ pub mod probe;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -167,6 +167,7 @@ async fn route_request(
     peer: SocketAddr,
 ) -> (Named, Result<(), ApiError>) {
     let m = &state.metrics;
+    let began = Instant::now();
     // Split once: the trigger id borrows from the path (no allocation unless it is percent-encoded).
     let (req, body) = req.into_parts();
     let path = req.uri.path();
@@ -361,13 +362,19 @@ async fn route_request(
     // The metric label of a failure from here on: the trigger once looked up (`unknown` while the catalog lacks
     // it), named (its id's reference taken) only when the request fails.
     let mut trigger: Option<&Arc<str>> = None;
+    // With span export on: the accepted event's `ingress` span, exported when this function returns.
+    let mut span: Option<IngressSpan> = None;
     macro_rules! fail_t {
-        ($reason:expr, $e:expr) => {
+        ($reason:expr, $e:expr) => {{
+            let e = $e;
+            if let Some(s) = span.as_mut() {
+                s.status = e.status.as_u16();
+            }
             return (
                 trigger.map_or(Named::None, |t| Named::Known(t.clone())),
-                Err(refuse(m, $reason, $e)),
-            )
-        };
+                Err(refuse(m, $reason, e)),
+            );
+        }};
     }
     let routes = match router.lookup(trigger_id) {
         Lookup::Unknown => fail_t!(
@@ -455,8 +462,13 @@ async fn route_request(
             .map(HeaderValue::as_bytes),
         tracking_id,
     );
+    let spans = selected.first().and_then(|e| e.route.spans.clone());
+    if spans.is_some() {
+        event.span_id = Some(crate::spans::new_span_id());
+    }
     tracing::debug!(tracking_id = %event.tracking_id, trace_id = %format_args!("{:032x}", event.trace.trace_id), trigger = %event.trigger_id, "event accepted");
     let event = Arc::new(event);
+    let enqueue_began = spans.as_ref().map(|_| SystemTime::now());
     let mut waits = Vec::new();
     let mut handed_over = true;
     for (entry, reservation) in selected.into_iter().zip(reservations) {
@@ -473,6 +485,17 @@ async fn route_request(
             d.refuse();
             handed_over = false;
         }
+    }
+    if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
+        let now = SystemTime::now();
+        span = Some(IngressSpan {
+            spans,
+            event: event.clone(),
+            path: req.uri.path().to_string(),
+            status: 200,
+            started: now.checked_sub(began.elapsed()).unwrap_or(now),
+            enqueued: (enqueued, now),
+        });
     }
     if !handed_over {
         let e = ApiError::tracked(
@@ -530,5 +553,27 @@ async fn route_request(
                 Some(other) => fail_t!("not_delivered", unavailable(other.to_string())),
             }
         }
+    }
+}
+
+/// The `ingress` span of an accepted event, exported (with the answer's status) when the request is answered.
+struct IngressSpan {
+    spans: Arc<crate::spans::Spans>,
+    event: Arc<Event>,
+    path: String,
+    status: u16,
+    started: SystemTime,
+    enqueued: (SystemTime, SystemTime),
+}
+
+impl Drop for IngressSpan {
+    fn drop(&mut self) {
+        self.spans.ingress(
+            &self.event,
+            &self.path,
+            self.status,
+            self.started,
+            self.enqueued,
+        );
     }
 }

@@ -388,3 +388,132 @@ allow_cidrs = ["127.0.0.0/8"]
     relay.shutdown();
     assert_eq!(relay.wait().await.undelivered, 0);
 }
+
+/// The spans exported so far, from every OTLP/HTTP JSON request `hook` received: name → span.
+fn exported_spans(hook: &Webhook) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in hook.received() {
+        let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
+            continue;
+        };
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .map(|a| a["value"]["stringValue"].clone());
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    let mut s = s.clone();
+                    s["service"] = service.clone().unwrap_or(Value::Null);
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// With `[tracing] otlp_endpoint` set, a local OTLP/HTTP receiver gets the `ingress`, `enqueue` and `publish`
+/// spans with the right parents: `ingress` under the caller's span, the other two under `ingress`, and the
+/// record on Kafka names its `publish` span as its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_with_their_parents() {
+    let bootstrap = kafka();
+    let topic = unique("otlp");
+    create_topic(&bootstrap, &topic).await;
+    let collector = Webhook::start().await;
+    let relay = start(&format!(
+        r#"
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+[tracing]
+otlp_endpoint = "{}"
+otlp_protocol = "http/json"
+export_interval_ms = 100
+[sinks.kafka.main]
+bootstrap_servers = "{bootstrap}"
+[[subscriptions]]
+name = "traced"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "{topic}" }}
+"#,
+        collector.url("/v1/traces")
+    ))
+    .await;
+    wait_ready(&relay).await;
+    let r = request(
+        "POST",
+        relay.ingress_addr(),
+        "/events/idn:identity-created",
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", TRACEPARENT),
+        ],
+        example_body("idn:identity-created", "inv-otlp-1"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let (b, t) = (bootstrap.clone(), topic.clone());
+    let records = tokio::task::spawn_blocking(move || consume(&b, &t, 1, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let record_parent = records[0].headers["traceparent"][36..52].to_string();
+    assert_eq!(
+        &records[0].headers["traceparent"][..36],
+        &TRACEPARENT[..36],
+        "the caller's trace id"
+    );
+
+    let mut spans = Vec::new();
+    eventually(
+        "the three spans at the collector",
+        Duration::from_secs(20),
+        || {
+            spans = exported_spans(&collector);
+            let found = ["ingress", "enqueue", "publish kafka.main"]
+                .iter()
+                .all(|n| spans.iter().any(|s| s["name"] == *n));
+            std::future::ready(found)
+        },
+    )
+    .await;
+    let by_name = |n: &str| spans.iter().find(|s| s["name"] == n).unwrap().clone();
+    let (ingress, enqueue, publish) = (
+        by_name("ingress"),
+        by_name("enqueue"),
+        by_name("publish kafka.main"),
+    );
+    let trace = &TRACEPARENT[3..35];
+    for s in [&ingress, &enqueue, &publish] {
+        assert_eq!(s["traceId"], trace, "{s}");
+        assert_eq!(s["service"], "trigger-relay", "{s}");
+    }
+    assert_eq!(
+        ingress["parentSpanId"],
+        &TRACEPARENT[36..52],
+        "ingress is the caller's child"
+    );
+    assert_eq!(enqueue["parentSpanId"], ingress["spanId"]);
+    assert_eq!(publish["parentSpanId"], ingress["spanId"]);
+    assert_eq!(
+        publish["spanId"],
+        record_parent.as_str(),
+        "the record's parent is its publish span"
+    );
+    assert!(
+        publish["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "ack"),
+        "{publish}"
+    );
+    relay.shutdown();
+    assert_eq!(relay.wait().await.undelivered, 0);
+}
