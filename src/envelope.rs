@@ -185,27 +185,25 @@ impl TraceContext {
         }
     }
 
-    /// The trace the caller sent (`traceparent` and `tracestate` header values), or a new one when
-    /// `traceparent` is absent or invalid (then `tracestate` is dropped too, as W3C requires).
+    /// The trace the caller sent (`traceparent` and `tracestate` header values); `None` when `traceparent` is
+    /// absent or invalid (the event keeps the trace [`TraceContext::start`] gave it, and the caller's
+    /// `tracestate` is dropped, as W3C requires).
     pub fn from_headers<'a>(
         traceparent: Option<&[u8]>,
         tracestate: impl Iterator<Item = &'a [u8]>,
-        tracking: TrackingId,
-    ) -> Self {
-        let Some(mut t) = traceparent.and_then(parse_traceparent) else {
-            return Self::start(tracking);
-        };
+    ) -> Option<Self> {
+        let mut t = traceparent.and_then(parse_traceparent)?;
         let mut state = String::new();
         for v in tracestate {
             let Ok(v) = std::str::from_utf8(v) else {
-                return t;
+                return Some(t);
             };
             let v = v.trim();
             if v.is_empty() {
                 continue;
             }
             if !v.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-                return t;
+                return Some(t);
             }
             if !state.is_empty() {
                 state.push(',');
@@ -215,7 +213,7 @@ impl TraceContext {
         if !state.is_empty() && state.len() <= MAX_TRACESTATE {
             t.state = Some(state.into_boxed_str());
         }
-        t
+        Some(t)
     }
 
     /// The `traceparent` header value (version 00).
@@ -321,12 +319,18 @@ const DASH_NAMES: Names = Names {
 
 /// The headers of `d` on `binding`: the relay's own (`trigger-id`, `subscription-id`, `content-type`,
 /// `invocation-id`, `test`), the W3C trace context, and the CloudEvents attributes in binary mode.
-pub fn headers(d: &Delivery, binding: Binding) -> Vec<Header<'_>> {
+pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
     let e = &d.event;
     let ce = d.route.envelope.as_deref();
     let mut h: Vec<Header<'_>> = Vec::with_capacity(if ce.is_some() { 16 } else { 7 });
-    h.push(("trigger-id", Cow::Borrowed(&*e.trigger_id)));
-    h.push(("subscription-id", Cow::Borrowed(&*d.route.subscription_id)));
+    // Kafka header values are bytes; HTTP and NATS values must be printable ASCII (an odd id is
+    // percent-encoded rather than breaking the request).
+    let enc = |v: &'a str| match binding {
+        Binding::Kafka => Cow::Borrowed(v),
+        Binding::Nats | Binding::Http => percent_encode(Cow::Borrowed(v)),
+    };
+    h.push(("trigger-id", enc(&e.trigger_id)));
+    h.push(("subscription-id", enc(&d.route.subscription_id)));
     let structured = ce.is_some_and(|c| c.structured);
     h.push((
         "content-type",
@@ -337,7 +341,7 @@ pub fn headers(d: &Delivery, binding: Binding) -> Vec<Header<'_>> {
         }),
     ));
     if let Some(id) = &e.invocation_id {
-        h.push(("invocation-id", Cow::Borrowed(&**id)));
+        h.push(("invocation-id", enc(id)));
     }
     if e.test.is_some() {
         h.push(("test", Cow::Borrowed("true")));
@@ -445,7 +449,7 @@ fn structured(e: &Event, c: &CloudEvents) -> Bytes {
 
 /// The HTTP binding's header value encoding (also NATS's): every byte outside printable ASCII, space, `"` and
 /// `%` as `%XX` of its UTF-8 bytes.
-fn percent_encode(v: Cow<'static, str>) -> Cow<'static, str> {
+fn percent_encode<'a>(v: Cow<'a, str>) -> Cow<'a, str> {
     let keep = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%';
     if v.bytes().all(keep) {
         return v;
@@ -469,10 +473,12 @@ mod tests {
         let t = TraceContext::from_headers(
             Some(traceparent.as_bytes()),
             std::iter::once(&b"vendor=1"[..]),
-            TrackingId::new(),
         );
-        assert_eq!(t.traceparent() == traceparent, valid, "{traceparent}");
-        assert_eq!(t.state.is_some(), valid, "{traceparent}");
+        assert_eq!(t.is_some(), valid, "{traceparent}");
+        if let Some(t) = t {
+            assert_eq!(t.traceparent(), traceparent);
+            assert_eq!(t.state.as_deref(), Some("vendor=1"));
+        }
     }
 
     #[test]
@@ -502,7 +508,8 @@ mod tests {
     #[test]
     fn a_new_trace_uses_the_tracking_id() {
         let id = TrackingId::new();
-        let t = TraceContext::from_headers(None, std::iter::empty(), id);
+        assert!(TraceContext::from_headers(None, std::iter::empty()).is_none());
+        let t = TraceContext::start(id);
         assert_eq!(t.trace_id_hex(), id.to_string());
         assert_eq!(t.flags, 1);
         assert_ne!(t.parent_id, 0);

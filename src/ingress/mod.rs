@@ -454,14 +454,15 @@ async fn route_request(
     if let Some(doc) = json {
         event.seed_json(doc);
     }
-    event.trace = TraceContext::from_headers(
+    if let Some(trace) = TraceContext::from_headers(
         req.headers.get("traceparent").map(HeaderValue::as_bytes),
         req.headers
             .get_all("tracestate")
             .iter()
             .map(HeaderValue::as_bytes),
-        tracking_id,
-    );
+    ) {
+        event.trace = trace;
+    }
     let spans = selected.first().and_then(|e| e.route.spans.clone());
     if spans.is_some() {
         event.span_id = Some(crate::spans::new_span_id());
