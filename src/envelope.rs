@@ -251,7 +251,11 @@ impl TraceContext {
 fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
     let s = std::str::from_utf8(v).ok()?.trim();
     let b = s.as_bytes();
-    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+    // ASCII before any slicing: a multi-byte character would put a slice bound inside it.
+    if b.len() < 55 || !b[..56.min(b.len())].is_ascii() {
+        return None;
+    }
+    if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
     let lower_hex = |p: &str| p.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
@@ -500,6 +504,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01é",
+            "é1-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             check(bad, false);
         }
