@@ -160,6 +160,8 @@ pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset
 
 /// Most bytes of `tracestate` kept (W3C: 512 is what a vendor must be able to propagate).
 const MAX_TRACESTATE: usize = 512;
+/// Most `tracestate` list members kept (W3C's limit).
+const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// W3C trace context of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,13 +175,14 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// A new trace for an event that arrived without one: its trace id is the tracking id; sampled.
+    /// A new trace for an event that arrived without one: its trace id is the tracking id. Not sampled: nothing
+    /// records it unless span export is on (the ingress then marks it sampled).
     pub fn start(tracking: TrackingId) -> Self {
         let parent_id = (uuid::Uuid::new_v4().as_u64_pair().0) | 1;
         Self {
             trace_id: tracking.as_u128(),
             parent_id,
-            flags: 1,
+            flags: 0,
             state: None,
             remote: false,
         }
@@ -193,24 +196,29 @@ impl TraceContext {
         tracestate: impl Iterator<Item = &'a [u8]>,
     ) -> Option<Self> {
         let mut t = traceparent.and_then(parse_traceparent)?;
+        // List members in order while they fit (W3C: at most 32; a vendor trims from the end).
         let mut state = String::new();
+        let mut members = 0;
         for v in tracestate {
             let Ok(v) = std::str::from_utf8(v) else {
                 return Some(t);
             };
-            let v = v.trim();
-            if v.is_empty() {
-                continue;
-            }
             if !v.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
                 return Some(t);
             }
-            if !state.is_empty() {
-                state.push(',');
+            for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                let grown = state.len() + m.len() + usize::from(!state.is_empty());
+                if members == MAX_TRACESTATE_MEMBERS || grown > MAX_TRACESTATE {
+                    break;
+                }
+                if !state.is_empty() {
+                    state.push(',');
+                }
+                state.push_str(m);
+                members += 1;
             }
-            state.push_str(v);
         }
-        if !state.is_empty() && state.len() <= MAX_TRACESTATE {
+        if !state.is_empty() {
             t.state = Some(state.into_boxed_str());
         }
         Some(t)
@@ -237,12 +245,17 @@ impl TraceContext {
     /// The same trace as an AWS X-Ray trace header (EventBridge's `TraceHeader`): X-Ray's trace id is the W3C
     /// one split after its first 8 hex digits, as AWS's own W3C propagators map it.
     pub fn xray(&self) -> String {
+        self.xray_with(self.parent_id)
+    }
+
+    /// [`TraceContext::xray`] with `parent` as the parent span (a span of the relay's own).
+    pub fn xray_with(&self, parent: u64) -> String {
         let hex = format!("{:032x}", self.trace_id);
         format!(
             "Root=1-{}-{};Parent={:016x};Sampled={}",
             &hex[..8],
             &hex[8..],
-            self.parent_id,
+            parent,
             self.flags & 1
         )
     }
@@ -278,7 +291,8 @@ fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
     Some(TraceContext {
         trace_id,
         parent_id,
-        flags: u8::from_str_radix(flags, 16).ok()?,
+        // Passed on as version 00, whose only flag is `sampled`: the other bits are zero (W3C).
+        flags: u8::from_str_radix(flags, 16).ok()? & 0x01,
         state: None,
         remote: true,
     })
@@ -353,7 +367,7 @@ pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
     // The message's parent is its `publish` span while spans are exported, else the caller's span.
     let traceparent = e
         .trace
-        .traceparent_with(d.span_id.unwrap_or(e.trace.parent_id));
+        .traceparent_with(d.span.map_or(e.trace.parent_id, |s| s.id));
     if let Some(s) = &e.trace.state {
         h.push(("tracestate", Cow::Borrowed(&**s)));
     }
@@ -405,9 +419,11 @@ fn event_traceparent(e: &Event) -> String {
         .traceparent_with(e.span_id.unwrap_or(e.trace.parent_id))
 }
 
+/// `id` must be a non-empty string: an empty `invocationId` counts as none.
 fn ce_id(e: &Event) -> String {
     e.invocation_id
         .as_deref()
+        .filter(|id| !id.is_empty())
         .map_or_else(|| e.tracking_id.to_string(), str::to_string)
 }
 
@@ -416,10 +432,14 @@ fn ce_time(e: &Event) -> String {
 }
 
 fn ce_subject(e: &Event, pointer: &str) -> Option<String> {
-    e.json()?.pointer(pointer).map(|v| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
+    // `subject` must not be empty when present: an empty value gives none.
+    e.json()?
+        .pointer(pointer)
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .filter(|s| !s.is_empty())
 }
 
 /// The structured-mode envelope of `e`: attributes first, then the payload bytes as `data`.
@@ -518,8 +538,29 @@ mod tests {
         assert!(TraceContext::from_headers(None, std::iter::empty()).is_none());
         let t = TraceContext::start(id);
         assert_eq!(t.trace_id_hex(), id.to_string());
-        assert_eq!(t.flags, 1);
+        assert_eq!(
+            t.flags, 0,
+            "nothing records it while spans are not exported"
+        );
         assert_ne!(t.parent_id, 0);
+    }
+
+    #[test]
+    fn tracestate_keeps_the_members_that_fit_and_flags_only_sampled() {
+        let tp = b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff-more";
+        let long = format!("a={}", "x".repeat(300));
+        let states = [&b"x=1, y=2"[..], long.as_bytes(), b"z=3"];
+        let t = TraceContext::from_headers(Some(&tp[..]), states.into_iter()).unwrap();
+        assert_eq!(t.flags, 1);
+        assert!(t.traceparent().ends_with("-01"));
+        let kept = t.state.as_deref().unwrap();
+        assert!(kept.starts_with("x=1,y=2,a=x"), "{kept}");
+        assert!(kept.len() <= 512);
+        let many: Vec<String> = (0..40).map(|i| format!("k{i}=v")).collect();
+        let joined = many.join(",");
+        let t =
+            TraceContext::from_headers(Some(&tp[..]), std::iter::once(joined.as_bytes())).unwrap();
+        assert_eq!(t.state.unwrap().split(',').count(), 32);
     }
 
     #[test]

@@ -59,7 +59,10 @@ impl Event {
             tracking_id,
             body,
             received,
-            received_at: SystemTime::now(),
+            received_at: {
+                let now = SystemTime::now();
+                now.checked_sub(received.elapsed()).unwrap_or(now)
+            },
             trace: TraceContext::start(tracking_id),
             span_id: None,
             test: None,
@@ -96,6 +99,14 @@ impl Event {
     }
 }
 
+/// The `publish` span of a delivery: built when the delivery finishes, from these.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverySpan {
+    pub id: u64,
+    /// When the delivery was handed to its sink's queue.
+    pub started: SystemTime,
+}
+
 /// How a delivery ended, as the ingress sees it in `delivered` mode.
 pub type Outcome = Result<(), SinkError>;
 
@@ -110,8 +121,8 @@ pub struct Delivery {
     pub reservation: Reservation,
     /// Send attempts so far (sinks that retry count them; dead letters report them).
     pub attempts: u32,
-    /// The id of this delivery's `publish` span, while spans are exported.
-    pub span_id: Option<u64>,
+    /// This delivery's `publish` span (its id and start), while spans are exported.
+    pub span: Option<DeliverySpan>,
     finished: bool,
 }
 
@@ -122,14 +133,17 @@ impl Delivery {
         ack: Option<oneshot::Sender<Outcome>>,
         reservation: Reservation,
     ) -> Self {
-        let span_id = route.spans.as_ref().map(|_| crate::spans::new_span_id());
+        let span = route.spans.as_ref().map(|_| DeliverySpan {
+            id: crate::spans::new_span_id(),
+            started: SystemTime::now(),
+        });
         let d = Self {
             event,
             route,
             ack,
             reservation,
             attempts: 0,
-            span_id,
+            span,
             finished: false,
         };
         // Listed from the moment it starts, as ISC lists an invocation in flight.

@@ -11,8 +11,10 @@
 //! on a delivery, only its id). With export off (the default) nothing here runs: the routes carry no [`Spans`],
 //! and the hot path keeps one `Option` check per event and per delivery.
 //!
-//! The OpenTelemetry SDK's batch processor runs on tokio (its thread-based one would need a blocking HTTP
-//! client); its queue is bounded (`max_queued_spans`): spans beyond it are dropped by the SDK, never waited for.
+//! The OpenTelemetry SDK's batch processor runs on a tokio runtime of its own, on its own thread (its
+//! thread-based processor would need a blocking HTTP client; on the relay's runtime, the SDK's blocking shutdown
+//! could deadlock a current-thread runtime). Its queue is bounded (`max_queued_spans`): spans beyond it are
+//! dropped by the SDK, never waited for.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -169,7 +171,10 @@ impl Spans {
         let processor =
             opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
                 exporter,
-                opentelemetry_sdk::runtime::Tokio,
+                // Its own thread and runtime: the SDK's shutdown (also run when the provider is dropped) blocks
+                // its caller until the batch task answers, which on the relay's runtime could never run when
+                // that runtime is current-thread (one CPU).
+                opentelemetry_sdk::runtime::TokioCurrentThread,
             )
             .with_batch_config(batch)
             .build();
@@ -242,7 +247,7 @@ impl Spans {
 
     /// The `publish` span of a finished delivery.
     pub fn publish(&self, d: &Delivery, outcome: &Outcome) {
-        let (Some(parent_id), Some(id)) = (d.event.span_id, d.span_id) else {
+        let (Some(parent_id), Some(own)) = (d.event.span_id, d.span) else {
             return;
         };
         let trace = TraceId::from(d.event.trace.trace_id);
@@ -257,8 +262,8 @@ impl Spans {
         let mut span = self.tracer.build_with_context(
             SpanBuilder::from_name(format!("publish {}", d.route.sink))
                 .with_kind(SpanKind::Producer)
-                .with_span_id(SpanId::from(id))
-                .with_start_time(d.event.received_at)
+                .with_span_id(SpanId::from(own.id))
+                .with_start_time(own.started)
                 .with_attributes([
                     KeyValue::new("trigger_relay.sink", d.route.sink.to_string()),
                     KeyValue::new(

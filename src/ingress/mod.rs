@@ -466,6 +466,10 @@ async fn route_request(
     let spans = selected.first().and_then(|e| e.route.spans.clone());
     if spans.is_some() {
         event.span_id = Some(crate::spans::new_span_id());
+        if !event.trace.remote {
+            // The relay's own trace is recorded (its root is the `ingress` span).
+            event.trace.flags = 1;
+        }
     }
     tracing::debug!(tracking_id = %event.tracking_id, trace_id = %format_args!("{:032x}", event.trace.trace_id), trigger = %event.trigger_id, "event accepted");
     let event = Arc::new(event);

@@ -187,7 +187,11 @@ impl EventBridgeSink {
                             .detail_type(&*d.event.trigger_id)
                             .detail(detail(d))
                             .event_bus_name(&t.bus)
-                            .trace_header(d.event.trace.xray())
+                            .trace_header(
+                                d.event
+                                    .trace
+                                    .xray_with(d.span.map_or(d.event.trace.parent_id, |s| s.id)),
+                            )
                             .build()
                     })
                     .collect();
