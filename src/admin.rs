@@ -1,5 +1,5 @@
 //! The admin listener, on its own port so it is never exposed with the ingress: `/metrics` (Prometheus text),
-//! `/healthz` (the process answers), `/readyz` (every sink reached its destination once, the API's store was
+//! `/healthz` (the process answers and no sink worker has died), `/readyz` (every sink reached its destination once, the API's store was
 //! replayed once, and not draining; an API store that is away later is named in the 200 answer, not a 503, so
 //! events keep flowing),
 //! and the Triggers API (`api`) when it is enabled. `/metrics` carries `/readyz`'s answer too, as
@@ -42,6 +42,23 @@ pub fn register_ready(r: &Registry) -> prometheus::Result<IntGauge> {
 }
 
 impl AdminState {
+    /// Why the process should be restarted, if it should: a sink worker is gone (it panicked), so its queue is
+    /// closed and its subscriptions get 503 until a restart. `/healthz` (the liveness probe) then fails.
+    pub fn unhealthy(&self) -> Option<String> {
+        let dead: Vec<&str> = self
+            .sinks
+            .iter()
+            .filter(|(_, r)| r.has_failed())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        (!dead.is_empty()).then(|| {
+            format!(
+                "sink worker stopped: {} (its subscriptions get 503; restart the relay)",
+                dead.join(", ")
+            )
+        })
+    }
+
     /// Why the relay is not ready, if it is not.
     pub fn not_ready(&self) -> Option<String> {
         if self.draining.load(Ordering::Acquire) {
@@ -116,7 +133,14 @@ pub async fn handle(
                 }
             }
         }
-        "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/healthz" => match state.unhealthy() {
+            None => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+            Some(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy: {why}\n"),
+                "text/plain",
+            ),
+        },
         "/readyz" => match state.not_ready() {
             None => {
                 // Ready, with what an operator should know: the API's store away does not stop events.

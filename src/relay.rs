@@ -366,7 +366,16 @@ impl Relay {
             workers.spawn(async move {
                 // Supervised: a worker that panics makes the relay not ready (its queue closes, so the
                 // ingress answers 503 for its subscriptions) instead of failing silently.
-                match tokio::spawn(worker.run(rx, stop)).await {
+                #[cfg(feature = "fault-injection")]
+                let panics = std::env::var("TRIGGER_RELAY_FAULT_PANIC_SINK").as_deref() == Ok(&*name);
+                let run = async move {
+                    #[cfg(feature = "fault-injection")]
+                    if panics {
+                        panic!("fault injection: TRIGGER_RELAY_FAULT_PANIC_SINK");
+                    }
+                    worker.run(rx, stop).await
+                };
+                match tokio::spawn(run).await {
                     Ok(()) => tracing::debug!(sink = %name, "sink worker finished"),
                     Err(e) => {
                         ready.fail();

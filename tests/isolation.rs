@@ -101,3 +101,66 @@ natsConfig = {{ subject = "{subject}" }}
         "shutdown reports the blocked destination's events"
     );
 }
+
+/// A sink worker that dies (a panic, injected here with the `fault-injection` failpoint) fails `/healthz` with
+/// its name, so the liveness probe restarts the pod; `/readyz` is 503 and its subscriptions get 503, while another
+/// sink's keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_sink_worker_fails_the_liveness_probe() {
+    assert!(
+        cfg!(feature = "fault-injection"),
+        "this test needs the failpoint: run `cargo test --features fault-injection` (scripts/test does)"
+    );
+    let relay = support::reliability::RelayProcess::spawn(
+        "[ingress.auth]\nnone = true\n[[subscriptions]]\nname = \"out\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\n\
+         [[subscriptions]]\nname = \"drop\"\ntriggerId = \"idn:identity-deleted\"\ntype = \"DISCARD\"\n",
+        &[("TRIGGER_RELAY_FAULT_PANIC_SINK", "stdout")],
+    );
+    let admin = relay.admin;
+    let get = |path: &'static str| async move {
+        let r = request("GET", admin, path, &[], Vec::new()).await;
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    eventually(
+        "the admin listener",
+        Duration::from_secs(30),
+        || async move { support::reliability::readyz(admin).await.is_some() },
+    )
+    .await;
+    eventually("/healthz fails", Duration::from_secs(30), || async move {
+        get("/healthz").await.0 == 503
+    })
+    .await;
+    let health = get("/healthz").await;
+    assert!(
+        health.1.contains("sink worker stopped: stdout"),
+        "{}",
+        health.1
+    );
+    let ready = get("/readyz").await;
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    let post = |trigger: &'static str| {
+        let ingress = relay.ingress;
+        async move {
+            request(
+                "POST",
+                ingress,
+                &format!("/events/{trigger}"),
+                &[("content-type", "application/json")],
+                example_body(trigger, &unique("dead")),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(
+        post("idn:identity-created").await,
+        503,
+        "its subscriptions are refused, not lost"
+    );
+    assert_eq!(
+        post("idn:identity-deleted").await,
+        200,
+        "another sink keeps working"
+    );
+}

@@ -112,6 +112,10 @@ impl Readiness {
     pub fn fail(&self) {
         self.failed.store(true, Ordering::Release)
     }
+    /// The worker is gone: only a restart brings it back (`/healthz` fails).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
     pub fn is_ready(&self) -> bool {
         self.connected.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
     }

@@ -89,6 +89,17 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// `toml` must not set `ingress.listen` / `admin.listen`.
     pub async fn start(toml: &str) -> Self {
+        let p = Self::spawn(toml, &[]);
+        let admin = p.admin;
+        eventually("relay ready", Duration::from_secs(30), || async move {
+            readyz(admin).await == Some(200)
+        })
+        .await;
+        p
+    }
+
+    /// Start the binary with `env` set, without waiting for it to be ready.
+    pub fn spawn(toml: &str, env: &[(&str, &str)]) -> Self {
         let (i, a) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.toml");
@@ -100,23 +111,18 @@ impl RelayProcess {
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "warn,rdkafka=off,librdkafka=off")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the relay.
             .stderr(std::fs::File::create(dir.path().join("relay.log")).unwrap())
             .spawn()
             .expect("start the relay binary");
-        let p = Self {
+        Self {
             child: Some(child),
             ingress: format!("127.0.0.1:{i}").parse().unwrap(),
             admin: format!("127.0.0.1:{a}").parse().unwrap(),
             _dir: dir,
-        };
-        let admin = p.admin;
-        eventually("relay ready", Duration::from_secs(30), || async move {
-            readyz(admin).await == Some(200)
-        })
-        .await;
-        p
+        }
     }
 
     pub fn pid(&self) -> u32 {
