@@ -107,10 +107,9 @@ natsConfig = {{ subject = "{subject}" }}
 /// sink's keep flowing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_sink_worker_fails_the_liveness_probe() {
-    assert!(
-        cfg!(feature = "fault-injection"),
-        "this test needs the failpoint: run `cargo test --features fault-injection` (scripts/test does)"
-    );
+    if !cfg!(feature = "fault-injection") {
+        panic!("this test needs the failpoint: run `cargo test --features fault-injection` (scripts/test does)");
+    }
     let relay = support::reliability::RelayProcess::spawn(
         "[ingress.auth]\nnone = true\n[[subscriptions]]\nname = \"out\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\n\
          [[subscriptions]]\nname = \"drop\"\ntriggerId = \"idn:identity-deleted\"\ntype = \"DISCARD\"\n",
