@@ -93,6 +93,9 @@ pub struct RouterMetrics {
     /// The ingress's `trigger_relay_ingress_requests_total`: each routed trigger's `200` counter is resolved once,
     /// when the table is built, instead of by label lookup on every request.
     requests: IntCounterVec,
+    /// `trigger_relay_filter_compilations_total`: filters compiled (a table rebuilt after an API write compiles
+    /// only the filters it has not seen).
+    pub compilations: IntCounter,
 }
 
 impl RouterMetrics {
@@ -114,7 +117,16 @@ impl RouterMetrics {
             &["subscription", "result"],
         )?;
         r.register(Box::new(filter.clone()))?;
-        Ok(Self { filter, requests })
+        let compilations = IntCounter::new(
+            "trigger_relay_filter_compilations_total",
+            "Subscription filters compiled (off the async workers; a rebuilt routing table reuses what it compiled before)",
+        )?;
+        r.register(Box::new(compilations.clone()))?;
+        Ok(Self {
+            filter,
+            requests,
+            compilations,
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::filter::Filter;
 use crate::model::{Subscription, SubscriptionType};
 use crate::queue::Queue;
 use crate::router::{RouteEntry, RouteSpec, Router, RouterMetrics};
@@ -37,6 +38,9 @@ impl Destination {
     }
 }
 
+/// Most compiled filters kept between builds (a full table has at most 50 per trigger).
+const MAX_CACHED_FILTERS: usize = 4096;
+
 pub struct RouteBuilder {
     pub(crate) config: Arc<Config>,
     pub(crate) catalog: Catalog,
@@ -50,6 +54,9 @@ pub struct RouteBuilder {
     pub(crate) router_metrics: RouterMetrics,
     pub(crate) statuses: Option<Arc<crate::status::StatusLog>>,
     pub(crate) spans: Option<Arc<crate::spans::Spans>>,
+    /// Compiled filters by their text: a table rebuilt after an API write compiles only the filters that are new
+    /// (on the blocking pool, not on the workers that serve the ingress). Holds what the last full build used.
+    pub(crate) filters: std::sync::Mutex<std::collections::HashMap<Arc<str>, Filter>>,
 }
 
 impl RouteBuilder {
@@ -61,7 +68,43 @@ impl RouteBuilder {
                 router.add(spec, queue, &self.router_metrics);
             }
         }
+        self.keep_filters(subs);
         Ok(router)
+    }
+
+    /// Forget compiled filters that no subscription in `subs` uses (the cache is bounded by the table).
+    fn keep_filters(&self, subs: &[Subscription]) {
+        let used: std::collections::HashSet<&str> =
+            subs.iter().filter_map(|s| s.filter.as_deref()).collect();
+        self.filters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| used.contains(&**k));
+    }
+
+    /// `expr` compiled: from the cache, or on the blocking pool (a filter with regexes can take milliseconds).
+    async fn compile(&self, expr: &str) -> Result<Filter, String> {
+        if let Some(f) = self
+            .filters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(expr)
+        {
+            return Ok(f.clone());
+        }
+        let text: Arc<str> = expr.into();
+        let t = text.clone();
+        let compiled = match tokio::task::spawn_blocking(move || Filter::compile(&t)).await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(e) => return Err(format!("the filter could not be compiled: {e}")),
+        };
+        self.router_metrics.compilations.inc();
+        let mut cache = self.filters.lock().unwrap_or_else(|p| p.into_inner());
+        // Checks of writes that never land (refused, conflicting) must not grow it without bound.
+        if cache.len() < MAX_CACHED_FILTERS {
+            cache.insert(text, compiled.clone());
+        }
+        Ok(compiled)
     }
 
     /// A table routing to every enabled subscription in `subs` that can be routed; each one that cannot is
@@ -77,6 +120,7 @@ impl RouteBuilder {
                 }
             }
         }
+        self.keep_filters(subs);
         router
     }
 
@@ -295,9 +339,7 @@ impl RouteBuilder {
         }
         let id = s.effective_id();
         let filter = match &s.filter {
-            Some(f) => Some(
-                crate::filter::Filter::compile(f).map_err(|e| named("filter", e.to_string()))?,
-            ),
+            Some(f) => Some(self.compile(f).await.map_err(|e| named("filter", e))?),
             None => None,
         };
         let dead_letter = match &s.dead_letter {

@@ -1481,3 +1481,61 @@ async fn parallel_large_filter_validations_are_bounded_in_memory() {
     eprintln!("[validate-filter] 32 parallel 1 MiB validations: peak RSS grew {grown_mb} MiB; {statuses:?}");
     assert!(grown_mb < 64, "peak RSS grew {grown_mb} MiB");
 }
+
+/// A write rebuilds the routing table without recompiling the filters it already has: each distinct filter is
+/// compiled once (on the blocking pool), however many writes follow, and a filter used again after its
+/// subscription was deleted is compiled again (the cache holds what the table uses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_writes_compile_only_the_filters_that_are_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let compiled = || metric(&relay, "trigger_relay_filter_compilations_total", &[]);
+    let before = compiled().await;
+    let url = hook.url("/compile");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut s = http_subscription(&format!("compile-{i}"), &url);
+        s["filter"] = json!(format!("$[?($.identity.name == \"n{i}\")]"));
+        let r = api(&relay, "POST", "/beta/trigger-subscriptions", Some(s)).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        compiled().await - before,
+        5.0,
+        "five filters, each compiled once"
+    );
+    // Writes that do not touch a filter compile nothing.
+    for id in &ids {
+        let patch = json!([{"op": "replace", "path": "/description", "value": "changed"}]);
+        let r = call(
+            &relay,
+            "PATCH",
+            &format!("/beta/trigger-subscriptions/{id}"),
+            Some(ADMIN_TOKEN),
+            "application/json-patch+json",
+            patch.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(compiled().await - before, 5.0);
+    let r = api(
+        &relay,
+        "DELETE",
+        &format!("/beta/trigger-subscriptions/{}", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let mut s = http_subscription("compile-again", &url);
+    s["filter"] = json!("$[?($.identity.name == \"n0\")]");
+    let r = api(&relay, "POST", "/beta/trigger-subscriptions", Some(s)).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        compiled().await - before,
+        6.0,
+        "a forgotten filter is compiled again"
+    );
+}

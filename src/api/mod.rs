@@ -412,7 +412,20 @@ impl ApiState {
                 self.list_subscriptions(&query, path.starts_with("/relay/v1/"))
             }
             "create_subscription" => self.create(&body).await,
-            "validate_filter" => self.validate_filter(&body),
+            "validate_filter" => {
+                // Parsing a 1 MiB input and running regexes over it: on the blocking pool, not on the
+                // workers that serve the ingress (one at a time, by the slot held above).
+                let body = body.clone();
+                tokio::task::spawn_blocking(move || validate_filter(&body))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the filter validation failed",
+                        )
+                        .cause(e.to_string()))
+                    })
+            }
             "get_subscription" => self.get(&id),
             "update_subscription" => self.update(&id, &body, if_match.as_deref()).await,
             "patch_subscription" => {
@@ -958,17 +971,6 @@ impl ApiState {
         Ok(r)
     }
 
-    fn validate_filter(&self, body: &[u8]) -> Result<Resp, ApiError> {
-        let v: ValidateFilterInput = serde_json::from_slice(body).map_err(|e| {
-            bad_request("expected {\"input\": {...}, \"filter\": \"...\"}").cause(e.to_string())
-        })?;
-        let r = crate::filter::validate(&v.filter, &v.input);
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::to_value(r).unwrap_or_default(),
-        ))
-    }
-
     fn list_statuses(&self, query: &HashMap<String, String>) -> Result<Resp, ApiError> {
         // Newest first; statuses from other replicas arrive in their own order, so sort by when each started.
         let mut kept = self.statuses.list();
@@ -1364,4 +1366,16 @@ async fn discard(mut body: Incoming) {
             break;
         }
     }
+}
+
+/// ISC's validate-filter: does `filter` compile, and does it select something in `input`.
+fn validate_filter(body: &[u8]) -> Result<Resp, ApiError> {
+    let v: ValidateFilterInput = serde_json::from_slice(body).map_err(|e| {
+        bad_request("expected {\"input\": {...}, \"filter\": \"...\"}").cause(e.to_string())
+    })?;
+    let r = crate::filter::validate(&v.filter, &v.input);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(r).unwrap_or_default(),
+    ))
 }
