@@ -167,7 +167,6 @@ async fn route_request(
     peer: SocketAddr,
 ) -> (Named, Result<(), ApiError>) {
     let m = &state.metrics;
-    let began = Instant::now();
     // Split once: the trigger id borrows from the path (no allocation unless it is percent-encoded).
     let (req, body) = req.into_parts();
     let path = req.uri.path();
@@ -363,7 +362,7 @@ async fn route_request(
     // it), named (its id's reference taken) only when the request fails.
     let mut trigger: Option<&Arc<str>> = None;
     // With span export on: the accepted event's `ingress` span, exported when this function returns.
-    let mut span: Option<IngressSpan> = None;
+    let mut span: Option<Box<IngressSpan>> = None;
     macro_rules! fail_t {
         ($reason:expr, $e:expr) => {{
             let e = $e;
@@ -454,13 +453,7 @@ async fn route_request(
     if let Some(doc) = json {
         event.seed_json(doc);
     }
-    if let Some(trace) = TraceContext::from_headers(
-        req.headers.get("traceparent").map(HeaderValue::as_bytes),
-        req.headers
-            .get_all("tracestate")
-            .iter()
-            .map(HeaderValue::as_bytes),
-    ) {
+    if let Some(trace) = TraceContext::from_request(&req.headers) {
         event.trace = trace;
     }
     let spans = selected.first().and_then(|e| e.route.spans.clone());
@@ -492,15 +485,16 @@ async fn route_request(
         }
     }
     if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
-        let now = SystemTime::now();
-        span = Some(IngressSpan {
+        span = Some(Box::new(IngressSpan {
             spans,
             event: event.clone(),
             path: req.uri.path().to_string(),
             status: 200,
-            started: now.checked_sub(began.elapsed()).unwrap_or(now),
-            enqueued: (enqueued, now),
-        });
+            // From the body's arrival (the relay reads no clock earlier in a request, for the untraced path's
+            // sake).
+            started: event.received_at,
+            enqueued: (enqueued, SystemTime::now()),
+        }));
     }
     if !handed_over {
         let e = ApiError::tracked(
