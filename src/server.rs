@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -44,6 +44,7 @@ pub struct ServerMetrics {
     refused: IntCounterVec,
     timeouts: IntCounterVec,
     tls_failures: IntCounterVec,
+    oversized: IntCounterVec,
 }
 
 impl ServerMetrics {
@@ -76,7 +77,14 @@ impl ServerMetrics {
             ),
             &["listener"],
         )?;
-        for m in [&refused, &timeouts, &tls_failures] {
+        let oversized = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_request_headers_too_large_total",
+                "Requests answered 431 because their headers were over max_header_bytes",
+            ),
+            &["listener"],
+        )?;
+        for m in [&refused, &timeouts, &tls_failures, &oversized] {
             r.register(Box::new(m.clone()))?;
         }
         r.register(Box::new(open.clone()))?;
@@ -85,6 +93,7 @@ impl ServerMetrics {
             refused,
             timeouts,
             tls_failures,
+            oversized,
         })
     }
 }
@@ -111,6 +120,8 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let limits = &opts.limits;
+    // The series exists from the start (0), so a dashboard shows "none yet" rather than "no data".
+    opts.metrics.oversized.with_label_values(&[opts.name]);
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -118,7 +129,9 @@ pub async fn serve<H, F>(
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(header_timeout)
-        .max_buf_size(limits.max_header_bytes);
+        // hyper's own limit is twice ours, so a request between the two gets the relay's 431 (ISC's error body,
+        // a tracking id); only one beyond twice the limit gets hyper's bare 431.
+        .max_buf_size(limits.max_header_bytes.saturating_mul(2));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -251,13 +264,29 @@ where
         let header_timeout = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
         let h = self.handler.clone();
         let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
+        let max_header = self.opts.limits.max_header_bytes;
         let svc = service_fn(move |req: Request<Incoming>| {
             let busy = act.begin();
+            if header_bytes(&req) > max_header {
+                metrics.oversized.with_label_values(&[name]).inc();
+                let mut resp = ApiError::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("the request's headers are larger than {max_header} bytes"),
+                )
+                .cause(format!("{name}.limits.max_header_bytes limits them"))
+                .into_response();
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                drop(busy);
+                return futures_util::future::Either::Left(std::future::ready(
+                    Ok::<_, Infallible>(resp),
+                ));
+            }
             // The TCP peer goes to the handler as an argument, not in the request's extensions: their map is an
             // allocation per request, on the hot path (the ingress's per-IP rate limit reads it).
             let f = h(req, peer);
             let metrics = metrics.clone();
-            async move {
+            let fut = async move {
                 let resp = match tokio::time::timeout(request_timeout, f).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -275,7 +304,8 @@ where
                 };
                 drop(busy);
                 Ok::<_, Infallible>(resp)
-            }
+            };
+            futures_util::future::Either::Right(fut)
         });
         let conn = self
             .builder
@@ -414,4 +444,12 @@ async fn refuse(mut stream: TcpStream) {
         Ok::<_, std::io::Error>(())
     })
     .await;
+}
+
+/// The size of a request's head as `max_header_bytes` counts it: the request target and every header line.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .fold(target, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }

@@ -531,6 +531,37 @@ async fn connection_limits_and_timeouts_hold_on_both_listeners() {
         .await
         .expect("closed after 431");
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Within twice the limit the relay answers itself: ISC's error body with a tracking id, counted.
+    let big = format!(
+        "POST {EVENT_PATH} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+        "a".repeat(10_000)
+    );
+    let answer = exchange(relay.ingress_addr(), big.as_bytes())
+        .await
+        .expect("closed after 431");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    for want in [
+        "\"trackingId\"",
+        "\"detailCode\"",
+        "ingress.limits.max_header_bytes",
+        "x-tracking-id",
+    ] {
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&want.to_ascii_lowercase()),
+            "{want} in {answer}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_request_headers_too_large_total",
+            &["ingress"]
+        )
+        .await,
+        1.0
+    );
     drop(relay);
 
     // Slowloris: headers that never finish are cut at header_read_timeout_ms.
