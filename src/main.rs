@@ -139,6 +139,10 @@ async fn connect_check(mut config: Config) -> anyhow::Result<Option<String>> {
     config.ingress.tls = None;
     config.admin.tls = None;
     config.api.enabled = false;
+    // A check creates nothing: a missing topic is reported even where the relay itself would create it.
+    for k in config.sinks.kafka.values_mut() {
+        k.create_topics = None;
+    }
     let relay = Relay::start(config).await.context("cannot start")?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let verdict = loop {

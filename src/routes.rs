@@ -153,12 +153,18 @@ impl RouteBuilder {
                 .await
                 .map_err(|e| Destination::Unreachable(e.to_string()))?
                 .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
-                let found = metadata.topics().iter().find(|m| m.name() == topic);
-                match found {
-                    Some(m) if m.error().is_none() && !m.partitions().is_empty() => Ok(()),
-                    _ => Err(Destination::Missing(format!(
-                        "the Kafka topic `{topic}` does not exist in cluster `{cluster}`: create it (or fix kafkaConfig.topic)"
-                    ))),
+                let exists = metadata.topics().iter().any(|m| {
+                    m.name() == topic && m.error().is_none() && !m.partitions().is_empty()
+                });
+                drop(metadata);
+                match exists {
+                    true => Ok(()),
+                    false => match &c.create_topics {
+                        Some(create) => create_topic(c, &cluster, topic, create).await,
+                        None => Err(Destination::Missing(format!(
+                            "the Kafka topic `{topic}` does not exist in cluster `{cluster}`: create it (or fix kafkaConfig.topic, or set [sinks.kafka.{cluster}.create_topics])"
+                        ))),
+                    },
                 }
             }
             Target::Nats {
@@ -400,4 +406,44 @@ impl RouteBuilder {
         }
         Err("set kafkaConfig or natsConfig".into())
     }
+}
+
+/// Create `topic` as `[sinks.kafka.NAME.create_topics]` says (the destination check found it missing). An
+/// existing topic (another replica was first) counts as created.
+async fn create_topic(
+    c: &crate::sinks::kafka::KafkaClusterConfig,
+    cluster: &str,
+    topic: &str,
+    create: &crate::sinks::kafka::CreateTopics,
+) -> Result<(), Destination> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let wait = std::time::Duration::from_secs(5);
+    let base = c.base_client_config().map_err(Destination::Missing)?;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = base
+        .create()
+        .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(wait))
+        .request_timeout(Some(wait));
+    let t = NewTopic::new(
+        topic,
+        create.partitions,
+        TopicReplication::Fixed(create.replication_factor),
+    );
+    let results = admin
+        .create_topics([&t], &opts)
+        .await
+        .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic, cluster, "created a missing Kafka topic (create_topics)"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, e)) => {
+                return Err(Destination::Missing(format!(
+                    "the Kafka topic `{topic}` does not exist in cluster `{cluster}` and could not be created: {e}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }

@@ -531,6 +531,21 @@ fn credentials_and_token_settings_are_bounded() {
 }
 
 #[test]
+fn create_topics_errors() {
+    check(
+        "[sinks.kafka.k]\nbootstrap_servers = \"h:9092\"\n[sinks.kafka.k.create_topics]\npartitions = 0\nreplication_factor = 99\n",
+        &[
+            "sinks.kafka.k.create_topics.partitions: must be between 1 and 10000",
+            "sinks.kafka.k.create_topics.replication_factor: must be between 1 and 32",
+        ],
+    );
+    check(
+        "[sinks.kafka.k]\nbootstrap_servers = \"h:9092\"\n[sinks.kafka.k.create_topics]\ncount = 1\n",
+        &["sinks.kafka.k.create_topics.count: unknown field `count`"],
+    );
+}
+
+#[test]
 fn envelope_errors() {
     check(
         r#"

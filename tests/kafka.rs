@@ -303,3 +303,58 @@ async fn check_config_connect_finds_a_missing_topic() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With `[sinks.kafka.NAME.create_topics]` the relay creates a subscription's missing topic (with the partitions
+/// asked for) instead of staying not ready, and delivers to it; `check-config --connect` still reports it
+/// missing (a check creates nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_makes_a_missing_topic() {
+    let bootstrap = kafka();
+    let topic = unique("created");
+    let toml = format!(
+        "[ingress.auth]\nnone = true\n[delivery]\nack = \"delivered\"\n[sinks.kafka.main]\nbootstrap_servers = \"{bootstrap}\"\n\
+         [sinks.kafka.main.create_topics]\npartitions = 2\n\
+         [[subscriptions]]\nname = \"new topic\"\ntriggerId = \"idn:identity-created\"\ntype = \"KAFKA\"\n\
+         kafkaConfig = {{ topic = \"{topic}\", key = \"none\" }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let p = path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+            .args(["--config"])
+            .arg(&p)
+            .args(["check-config", "--connect"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let relay = start(&toml).await;
+    wait_ready(&relay).await;
+    let body = example_body("idn:identity-created", &unique("created"));
+    let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (b, t) = (bootstrap.clone(), topic.clone());
+    let partitions = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+        let m = c.fetch_metadata(Some(&t), Duration::from_secs(5)).unwrap();
+        m.topics()[0].partitions().len()
+    })
+    .await
+    .unwrap();
+    assert_eq!(partitions, 2);
+    relay.shutdown();
+    assert_eq!(relay.wait().await.undelivered, 0);
+}

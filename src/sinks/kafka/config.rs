@@ -58,6 +58,24 @@ pub struct KafkaClusterConfig {
     /// topics) and the config file's dead-letter topics. Config-file subscriptions are not limited.
     #[serde(default)]
     pub api_topic_prefixes: Vec<String>,
+    /// Create a subscription's topic when the destination check finds it missing (off: a missing topic makes
+    /// the relay not ready, or the API write a 400).
+    #[serde(default)]
+    pub create_topics: Option<CreateTopics>,
+}
+
+/// `[sinks.kafka.NAME.create_topics]`: how the relay creates the topics it finds missing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopics {
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication_factor: i32,
+}
+
+fn one() -> i32 {
+    1
 }
 
 /// Serialised (`check-config --print`) as flat librdkafka names, credential-like values as `***`.
@@ -210,6 +228,20 @@ impl KafkaClusterConfig {
         }
         if self.linger_ms > 900_000 {
             errors.error(format!("{path}.linger_ms"), "must be at most 900000".into());
+        }
+        if let Some(c) = &self.create_topics {
+            if !(1..=10_000).contains(&c.partitions) {
+                errors.error(
+                    format!("{path}.create_topics.partitions"),
+                    "must be between 1 and 10000".into(),
+                );
+            }
+            if !(1..=32).contains(&c.replication_factor) {
+                errors.error(
+                    format!("{path}.create_topics.replication_factor"),
+                    "must be between 1 and 32".into(),
+                );
+            }
         }
         if !(1..=2_147_483_647).contains(&self.batch_max_bytes) {
             errors.error(

@@ -10,6 +10,6 @@ mod config;
 mod metrics;
 mod sink;
 
-pub use config::{check_topic, Compression, KafkaClusterConfig};
+pub use config::{check_topic, Compression, CreateTopics, KafkaClusterConfig};
 pub use metrics::KafkaMetrics;
 pub use sink::KafkaSink;
