@@ -252,9 +252,15 @@ impl TraceContext {
         )
     }
 
-    /// The trace id as 32 hex digits (for log lines).
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+    /// The trace id as 32 hex digits (for log lines; nothing is formatted unless a line is written).
+    pub fn trace_id_hex(&self) -> impl std::fmt::Display {
+        struct Hex(u128);
+        impl std::fmt::Display for Hex {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:032x}", self.0)
+            }
+        }
+        Hex(self.trace_id)
     }
 
     /// The same trace as an AWS X-Ray trace header (EventBridge's `TraceHeader`): X-Ray's trace id is the W3C
@@ -552,7 +558,7 @@ mod tests {
         let id = TrackingId::new();
         assert!(TraceContext::from_headers(None, std::iter::empty()).is_none());
         let t = TraceContext::start(id);
-        assert_eq!(t.trace_id_hex(), id.to_string());
+        assert_eq!(t.trace_id_hex().to_string(), id.to_string());
         assert_eq!(
             t.flags, 0,
             "nothing records it while spans are not exported"

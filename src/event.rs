@@ -207,7 +207,7 @@ impl Delivery {
             }
             tracing::warn!(
                 tracking_id = %self.event.tracking_id,
-                trace_id = %format_args!("{:032x}", self.event.trace.trace_id),
+                trace_id = %self.event.trace.trace_id_hex(),
                 subscription = %self.route.subscription_id,
                 trigger = %self.event.trigger_id,
                 invocation_id = self.event.invocation_id.as_deref().unwrap_or(""),

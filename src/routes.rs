@@ -416,34 +416,22 @@ async fn create_topic(
     topic: &str,
     create: &crate::sinks::kafka::CreateTopics,
 ) -> Result<(), Destination> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let wait = std::time::Duration::from_secs(5);
+    use crate::sinks::kafka::CreateTopicError;
     let base = c.base_client_config().map_err(Destination::Missing)?;
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = base
-        .create()
-        .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(wait))
-        .request_timeout(Some(wait));
-    let t = NewTopic::new(
-        topic,
-        create.partitions,
-        TopicReplication::Fixed(create.replication_factor),
-    );
-    let results = admin
-        .create_topics([&t], &opts)
-        .await
-        .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
-    for r in results {
-        match r {
-            Ok(_) => tracing::info!(topic, cluster, "created a missing Kafka topic (create_topics)"),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, e)) => {
-                return Err(Destination::Missing(format!(
-                    "the Kafka topic `{topic}` does not exist in cluster `{cluster}` and could not be created: {e}"
-                )))
+    let wait = std::time::Duration::from_secs(5);
+    let (partitions, replication) = (create.partitions, create.replication_factor);
+    match crate::sinks::kafka::create_topic(&base, topic, partitions, replication, &[], wait).await {
+        Ok(created) => {
+            if created {
+                tracing::info!(topic, cluster, "created a missing Kafka topic (create_topics)");
             }
+            Ok(())
         }
+        Err(CreateTopicError::Refused(e)) => Err(Destination::Missing(format!(
+            "the Kafka topic `{topic}` does not exist in cluster `{cluster}` and could not be created: {e}"
+        ))),
+        Err(e) => Err(Destination::Unreachable(format!(
+            "Kafka cluster `{cluster}`: {e}"
+        ))),
     }
-    Ok(())
 }

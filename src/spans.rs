@@ -133,6 +133,17 @@ impl std::fmt::Debug for Spans {
     }
 }
 
+/// A context whose span is `parent` in `e`'s trace: the parent of a span built after the fact.
+fn parent_context(e: &Event, parent: u64) -> Context {
+    Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(e.trace.trace_id),
+        SpanId::from(parent),
+        TraceFlags::new(e.trace.flags),
+        true,
+        TraceState::default(),
+    ))
+}
+
 /// A fresh random span id (never zero).
 pub fn new_span_id() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0 | 1
@@ -204,13 +215,7 @@ impl Spans {
         };
         let trace = TraceId::from(e.trace.trace_id);
         let parent = if e.trace.remote {
-            Context::new().with_remote_span_context(SpanContext::new(
-                trace,
-                SpanId::from(e.trace.parent_id),
-                TraceFlags::new(e.trace.flags),
-                true,
-                TraceState::default(),
-            ))
+            parent_context(e, e.trace.parent_id)
         } else {
             Context::new()
         };
@@ -250,14 +255,7 @@ impl Spans {
         let (Some(parent_id), Some(own)) = (d.event.span_id, d.span) else {
             return;
         };
-        let trace = TraceId::from(d.event.trace.trace_id);
-        let parent = Context::new().with_remote_span_context(SpanContext::new(
-            trace,
-            SpanId::from(parent_id),
-            TraceFlags::new(d.event.trace.flags),
-            true,
-            TraceState::default(),
-        ));
+        let parent = parent_context(&d.event, parent_id);
         let end = SystemTime::now();
         let mut span = self.tracer.build_with_context(
             SpanBuilder::from_name(format!("publish {}", d.route.sink))

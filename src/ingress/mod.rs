@@ -464,7 +464,7 @@ async fn route_request(
             event.trace.flags = 1;
         }
     }
-    tracing::debug!(tracking_id = %event.tracking_id, trace_id = %format_args!("{:032x}", event.trace.trace_id), trigger = %event.trigger_id, "event accepted");
+    tracing::debug!(tracking_id = %event.tracking_id, trace_id = %event.trace.trace_id_hex(), trigger = %event.trigger_id, "event accepted");
     let event = Arc::new(event);
     let enqueue_began = spans.as_ref().map(|_| SystemTime::now());
     let mut waits = Vec::new();

@@ -80,7 +80,7 @@ impl DeadLetter {
         match result {
             Ok(()) => tracing::warn!(
                 tracking_id = %d.event.tracking_id,
-                trace_id = %format_args!("{:032x}", d.event.trace.trace_id),
+                trace_id = %d.event.trace.trace_id_hex(),
                 subscription = %d.route.subscription_id,
                 dead_letter = ?self,
                 error = %e,
@@ -88,7 +88,7 @@ impl DeadLetter {
             ),
             Err(why) => tracing::error!(
                 tracking_id = %d.event.tracking_id,
-                trace_id = %format_args!("{:032x}", d.event.trace.trace_id),
+                trace_id = %d.event.trace.trace_id_hex(),
                 subscription = %d.route.subscription_id,
                 dead_letter = ?self,
                 error = %e,

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -309,29 +309,23 @@ pub async fn ensure_topic(
     retention_bytes: Option<i64>,
     timeout: Duration,
 ) -> Result<(), StoreError> {
-    let admin: AdminClient<DefaultClientContext> = base.create().map_err(failed)?;
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
     let bytes = retention_bytes.map(|b| b.to_string());
-    let mut t =
-        NewTopic::new(topic, 1, TopicReplication::Fixed(replication)).set("cleanup.policy", policy);
+    let mut configs = vec![("cleanup.policy", policy)];
     if let Some(b) = &bytes {
-        t = t.set("retention.bytes", b).set("retention.ms", "172800000");
+        configs.extend([
+            ("retention.bytes", b.as_str()),
+            ("retention.ms", "172800000"),
+        ]);
     }
-    match admin.create_topics([&t], &opts).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(_) => tracing::info!(topic, policy, "created the API store's topic"),
-                    Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((_, e)) => {
-                        tracing::warn!(topic, error = %e, "cannot create the API store's topic; the reader waits for it")
-                    }
-                }
-            }
+    use crate::sinks::kafka::CreateTopicError;
+    match crate::sinks::kafka::create_topic(base, topic, 1, replication, &configs, timeout).await {
+        Ok(true) => tracing::info!(topic, policy, "created the API store's topic"),
+        Ok(false) => {}
+        Err(CreateTopicError::Client(e)) => return Err(failed(e)),
+        Err(CreateTopicError::Refused(e)) => {
+            tracing::warn!(topic, error = %e, "cannot create the API store's topic; the reader waits for it")
         }
-        Err(e) => {
+        Err(CreateTopicError::Unreachable(e)) => {
             tracing::warn!(topic, error = %e, "the broker does not answer; the API store's reader waits for it");
             return Ok(());
         }
@@ -353,6 +347,10 @@ pub async fn ensure_topic(
             }
         }
     }
+    let admin: AdminClient<DefaultClientContext> = base.create().map_err(failed)?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     if let Ok(described) = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
         .await
