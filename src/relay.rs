@@ -271,6 +271,7 @@ impl Relay {
             router_metrics: router_metrics.clone(),
             statuses: statuses.clone(),
             spans: spans.clone(),
+            egress: egress.clone(),
             filters: Default::default(),
         };
         // Subscriptions from the API's store join the config file's; the table then follows the store.

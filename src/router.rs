@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::catalog::{Catalog, TriggerInfo, TriggerType};
-use crate::filter::Filter;
+use crate::filter::{EvalError, EventBudget, Filter};
 use crate::model::AckMode;
 use crate::queue::Queue;
 use crate::sinks::dead_letter::DeadLetter;
@@ -64,6 +64,10 @@ pub struct TriggerRoutes {
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
     any_filter: bool,
+    /// How many routes have a filter: the shares of the event's filter budget.
+    filtered: usize,
+    /// `trigger_relay_filter_budget_exhausted_total`.
+    budget_exhausted: IntCounter,
     /// Some route reads the body as JSON (a filter, a Kafka key pointer, STDOUT): the ingress then parses it once
     /// and refuses a body the parser cannot read, instead of accepting an event no route can handle.
     needs_json: bool,
@@ -96,6 +100,9 @@ pub struct RouterMetrics {
     /// `trigger_relay_filter_compilations_total`: filters compiled (a table rebuilt after an API write compiles
     /// only the filters it has not seen).
     pub compilations: IntCounter,
+    /// `trigger_relay_filter_budget_exhausted_total`: events on which some filter ran out of its share of the
+    /// event's filter budget.
+    budget_exhausted: IntCounter,
 }
 
 impl RouterMetrics {
@@ -122,10 +129,16 @@ impl RouterMetrics {
             "Subscription filters compiled (off the async workers; a rebuilt routing table reuses what it compiled before)",
         )?;
         r.register(Box::new(compilations.clone()))?;
+        let budget_exhausted = IntCounter::new(
+            "trigger_relay_filter_budget_exhausted_total",
+            "Events on which a subscription's filter ran out of its share of the event's filter budget (that filter did not match)",
+        )?;
+        r.register(Box::new(budget_exhausted.clone()))?;
         Ok(Self {
             filter,
             requests,
             compilations,
+            budget_exhausted,
         })
     }
 }
@@ -200,9 +213,12 @@ impl Router {
                 info,
                 routes: Vec::new(),
                 any_filter: false,
+                filtered: 0,
+                budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
             });
         entry.any_filter |= route.filter.is_some();
+        entry.filtered += usize::from(route.filter.is_some());
         entry.needs_json |= route.filter.is_some()
             || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())
             || matches!(
@@ -252,7 +268,8 @@ impl TriggerRoutes {
     /// `Err` (serde_json's reason) when a route reads the body as JSON and the parser cannot (nesting over 128, a
     /// number out of range, an unpaired surrogate): the ingress refuses it rather than accept an event that every
     /// filter would drop and a key pointer would miss. A filter that errors on a readable body fails closed, as
-    /// ISC's does, counted and logged with `tracking_id`.
+    /// ISC's does, counted and logged with `tracking_id`. The filters share one [`EventBudget`] per event, so the
+    /// time one event can hold this task is bounded whatever the trigger's subscriptions hold.
     pub fn select<'a>(
         &'a self,
         body: &[u8],
@@ -265,6 +282,8 @@ impl TriggerRoutes {
             });
         }
         let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let mut budget = EventBudget::new(self.filtered);
+        let mut exhausted = false;
         let routes = self
             .routes
             .iter()
@@ -273,7 +292,7 @@ impl TriggerRoutes {
                     return true;
                 };
                 let c = &r.route.filter_metrics;
-                match f.evaluate(&doc) {
+                match f.evaluate_in(&doc, &mut budget) {
                     Ok(true) => {
                         c.matched.inc();
                         true
@@ -285,12 +304,16 @@ impl TriggerRoutes {
                     Err(e) => {
                         // Fail closed, as ISC does; never silently.
                         c.error.inc();
+                        exhausted |= matches!(e, EvalError::OverEventBudget(_));
                         tracing::warn!(tracking_id = %tracking_id, subscription = %r.route.subscription_id, error = %e, "the subscription's filter failed on this event; it does not match");
                         false
                     }
                 }
             })
             .collect();
+        if exhausted {
+            self.budget_exhausted.inc();
+        }
         Ok(Selected {
             routes,
             json: Some(doc),

@@ -54,6 +54,8 @@ pub struct RouteBuilder {
     pub(crate) router_metrics: RouterMetrics,
     pub(crate) statuses: Option<Arc<crate::status::StatusLog>>,
     pub(crate) spans: Option<Arc<crate::spans::Spans>>,
+    /// Where API-set EventBridge endpoints may connect (the webhooks' policy).
+    pub(crate) egress: Arc<crate::sinks::http::EgressPolicy>,
     /// Compiled filters by their text: a table rebuilt after an API write compiles only the filters that are new
     /// (on the blocking pool, not on the workers that serve the ingress). Holds what the last full build used.
     pub(crate) filters: std::sync::Mutex<std::collections::HashMap<Arc<str>, Filter>>,
@@ -195,6 +197,14 @@ impl RouteBuilder {
                         t.region
                     ))),
                     Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if crate::sinks::http::EgressRefused::find(&e).is_some() => {
+                        Err(Destination::Missing(format!(
+                            "eventBridgeConfig.endpointUrl: {}",
+                            crate::sinks::http::EgressRefused::find(&e)
+                                .map(ToString::to_string)
+                                .unwrap_or_default()
+                        )))
+                    }
                     Ok(Err(e)) => {
                         let not_found = e
                             .as_service_error()
@@ -245,15 +255,29 @@ impl RouteBuilder {
         &self,
         region: &str,
         endpoint: Option<&str>,
-    ) -> aws_sdk_eventbridge::Client {
+    ) -> Result<aws_sdk_eventbridge::Client, String> {
         let key = (region.to_string(), endpoint.map(str::to_string));
         let mut clients = self.eventbridge_clients.lock().await;
         if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
-            return c.clone();
+            return Ok(c.clone());
         }
-        let c = crate::sinks::eventbridge::client(region, endpoint).await;
+        // An endpoint the config file names is the operator's; any other came from an API caller (allowed only
+        // with `api.allow_endpoint_url`) and connects through the egress policy.
+        let operators = endpoint.is_none_or(|url| {
+            self.config.subscriptions.iter().any(|s| {
+                s.event_bridge_config
+                    .as_ref()
+                    .is_some_and(|e| e.endpoint_url.as_deref() == Some(url))
+            })
+        });
+        let c = crate::sinks::eventbridge::client(
+            region,
+            endpoint,
+            (!operators).then_some(&self.egress),
+        )
+        .await?;
         clients.push((key, c.clone()));
-        c
+        Ok(c)
     }
 
     async fn spec(&self, s: &Subscription) -> Result<Option<(RouteSpec, Queue)>, String> {
@@ -302,7 +326,8 @@ impl RouteBuilder {
                     .ok_or_else(|| named("eventBridgeConfig", "required".into()))?;
                 let client = self
                     .eventbridge_client(&e.aws_region, e.endpoint_url.as_deref())
-                    .await;
+                    .await
+                    .map_err(|m| named("eventBridgeConfig.endpointUrl", m))?;
                 (
                     "eventbridge".to_string(),
                     Target::EventBridge(EventBridgeTarget {

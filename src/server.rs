@@ -11,6 +11,8 @@
 //! connection finishes the request it is serving and closes → [`serve`] returns. Cancelling `kill` (the
 //! caller's deadline) drops the connections still open, so no connection outlives the server.
 
+mod hyper_answers;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ pub struct ServerMetrics {
     timeouts: IntCounterVec,
     tls_failures: IntCounterVec,
     oversized: IntCounterVec,
+    malformed: IntCounterVec,
 }
 
 impl ServerMetrics {
@@ -84,7 +87,14 @@ impl ServerMetrics {
             ),
             &["listener"],
         )?;
-        for m in [&refused, &timeouts, &tls_failures, &oversized] {
+        let malformed = IntCounterVec::new(
+            Opts::new(
+                "trigger_relay_malformed_requests_total",
+                "Request heads hyper could not parse (bad request line or header line: 400; URI too long: 414), answered with ISC's error body",
+            ),
+            &["listener"],
+        )?;
+        for m in [&refused, &timeouts, &tls_failures, &oversized, &malformed] {
             r.register(Box::new(m.clone()))?;
         }
         r.register(Box::new(open.clone()))?;
@@ -94,6 +104,7 @@ impl ServerMetrics {
             timeouts,
             tls_failures,
             oversized,
+            malformed,
         })
     }
 }
@@ -121,7 +132,11 @@ pub async fn serve<H, F>(
 {
     let limits = &opts.limits;
     // The series exists from the start (0), so a dashboard shows "none yet" rather than "no data".
-    opts.metrics.oversized.with_label_values(&[opts.name]);
+    let answers = hyper_answers::Counters {
+        listener: opts.name,
+        malformed: opts.metrics.malformed.with_label_values(&[opts.name]),
+        oversized: opts.metrics.oversized.with_label_values(&[opts.name]),
+    };
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -129,8 +144,8 @@ pub async fn serve<H, F>(
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(header_timeout)
-        // hyper's own limit is twice ours, so a request between the two gets the relay's 431 (ISC's error body,
-        // a tracking id); only one beyond twice the limit gets hyper's bare 431.
+        // hyper's own limit is twice ours, so a request between the two gets the relay's 431 from the service;
+        // one beyond twice the limit gets hyper's 431, which `HyperAnswers` gives ISC's body too.
         .max_buf_size(limits.max_header_bytes.saturating_mul(2));
     builder
         .http2()
@@ -143,6 +158,7 @@ pub async fn serve<H, F>(
         handler,
         kill: kill.clone(),
         opts: opts.clone(),
+        answers,
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Writing 503s is bounded too: past this many at once, excess connections are just closed.
@@ -209,6 +225,8 @@ struct Conn<H> {
     handler: H,
     kill: CancellationToken,
     opts: ServeOptions,
+    /// hyper's own error answers get ISC's body ([`hyper_answers`]).
+    answers: hyper_answers::Counters,
 }
 
 impl<H, F> Conn<H>
@@ -309,7 +327,10 @@ where
         });
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(io), svc)
+            .serve_connection(
+                TokioIo::new(hyper_answers::HyperAnswers::new(io, self.answers.clone())),
+                svc,
+            )
             .into_owned();
         let conn = watcher.watch(conn);
         tokio::select! {

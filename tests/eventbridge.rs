@@ -290,3 +290,95 @@ async fn the_callers_trace_is_the_entrys_trace_header() {
     );
     assert_eq!(bus.read(1, Duration::from_secs(20)).await.len(), 1);
 }
+
+/// An endpoint URL that an API caller sets (possible only with `api.allow_endpoint_url`) connects only where the
+/// egress policy allows: an IP literal inward is refused when written, a name that resolves inward is refused
+/// when the relay connects (the bus check at the write), and the policy's `allow_cidrs` opens it, after which
+/// events reach the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_endpoint_urls_go_through_the_egress_policy() {
+    const TOKEN: &str = "eventbridge-admin-token-0123456789abcdef";
+    let endpoint = support::aws::moto();
+    let port: u16 = endpoint
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("moto's URL names its port: {endpoint}"));
+    let source = unique("sailpoint.isc");
+    let bus = BusToQueue::create(&unique("bus"), &source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let relay_with = |n: usize, egress: &str| {
+        format!(
+            r#"
+{egress}
+[ingress.auth]
+none = true
+[delivery]
+ack = "delivered"
+delivery_timeout_ms = 20000
+[api]
+enabled = true
+store_path = "{store}"
+allow_endpoint_url = true
+[[api.tokens]]
+name = "admin"
+token = "{TOKEN}"
+scopes = ["sp:scopes:all"]
+"#,
+            store = dir.path().join(format!("subs-{n}.json")).display()
+        )
+    };
+    let create = |relay: &trigger_relay::Relay, url: String| {
+        let body = serde_json::json!({
+            "name": "api eventbridge", "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
+            "eventBridgeConfig": {"awsAccount": ACCOUNT, "awsRegion": REGION, "eventBusName": bus.bus,
+                                  "source": source, "endpointUrl": url}
+        });
+        let admin = relay.admin_addr();
+        async move {
+            let auth = format!("Bearer {TOKEN}");
+            request(
+                "POST",
+                admin,
+                "/beta/trigger-subscriptions",
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+
+    let closed = start(&relay_with(0, "")).await;
+    for (url, cause) in [
+        (format!("http://127.0.0.1:{port}"), "127.0.0.1 is loopback"),
+        (format!("http://[::ffff:127.0.0.1]:{port}"), "IPv6 form"),
+        (format!("http://localhost:{port}"), "localhost ("),
+    ] {
+        let r = create(&closed, url.clone()).await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, 400, "{url}: {text}");
+        assert!(
+            text.contains("refused by the egress policy") && text.contains(cause),
+            "{url}: {text}"
+        );
+    }
+    closed.shutdown();
+    closed.wait().await;
+
+    let open = start(&relay_with(
+        1,
+        "[sinks.http.egress]\nallow_cidrs = [\"127.0.0.0/8\"]",
+    ))
+    .await;
+    let r = create(&open, format!("http://localhost:{port}")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let body = example_body("idn:identity-created", &unique("inv-egress"));
+    let r = post_event(&open, "/events/idn:identity-created", body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got = bus.read(1, Duration::from_secs(20)).await;
+    check_envelope(&got[0], &source, &[("idn:identity-created".into(), body)]);
+}

@@ -492,6 +492,99 @@ type = "DISCARD"
     );
 }
 
+/// The filters of a trigger share one budget per event: 20 subscriptions whose filter is quadratic in the event
+/// (each alone well within one filter's budget, and matching) cost the event at most its budget, each fails
+/// closed (counted, logged) past its share, and a cheap subscription among them still gets the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_filters_share_one_budget_per_event() {
+    // For each of 700 elements, `in` walks the whole list again: ~490,000 steps, a quarter of one filter's
+    // budget, five times a twenty-first share of the event's.
+    let hostile = |i: usize| format!("$.x[?(@.v in $.x[*].v && @.v != {})]", 100_000 + i);
+    let mut toml = String::from("[ingress.auth]\nnone = true\n");
+    let check = |toml: &mut String, name: &str, filter: &str| {
+        toml.push_str(&format!(
+            "[[subscriptions]]\nname = \"{name}\"\ntriggerId = \"idn:identity-created\"\ntype = \"DISCARD\"\nfilter = '{filter}'\n"
+        ));
+    };
+    for i in 0..20 {
+        check(&mut toml, &format!("hostile {i}"), &hostile(i));
+    }
+    check(&mut toml, "cheap", "$.identity");
+    let relay = start(&toml).await;
+    wait_ready(&relay).await;
+    let items: Vec<String> = (0..700).map(|v| format!(r#"{{"v":{v}}}"#)).collect();
+    let body = format!(
+        r#"{{"identity":{{"id":"i1"}},"x":[{}],"_metadata":{{"invocationId":"inv-budget"}}}}"#,
+        items.join(",")
+    );
+    let answer = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let evaluations = |result: &'static str| {
+        let relay = &relay;
+        async move {
+            metric(
+                relay,
+                "trigger_relay_filter_evaluations_total",
+                &[&format!("result=\"{result}\"")],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        evaluations("error").await,
+        20.0,
+        "every hostile filter fails closed"
+    );
+    assert_eq!(
+        evaluations("matched").await,
+        1.0,
+        "the cheap filter still matches"
+    );
+    assert_eq!(
+        metric(&relay, "trigger_relay_filter_budget_exhausted_total", &[]).await,
+        1.0
+    );
+    support::reliability::Row {
+        name: "filter-budget-hostile".into(),
+        scenario: "one event on a trigger with 20 quadratic filters (each alone within its budget) and one cheap one"
+            .into(),
+        sent: 1,
+        acknowledged: usize::from(answer.status == 200),
+        delivered: evaluations("matched").await as usize,
+        notes: "the 20 filters failed closed past their share of the event's 4M-step budget (counted as errors, logged with the tracking id); the cheap subscription still matched".into(),
+        ..Default::default()
+    }
+    .write();
+    relay.shutdown();
+    relay.wait().await;
+
+    // The control: one such filter alone is within its budget and matches the same event.
+    let mut alone = String::from("[ingress.auth]\nnone = true\n");
+    check(&mut alone, "alone", &hostile(0));
+    let relay = start(&alone).await;
+    wait_ready(&relay).await;
+    let answer = post_event(&relay, "/events/idn:identity-created", body).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        metric(
+            &relay,
+            "trigger_relay_filter_evaluations_total",
+            &["result=\"matched\""]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(&relay, "trigger_relay_filter_budget_exhausted_total", &[]).await,
+        0.0
+    );
+}
+
 /// A trigger id with a newline or an ANSI escape in the path cannot forge or colour a log line: the pretty log
 /// shows the message escaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

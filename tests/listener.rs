@@ -521,47 +521,93 @@ async fn connection_limits_and_timeouts_hold_on_both_listeners() {
     assert_eq!(r.status, 200);
     drop(relay);
 
-    // Headers beyond max_header_bytes: 431.
+    // Request heads the relay cannot take, each answered with ISC's error body and a tracking id and counted:
+    // headers over max_header_bytes (within twice the limit the relay's service answers, beyond it hyper does, and
+    // the connection's IO gives hyper's bare answer the same body), and heads hyper cannot parse.
     let relay = start(&relay_toml("[ingress.limits]\nmax_header_bytes = 8192", "")).await;
-    let big = format!(
-        "POST {EVENT_PATH} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
-        "a".repeat(20_000)
-    );
-    let answer = exchange(relay.ingress_addr(), big.as_bytes())
-        .await
-        .expect("closed after 431");
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    // Within twice the limit the relay answers itself: ISC's error body with a tracking id, counted.
-    let big = format!(
-        "POST {EVENT_PATH} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
-        "a".repeat(10_000)
-    );
-    let answer = exchange(relay.ingress_addr(), big.as_bytes())
-        .await
-        .expect("closed after 431");
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    for want in [
-        "\"trackingId\"",
-        "\"detailCode\"",
-        "ingress.limits.max_header_bytes",
-        "x-tracking-id",
-    ] {
-        assert!(
-            answer
-                .to_ascii_lowercase()
-                .contains(&want.to_ascii_lowercase()),
-            "{want} in {answer}"
-        );
-    }
-    assert_eq!(
-        metric(
-            &relay,
-            "trigger_relay_request_headers_too_large_total",
-            &["ingress"]
+    let big = |n: usize| {
+        format!(
+            "POST {EVENT_PATH} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+            "a".repeat(n)
         )
-        .await,
-        1.0
+    };
+    let cases: [(&str, String, u16, &str); 5] = [
+        (
+            "headers over twice the limit",
+            big(20_000),
+            431,
+            "ingress.limits.max_header_bytes",
+        ),
+        (
+            "headers within twice the limit",
+            big(10_000),
+            431,
+            "ingress.limits.max_header_bytes",
+        ),
+        (
+            "a header line without a colon",
+            "POST /events HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n".into(),
+            400,
+            "could not be parsed",
+        ),
+        (
+            "a method that is not a token",
+            "P(ST /events HTTP/1.1\r\nhost: x\r\n\r\n".into(),
+            400,
+            "could not be parsed",
+        ),
+        (
+            "a request line with no version",
+            "POST /events\r\nhost: x\r\n\r\n".into(),
+            400,
+            "could not be parsed",
+        ),
+    ];
+    for (what, raw, status, cause) in &cases {
+        let answer = exchange(relay.ingress_addr(), raw.as_bytes())
+            .await
+            .unwrap_or_else(|| panic!("{what}: the connection is closed after the answer"));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {answer}"
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("x-tracking-id: ") && head.contains("connection: close"),
+            "{what}: {answer}"
+        );
+        let dto: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{what}: ISC's error body, not {body:?}: {e}"));
+        assert!(
+            dto["trackingId"].as_str().is_some_and(|t| t.len() == 32),
+            "{what}: {dto}"
+        );
+        assert!(
+            dto["detailCode"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&status.to_string())),
+            "{what}: {dto}"
+        );
+        assert!(body.contains(cause), "{what}: {body}");
+    }
+    let count = |name: &'static str| {
+        let relay = &relay;
+        async move { metric(relay, name, &["listener=\"ingress\""]).await }
+    };
+    assert_eq!(
+        count("trigger_relay_request_headers_too_large_total").await,
+        2.0
     );
+    assert_eq!(count("trigger_relay_malformed_requests_total").await, 3.0);
+    // A well-formed request on the same listener is served as before.
+    let r = post_event(
+        &relay,
+        EVENT_PATH,
+        example_body("idn:identity-created", &unique("after")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
     drop(relay);
 
     // Slowloris: headers that never finish are cut at header_read_timeout_ms.

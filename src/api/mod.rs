@@ -823,9 +823,10 @@ impl ApiState {
         };
         match builder.check_destination(s).await {
             Ok(()) => Ok(()),
-            Err(crate::routes::Destination::Missing(m)) => {
-                Err(bad_request("the subscription's destination does not exist").cause(m))
-            }
+            Err(crate::routes::Destination::Missing(m)) => Err(bad_request(
+                "the subscription's destination does not exist or may not be used",
+            )
+            .cause(m)),
             // A check that cannot be made (the broker or AWS does not answer now) does not block the write: the
             // destination may well exist, and deliveries report what happens.
             Err(crate::routes::Destination::Unreachable(m)) => {

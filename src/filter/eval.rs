@@ -50,14 +50,21 @@ type R<T> = Result<T, Fail>;
 pub(crate) struct Cx<'a> {
     root: &'a Value,
     steps: u64,
+    /// At most [`MAX_STEPS`]; less when the filter gets a share of an event's budget.
+    limit: u64,
     depth: u32,
 }
 
 impl<'a> Cx<'a> {
     pub(crate) fn new(root: &'a Value) -> Self {
+        Self::with_limit(root, MAX_STEPS)
+    }
+
+    fn with_limit(root: &'a Value, limit: u64) -> Self {
         Cx {
             root,
             steps: 0,
+            limit: limit.min(MAX_STEPS),
             depth: 0,
         }
     }
@@ -65,8 +72,12 @@ impl<'a> Cx<'a> {
     #[inline]
     fn step(&mut self) -> R<()> {
         self.steps += 1;
-        if self.steps > MAX_STEPS {
-            return Err(Fail::Hard(EvalError::TooExpensive(MAX_STEPS)));
+        if self.steps > self.limit {
+            return Err(Fail::Hard(if self.limit < MAX_STEPS {
+                EvalError::OverEventBudget(self.limit)
+            } else {
+                EvalError::TooExpensive(MAX_STEPS)
+            }));
         }
         Ok(())
     }
@@ -149,7 +160,16 @@ struct Walk<'a> {
 /// result. Like Jayway, every branch is evaluated (an error in any branch
 /// makes the whole read fail), so there is no early exit on the first hit.
 pub(crate) fn evaluate_top(path: &Path, doc: &Value) -> Result<bool, EvalError> {
-    let mut cx = Cx::new(doc);
+    evaluate_limited(path, doc, MAX_STEPS).0
+}
+
+/// [`evaluate_top`] within `limit` steps (at most [`MAX_STEPS`]); also returns the steps it took.
+pub(crate) fn evaluate_limited(
+    path: &Path,
+    doc: &Value,
+    limit: u64,
+) -> (Result<bool, EvalError>, u64) {
+    let mut cx = Cx::with_limit(doc, limit);
     let mut count = 0usize;
     let r = if path.simple {
         resolve_simple(path, doc, &mut cx).map(|v| count = usize::from(v.is_some()))
@@ -166,11 +186,12 @@ pub(crate) fn evaluate_top(path: &Path, doc: &Value) -> Result<bool, EvalError> 
             Ok(())
         })
     };
-    match r {
+    let verdict = match r {
         Ok(()) => Ok(count > 0),
         Err(Fail::NotFound) => Ok(false),
         Err(Fail::Soft(e) | Fail::Hard(e)) => Err(e),
-    }
+    };
+    (verdict, cx.steps.min(cx.limit))
 }
 
 // ---------------------------------------------------------------------------

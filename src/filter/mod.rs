@@ -119,7 +119,11 @@
 //! explicit stack and visits each node once), bounds its recursion through
 //! nested filters, and stops with [`EvalError::TooExpensive`] after a fixed
 //! budget of 2 million steps (tens of milliseconds), so a hostile filter or
-//! document cannot loop or exhaust the stack. Nothing panics on any input.
+//! document cannot loop or exhaust the stack. The filters of one trigger share
+//! a budget per event ([`EventBudget`], [`MAX_EVENT_STEPS`] = twice one
+//! filter's), each an equal share of what is left, so 50 hostile subscriptions
+//! cost an event no more than two, and cannot starve a cheap one. Nothing
+//! panics on any input.
 
 mod eval;
 mod java_regex;
@@ -136,6 +140,42 @@ pub const MAX_EXPRESSION_LEN: usize = 16 * 1024;
 /// Regular expressions (`=~`) one filter may hold: each may compile to up to a MiB, and a trigger holds up to 50
 /// filters, so the count is what bounds the memory a caller's filters can take.
 pub const MAX_REGEXES: usize = 8;
+
+/// Steps all the filters of one trigger may take together on one event ([`EventBudget`]): twice what one filter
+/// may take, so the subscriptions of a trigger (ISC allows 50) cannot hold an ingress worker 50 times longer than one.
+pub const MAX_EVENT_STEPS: u64 = 2 * eval::MAX_STEPS;
+
+/// The evaluation budget of one event, shared fairly by the filters it is evaluated against.
+///
+/// Each filter gets an equal share of what is left (`remaining / filters left`, at most one filter's own
+/// [`eval::MAX_STEPS`]): steps a cheap filter does not use go to the filters after it, while an expensive one
+/// can never take more than its share, so hostile filters written first cannot starve a cheap filter written
+/// later. A filter over its share fails with [`EvalError::OverEventBudget`] (no match: fail closed).
+#[derive(Debug, Clone)]
+pub struct EventBudget {
+    remaining: u64,
+    filters: usize,
+}
+
+impl EventBudget {
+    /// A budget of [`MAX_EVENT_STEPS`] for `filters` evaluations.
+    pub fn new(filters: usize) -> Self {
+        Self::with_steps(MAX_EVENT_STEPS, filters)
+    }
+
+    /// A budget of `steps` for `filters` evaluations.
+    pub fn with_steps(steps: u64, filters: usize) -> Self {
+        Self {
+            remaining: steps,
+            filters,
+        }
+    }
+
+    /// Steps not yet used.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}
 
 /// A compiled filter. Cheap to clone (the compiled form is shared);
 /// `Send + Sync`.
@@ -196,6 +236,10 @@ pub enum EvalError {
     /// The evaluation step budget was exhausted.
     #[error("evaluation exceeded {0} steps")]
     TooExpensive(u64),
+    /// The filter's share of the event's budget ([`EventBudget`]) was exhausted: the trigger's filters together
+    /// may not take more than [`MAX_EVENT_STEPS`] per event.
+    #[error("evaluation exceeded its share of the event's filter budget ({0} steps)")]
+    OverEventBudget(u64),
     /// Evaluation recursion (nested filters) exceeded its bound.
     #[error("evaluation nested deeper than {0} levels")]
     TooDeep(u32),
@@ -272,6 +316,19 @@ impl Filter {
     /// Like [`Filter::matches`] but tells an evaluation error apart.
     pub fn evaluate(&self, doc: &serde_json::Value) -> Result<bool, EvalError> {
         eval::evaluate_top(&self.path, doc)
+    }
+
+    /// [`Filter::evaluate`] within this filter's share of an event's `budget`, which it then draws from.
+    pub fn evaluate_in(
+        &self,
+        doc: &serde_json::Value,
+        budget: &mut EventBudget,
+    ) -> Result<bool, EvalError> {
+        let share = budget.remaining / budget.filters.max(1) as u64;
+        let (verdict, used) = eval::evaluate_limited(&self.path, doc, share);
+        budget.remaining -= used.min(budget.remaining);
+        budget.filters = budget.filters.saturating_sub(1);
+        verdict
     }
 }
 

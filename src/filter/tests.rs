@@ -436,3 +436,42 @@ fn regex_count_is_bounded() {
     let e = Filter::compile(&with(super::MAX_REGEXES + 1)).unwrap_err();
     assert!(e.message.contains("at most 8"), "{}", e.message);
 }
+
+/// The event budget: each filter gets an equal share of what is left, at most one filter's own budget; what a
+/// cheap filter leaves goes to the next; an expensive filter fails closed past its share with
+/// `OverEventBudget`, and a cheap one after it still gets its verdict.
+#[test]
+fn event_budget_shares_fairly() {
+    use super::{EvalError, EventBudget};
+    let items: Vec<Value> = (0..300).map(|v| json!({ "v": v })).collect();
+    let doc = json!({ "identity": { "id": "i" }, "x": items });
+    let quadratic = Filter::compile("$.x[?(@.v in $.x[*].v)]").unwrap();
+    let cheap = Filter::compile("$.identity.id").unwrap();
+
+    // Alone, the quadratic filter takes ~90,000 steps and matches.
+    let mut roomy = EventBudget::with_steps(1_000_000, 1);
+    assert_eq!(quadratic.evaluate_in(&doc, &mut roomy), Ok(true));
+    let used = 1_000_000 - roomy.remaining();
+    assert!((90_000..200_000).contains(&used), "{used}");
+
+    // Three of them and a cheap one in 120,000 steps: 30,000 each, all three over, the cheap one matches.
+    let mut tight = EventBudget::with_steps(120_000, 4);
+    for _ in 0..3 {
+        assert!(matches!(
+            quadratic.evaluate_in(&doc, &mut tight),
+            Err(EvalError::OverEventBudget(_))
+        ));
+    }
+    assert_eq!(cheap.evaluate_in(&doc, &mut tight), Ok(true));
+
+    // Cheap filters first leave their share to the expensive one at the end (an equal share would be a quarter).
+    let mut carry = EventBudget::with_steps(used + 100, 4);
+    for _ in 0..3 {
+        assert_eq!(cheap.evaluate_in(&doc, &mut carry), Ok(true));
+    }
+    assert_eq!(quadratic.evaluate_in(&doc, &mut carry), Ok(true));
+
+    // A share is never more than one filter's own budget, however large the event's.
+    let mut huge = EventBudget::with_steps(u64::MAX, 1);
+    assert_eq!(quadratic.evaluate_in(&doc, &mut huge), Ok(true));
+}

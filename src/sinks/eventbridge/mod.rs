@@ -21,8 +21,14 @@ pub use metrics::EventBridgeMetrics;
 pub use sink::{EventBridgeSink, EventBridgeTarget};
 
 /// An EventBridge client for a region and an optional endpoint (moto, LocalStack), credentials from the
-/// standard chain.
-pub async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_eventbridge::Client {
+/// standard chain. With `egress` (an endpoint an API caller set), the client connects only where the egress
+/// policy allows: names through [`EgressResolver`](crate::sinks::http::EgressResolver) on every connection, an
+/// IP literal checked here (refused: `Err` with the policy's reason).
+pub async fn client(
+    region: &str,
+    endpoint_url: Option<&str>,
+    egress: Option<&std::sync::Arc<crate::sinks::http::EgressPolicy>>,
+) -> Result<aws_sdk_eventbridge::Client, String> {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .load()
@@ -31,6 +37,31 @@ pub async fn client(region: &str, endpoint_url: Option<&str>) -> aws_sdk_eventbr
         .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(url) = endpoint_url {
         b = b.endpoint_url(url);
+        if let Some(policy) = egress {
+            policy.check_url(url)?;
+            let port = url
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| {
+                    u.port_u16().or(if u.scheme_str() == Some("http") {
+                        Some(80)
+                    } else {
+                        None
+                    })
+                })
+                .unwrap_or(443);
+            use aws_smithy_http_client::tls;
+            b = b.http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build_with_resolver(crate::sinks::http::EgressResolver {
+                        policy: policy.clone(),
+                        port,
+                    }),
+            );
+        }
     }
-    aws_sdk_eventbridge::Client::from_conf(b.build())
+    Ok(aws_sdk_eventbridge::Client::from_conf(b.build()))
 }

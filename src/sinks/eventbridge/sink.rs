@@ -141,11 +141,18 @@ fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError
                 }
             }
         }
-        _ => CallError {
-            error: SinkError::Unavailable(
-                aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string(),
-            ),
-            throttled: false,
+        // An endpoint the egress policy refuses stays refused: not retried.
+        _ => match crate::sinks::http::EgressRefused::find(&e) {
+            Some(refused) => CallError {
+                error: SinkError::Rejected(refused.to_string()),
+                throttled: false,
+            },
+            None => CallError {
+                error: SinkError::Unavailable(
+                    aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string(),
+                ),
+                throttled: false,
+            },
         },
     }
 }

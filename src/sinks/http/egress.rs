@@ -14,6 +14,12 @@
 //! One policy serves config-file and API subscriptions alike: the config file sets the allow-lists, and an
 //! operator who needs an internal webhook says so there.
 //!
+//! The same policy guards an EventBridge `endpointUrl` that an API caller set (only possible with
+//! `api.allow_endpoint_url`): the AWS SDK's client resolves names through [`EgressResolver`], which answers only
+//! the allowed addresses of a name, on every new connection; an IP-literal endpoint (which no resolver sees) is
+//! checked with [`EgressPolicy::check_url`] when it is written and when its client is built. An endpoint that a
+//! config-file subscription names is the operator's (LocalStack, moto, a VPC endpoint) and is not checked.
+//!
 //! A loop through a load balancer is caught by the ingress instead: every webhook request carries
 //! `Via: 1.1 trigger-relay-<instance>`, and an ingress that sees its own instance there answers 508.
 
@@ -34,6 +40,20 @@ use ipnet::IpNet;
 pub struct EgressRefused {
     pub host: String,
     pub what: String,
+}
+
+impl EgressRefused {
+    /// The refusal somewhere in `e`'s chain of sources (an SDK or client error wrapping the connector's).
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressRefused> {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if let Some(r) = e.downcast_ref::<EgressRefused>() {
+                return Some(r);
+            }
+            next = e.source();
+        }
+        None
+    }
 }
 
 /// What the connector allows.
@@ -191,6 +211,75 @@ impl EgressPolicy {
             return Err(refuse("an address of this host".into()));
         }
         Ok(())
+    }
+}
+
+impl EgressPolicy {
+    /// Check a URL whose host is an IP literal (a name is checked when it is resolved, by the connector or by
+    /// [`EgressResolver`]). Also refuses userinfo.
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(
+                "must not carry user:password@ (credentials come from the AWS chain)".into(),
+            );
+        }
+        let host = uri.host().ok_or("the URL has no host")?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.check(bare, ip, port).map_err(|e| e.to_string()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// A DNS resolver for the AWS SDK's HTTP client that answers only the addresses the egress policy allows for a
+/// name (all refused: the connection fails with the policy's reason), resolved anew for every connection.
+#[derive(Debug, Clone)]
+pub struct EgressResolver {
+    pub policy: Arc<EgressPolicy>,
+    /// The endpoint's port (the resolver is asked for names only).
+    pub port: u16,
+}
+
+impl aws_smithy_runtime_api::client::dns::ResolveDns for EgressResolver {
+    fn resolve_dns<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
+        use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDnsError};
+        DnsFuture::new(async move {
+            let found: Vec<IpAddr> = tokio::net::lookup_host((name, self.port))
+                .await
+                .map_err(ResolveDnsError::new)?
+                .map(|a| a.ip())
+                .collect();
+            let mut refused = None;
+            let allowed: Vec<IpAddr> = found
+                .into_iter()
+                .filter(|ip| match self.policy.check(name, *ip, self.port) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some(e)) => Err(ResolveDnsError::new(e)),
+                (true, None) => Err(ResolveDnsError::new(format!(
+                    "{name} resolves to no address"
+                ))),
+                (false, _) => Ok(allowed),
+            }
+        })
     }
 }
 

@@ -18,6 +18,6 @@ pub(crate) use config::check_subscription;
 pub mod egress;
 
 pub use config::{target, HttpSinkConfig};
-pub use egress::{EgressConfig, EgressPolicy};
+pub use egress::{EgressConfig, EgressPolicy, EgressRefused, EgressResolver};
 pub use metrics::HttpMetrics;
 pub use sink::HttpSink;
