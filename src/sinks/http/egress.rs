@@ -256,8 +256,10 @@ impl aws_smithy_runtime_api::client::dns::ResolveDns for EgressResolver {
     ) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
         use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDnsError};
         DnsFuture::new(async move {
-            let found: Vec<IpAddr> = tokio::net::lookup_host((name, self.port))
+            let lookup = tokio::net::lookup_host((name, self.port));
+            let found: Vec<IpAddr> = tokio::time::timeout(Duration::from_secs(10), lookup)
                 .await
+                .map_err(|_| ResolveDnsError::new(format!("DNS lookup of {name} timed out")))?
                 .map_err(ResolveDnsError::new)?
                 .map(|a| a.ip())
                 .collect();
