@@ -989,6 +989,15 @@ api_subject_prefixes = ["isc."]
             status: 400,
             cause: "",
         },
+        Case {
+            what: "a test invocation whose body is far over what contentJson may be",
+            method: "POST",
+            path: "/beta/trigger-invocations/test".into(),
+            token: ADMIN_TOKEN,
+            body: json!({"triggerId": "idn:identity-created", "contentJson": {"x": "y".repeat(100 * 1024)}}),
+            status: 413,
+            cause: "contentJson may be at most 16384 bytes",
+        },
     ];
     let mut failures = Vec::new();
     for c in &cases {
@@ -1477,17 +1486,41 @@ async fn parallel_large_filter_validations_are_bounded_in_memory() {
         "{statuses:?}"
     );
     assert!(statuses.contains(&200), "{statuses:?}");
+    // And 32 parallel 1 MiB test invocations: refused (413) before their body is parsed.
+    let test_body = format!(r#"{{"triggerId":"idn:identity-created","contentJson":{input}}}"#);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (admin, body) = (relay.admin, test_body.clone());
+        tasks.push(tokio::spawn(async move {
+            let auth = format!("Bearer {ADMIN_TOKEN}");
+            request(
+                "POST",
+                admin,
+                "/beta/trigger-invocations/test",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.into_bytes(),
+            )
+            .await
+            .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 413, "a 1 MiB test invocation");
+    }
     let grown_mb = (peak(relay.pid()) - before) / 1024;
-    eprintln!("[validate-filter] 32 parallel 1 MiB validations: peak RSS grew {grown_mb} MiB; {statuses:?}");
+    eprintln!("[validate-filter] 32 parallel 1 MiB validations and 32 test invocations: peak RSS grew {grown_mb} MiB; {statuses:?}");
     let ok = statuses.iter().filter(|s| **s == 200).count();
     support::reliability::Row {
         name: "api-validate-filter-flood".into(),
-        scenario: "a hostile API caller: 32 parallel 1 MiB validate-filter calls (the relay binary)".into(),
+        scenario: "a hostile API caller: 32 parallel 1 MiB validate-filter calls, then 32 parallel 1 MiB test invocations (the relay binary)".into(),
         sent: statuses.len(),
         acknowledged: ok,
         rss_peak_kb: Some(peak(relay.pid())),
         notes: format!(
-            "this row counts API calls, not events: {ok} answered 200, {} 429 with Retry-After (one validation at a time); peak RSS grew {grown_mb} MiB (asserted under 64)",
+            "this row counts the validations, not events: {ok} answered 200, {} 429 with Retry-After (one validation at a time); the 32 test invocations 413 before parsing; peak RSS grew {grown_mb} MiB (asserted under 64)",
             statuses.len() - ok
         ),
         ..Default::default()

@@ -55,6 +55,9 @@ const MAX_VALIDATIONS: usize = 1;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
+/// A test invocation's body: its `contentJson` may be at most `status::MAX_KEPT_INPUT` (16 KiB), so a body four
+/// times that is refused before it is parsed (parallel 1 MiB test calls would otherwise each build a tree).
+const MAX_TEST_BODY: usize = 4 * crate::status::MAX_KEPT_INPUT;
 
 const SUBS_READ: &[&str] = &[
     "sp:trigger-service-subscriptions:read",
@@ -385,7 +388,24 @@ impl ApiState {
         };
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    // Read whole (bounded), so the caller reads the answer rather than a reset; never parsed.
+                    if operation == "test_invocation" && b.len() > MAX_TEST_BODY {
+                        return (
+                            operation,
+                            Err(ApiError::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                format!("a test invocation's body is over {MAX_TEST_BODY} bytes"),
+                            )
+                            .cause(format!(
+                                "contentJson may be at most {} bytes",
+                                crate::status::MAX_KEPT_INPUT
+                            ))),
+                        );
+                    }
+                    b
+                }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     return (
                         operation,
