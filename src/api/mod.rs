@@ -387,26 +387,28 @@ impl ApiState {
             None
         };
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-            match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => {
-                    let b = b.to_bytes();
-                    // Read whole (bounded), so the caller reads the answer rather than a reset; never parsed.
-                    if operation == "test_invocation" && b.len() > MAX_TEST_BODY {
-                        return (
-                            operation,
-                            Err(ApiError::new(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                format!("a test invocation's body is over {MAX_TEST_BODY} bytes"),
-                            )
-                            .cause(format!(
-                                "contentJson may be at most {} bytes",
-                                crate::status::MAX_KEPT_INPUT
-                            ))),
-                        );
-                    }
-                    b
+            let keep = if operation == "test_invocation" {
+                MAX_TEST_BODY
+            } else {
+                MAX_BODY
+            };
+            match read_bounded(req.into_body(), keep).await {
+                Ok(Some(b)) => b,
+                // Over `keep`: the rest was read (up to MAX_BODY) and dropped, so the caller reads the answer.
+                Ok(None) if keep == MAX_TEST_BODY => {
+                    return (
+                        operation,
+                        Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("a test invocation's body is over {MAX_TEST_BODY} bytes"),
+                        )
+                        .cause(format!(
+                            "contentJson may be at most {} bytes",
+                            crate::status::MAX_KEPT_INPUT
+                        ))),
+                    )
                 }
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Ok(None) => {
                     return (
                         operation,
                         Err(ApiError::new(
@@ -1379,6 +1381,26 @@ fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiErr
 
 /// Read a request body to its end, up to `MAX_BODY` bytes, keeping none of it: for a refusal answered before
 /// the body is used, so that the caller reads the answer rather than a reset connection.
+/// Read a request body, keeping at most `keep` bytes: `None` when it is longer (what follows is read, up to
+/// `MAX_BODY`, and dropped, so the caller is still reading answers, not a reset).
+async fn read_bounded(mut body: Incoming, keep: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= keep {
+            kept.extend_from_slice(data);
+        } else if seen > MAX_BODY {
+            break;
+        }
+    }
+    Ok((seen <= keep).then(|| kept.freeze()))
+}
+
 async fn discard(mut body: Incoming) {
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {
