@@ -1,5 +1,6 @@
 //! SailPoint's Python SDK (`sailpoint.triggers`) against the relay: its OAuth flow, its `/…/v1` paths and its
 //! strict models, driven by `tests/sdk/check_sdk.py`. `scripts/test` installs the SDK (`pip install sailpoint`).
+//! Also the relay's own OpenAPI document, checked by `openapi-spec-validator` (`scripts/test` installs it too).
 
 mod support;
 
@@ -98,4 +99,57 @@ type = "DISCARD"
     // The SDK's test invocation went through the real HTTP sink.
     let got = hook.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].headers["authorization"], "Bearer sdk-secret-2");
+}
+
+/// `GET /openapi.json` is a valid OpenAPI 3.0 document by an independent validator (`openapi-spec-validator`),
+/// and describes the relay's own mount and types, so ordinary tooling can manage KAFKA and NATS routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_passes_a_real_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(&format!(
+        "[ingress.auth]\nnone = true\n[api]\nenabled = true\nstore_path = \"{}\"\n\
+         [[api.tokens]]\nname = \"reader\"\ntoken = \"openapi-reader-token-0123456789abcdef\"\n\
+         scopes = [\"sp:trigger-service-subscriptions:read\"]\n",
+        dir.path().join("store.json").display()
+    ))
+    .await;
+    let r = request("GET", relay.admin_addr(), "/openapi.json", &[], Vec::new()).await;
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = r.json();
+    for path in [
+        "/relay/v1/trigger-subscriptions",
+        "/relay/v1/trigger-subscriptions/{id}",
+        "/trigger-subscriptions/v1",
+        "/beta/trigger-subscriptions",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} in openapi.json");
+    }
+    let text = doc.to_string();
+    for kind in ["\"KAFKA\"", "\"NATS\"", "\"kafkaConfig\"", "\"natsConfig\""] {
+        assert!(text.contains(kind), "{kind} described in openapi.json");
+    }
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &r.body).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate\n\
+             from openapi_spec_validator.readers import read_from_filename\n\
+             spec, _ = read_from_filename(sys.argv[1])\n\
+             validate(spec)\n\
+             print('openapi: valid', spec['openapi'], len(spec['paths']), 'paths')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (scripts/test installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("openapi: valid 3.0"),
+        "openapi-spec-validator refused /openapi.json (install it with `python3 -m pip install openapi-spec-validator`; scripts/test does):\n{said}"
+    );
 }
