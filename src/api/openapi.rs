@@ -181,6 +181,19 @@ pub fn document() -> Value {
         if path.contains("{id}") {
             o["parameters"] = id_param.clone();
         }
+        let error = json!({ "$ref": "#/components/responses/Error" });
+        if path.starts_with("/trigger-subscriptions/{id}") {
+            // An unknown id; a config-file subscription (read-only); an `If-Match` that no longer matches.
+            for status in ["404", "409", "412"] {
+                o["responses"][status] = error.clone();
+            }
+        }
+        if o.get("requestBody").is_some() {
+            // A body over 1 MiB; the API's store unreachable (writes are refused, with Retry-After).
+            for status in ["413", "503"] {
+                o["responses"][status] = error.clone();
+            }
+        }
         let (base, rest) = path.split_at(path[1..].find('/').map_or(path.len(), |i| i + 1));
         // ISC's two mounts, and the relay's (which also lists the relay's own subscription types).
         for mounted in [

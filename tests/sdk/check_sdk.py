@@ -17,8 +17,10 @@ try:
     from sailpoint.configuration import Configuration, ConfigurationParams
     from sailpoint.triggers.api.triggers_api import TriggersApi
     from sailpoint.triggers.api_client import ApiClient
+    from sailpoint.triggers.exceptions import ApiException
     from sailpoint.triggers.models import (
-        BearerTokenAuthConfig, EventBridgeConfig, HttpConfig, SubscriptionPatchRequestInner,
+        BearerTokenAuthConfig, CompleteInvocation, ErrorResponseDto, EventBridgeConfig, HttpConfig,
+        SubscriptionPatchRequestInner,
         SubscriptionPatchRequestInnerValue, SubscriptionPostRequest, SubscriptionPutRequest, TestInvocation,
         Trigger, ValidateFilterInputDto,
     )
@@ -39,7 +41,13 @@ def main():
     params.client_secret = os.environ["CLIENT_SECRET"]
     config = Configuration(params)
     check(config.access_token, "the SDK got an access token from POST /oauth/token")
-    api = TriggersApi(ApiClient(config))
+    # The SDK sends X-SailPoint-Experimental only once a user opts in, as ISC's docs tell them to.
+    config.experimental = True
+    client = ApiClient(config)
+    # Headers SailPoint's clients send to ISC; the relay ignores them (every call below carries them).
+    client.set_default_header("X-SailPoint-Experimental", "true")
+    client.set_default_header("X-IDN-ORG", "acme")
+    api = TriggersApi(client)
     webhook = os.environ["WEBHOOK_URL"]
 
     # list_triggers_v1: every catalog example is ISC's own and valid against its trigger's inputSchema (checked here
@@ -80,6 +88,10 @@ def main():
           f"list_triggers_v1: {len(ids)} triggers, every example valid against its inputSchema, {counts.get('decoded', 0)} decoded whole by the SDK, the rest apart from exampleInput")
     page = json.loads(api.list_triggers_v1_without_preload_content(limit=2, offset=1, sorters="id").data)
     check([t["id"] for t in page] == sorted(ids)[1:3], "list_triggers_v1 with limit, offset, sorters")
+    # Typed, on a page whose examples the SDK can decode: every collection parameter at once.
+    decodable = sorted(tid for tid, v in verdicts.items() if v == "decoded")
+    typed = api.list_triggers_v1(limit=1, offset=0, count=True, filters=f'id eq "{decodable[0]}"', sorters="-name")
+    check([t.id for t in typed] == decodable[:1], "list_triggers_v1 typed, with limit, offset, count, filters, sorters")
 
     http_sub = api.create_subscription_v1(SubscriptionPostRequest(
         name="sdk http", description="created by the SDK", trigger_id="idn:identity-created", type="HTTP",
@@ -97,6 +109,8 @@ def main():
     subs = api.list_subscriptions_v1(filters='triggerId eq "idn:identity-created"')
     check([s.id for s in subs] == [http_sub.id], "list_subscriptions_v1 with a filter")
     check(len(api.list_subscriptions_v1(sorters="-triggerName")) == 2, "list_subscriptions_v1 sorted")
+    both = api.list_subscriptions_v1(limit=1, offset=1, count=True, filters='type le "HTTP"', sorters="triggerName")
+    check(len(both) == 1, "list_subscriptions_v1 with limit, offset, count, sorters")
 
     updated = api.update_subscription_v1(http_sub.id, SubscriptionPutRequest(
         name="sdk http v2", trigger_id="idn:identity-created", type="HTTP",
@@ -123,6 +137,29 @@ def main():
 
     statuses = api.list_trigger_invocation_status_v1()
     check(isinstance(statuses, list), f"list_trigger_invocation_status_v1: {len(statuses)} statuses, models accepted")
+    page = api.list_trigger_invocation_status_v1(limit=1, offset=0, count=True,
+                                                 filters='triggerId eq "idn:identity-created"', sorters="-created")
+    check(len(page) <= 1 and all(s.trigger_id == "idn:identity-created" for s in page),
+          "list_trigger_invocation_status_v1 with limit, offset, count, filters, sorters")
+
+    # Error answers decode as the SDK's ErrorResponseDto.
+    def refused(call, status, what):
+        try:
+            call()
+        except ApiException as e:
+            check(e.status == status, f"{what}: {status} (got {e.status})")
+            dto = ErrorResponseDto.from_json(e.body)
+            check(dto.tracking_id and dto.detail_code and dto.messages, f"{what}: the SDK's ErrorResponseDto")
+            return
+        check(False, f"{what}: refused")
+    refused(lambda: api.update_subscription_v1("00000000-0000-0000-0000-000000000000", SubscriptionPutRequest(
+        name="nobody", trigger_id="idn:identity-created", type="HTTP",
+        http_config=HttpConfig(url=webhook, http_dispatch_mode="SYNC"))), 404, "update_subscription_v1 of an unknown id")
+    refused(lambda: api.create_subscription_v1(SubscriptionPostRequest(
+        name="bad filter", trigger_id="idn:identity-created", type="HTTP", filter="$[?(",
+        http_config=HttpConfig(url=webhook, http_dispatch_mode="SYNC"))), 400, "create_subscription_v1 with a broken filter")
+    refused(lambda: api.complete_trigger_invocation_v1("00000000-0000-0000-0000-000000000000", CompleteInvocation(
+        secret="s", output={"approved": True})), 400, "complete_trigger_invocation_v1 of an unknown invocation (ISC: 400)")
 
     api.delete_subscription_v1(eb_sub.id)
     api.delete_subscription_v1(http_sub.id)
