@@ -1586,3 +1586,43 @@ async fn api_writes_compile_only_the_filters_that_are_new() {
         "a forgotten filter is compiled again"
     );
 }
+
+/// Input as real clients send it: `httpConfig` with only `url` gets ISC's defaults; the headers SailPoint's clients
+/// add (`X-SailPoint-Experimental`, `X-IDN-ORG`) are ignored; an unknown field is a 400 that names it (a typo such
+/// as `filters` for `filter` would otherwise deliver every event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_input_is_taken_as_isc_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let relay = start(&config(dir.path(), &hook, "")).await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let post = |body: Value| {
+        let (admin, auth) = (relay.admin_addr(), auth.clone());
+        async move {
+            request(
+                "POST",
+                admin,
+                "/trigger-subscriptions/v1",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("x-sailpoint-experimental", "true"),
+                    ("x-idn-org", "acme"),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let url_only = json!({"name": "url only", "triggerId": "idn:identity-created", "type": "HTTP",
+                          "httpConfig": {"url": hook.url("/url-only")}});
+    let r = post(url_only).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let sub = r.json();
+    assert_eq!(sub["httpConfig"]["httpDispatchMode"], "SYNC", "{sub}");
+    assert_eq!(sub["enabled"], true, "{sub}");
+    let typo = json!({"name": "typo", "triggerId": "idn:identity-created", "type": "HTTP",
+                      "httpConfig": {"url": hook.url("/typo")}, "filters": "$.x"});
+    let r = post(typo).await;
+    isc_error(&r, 400, "unknown field `filters`");
+}
