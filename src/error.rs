@@ -111,6 +111,9 @@ pub struct ApiError {
     pub header: Option<Box<(header::HeaderName, HeaderValue)>>,
     /// An `ErrorResponseDto` body even for 429 (see [`ApiError::dto_body`]).
     pub dto: bool,
+    /// Load shedding (a full queue): expected by the thousand under overload, so logged at debug and told by the
+    /// shed counter instead (see [`ApiError::shed`]).
+    pub shed: bool,
 }
 
 impl ApiError {
@@ -128,6 +131,7 @@ impl ApiError {
             retry_after_s: None,
             header: None,
             dto: false,
+            shed: false,
         }
     }
 
@@ -143,6 +147,12 @@ impl ApiError {
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.header = Some(Box::new((name, value)));
+        self
+    }
+
+    /// Mark a refusal as load shedding (see the field).
+    pub fn shed(mut self) -> Self {
+        self.shed = true;
         self
     }
 

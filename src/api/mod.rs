@@ -307,39 +307,23 @@ impl ApiState {
             );
         };
         let segments: Vec<&str> = p.trim_matches('/').split('/').collect();
-        let (operation, scopes): (&'static str, &[&str]) = match (&method, segments.as_slice()) {
-            (&Method::GET, ["triggers"]) => ("list_triggers", SUBS_READ),
-            (&Method::GET, ["trigger-subscriptions"]) => ("list_subscriptions", SUBS_READ),
-            (&Method::POST, ["trigger-subscriptions"]) => ("create_subscription", SUBS_MANAGE),
-            (&Method::POST, ["trigger-subscriptions", "validate-filter"]) => {
-                ("validate_filter", SUBS_MANAGE)
-            }
-            (&Method::GET, ["trigger-subscriptions", _]) => ("get_subscription", SUBS_READ),
-            (&Method::PUT, ["trigger-subscriptions", _]) => ("update_subscription", SUBS_MANAGE),
-            (&Method::PATCH, ["trigger-subscriptions", _]) => ("patch_subscription", SUBS_MANAGE),
-            (&Method::DELETE, ["trigger-subscriptions", _]) => ("delete_subscription", SUBS_MANAGE),
-            (&Method::GET, ["trigger-invocations", "status"]) => ("list_statuses", STATUS_READ),
-            (&Method::POST, ["trigger-invocations", "test"]) => ("test_invocation", STATUS_MANAGE),
-            (&Method::POST, ["trigger-invocations", _, "complete"]) => {
-                ("complete_invocation", STATUS_MANAGE)
-            }
-            _ => {
-                return (
-                    "unknown",
-                    Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("no operation {method} {path}"),
-                    )),
-                )
-            }
+        let Some((op, scopes)) = Operation::select(&method, segments.as_slice()) else {
+            return (
+                "unknown",
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no operation {method} {path}"),
+                )),
+            );
         };
+        let operation = op.name();
         let principal = match self.authorize(&req, scopes, source) {
             Ok(p) => p,
             Err(e) => return (operation, Err(e)),
         };
         // A test invocation sends events to subscriptions: it needs their manage scope as well as the
         // invocation-status one (ISC's scope for it alone would let a status client write to every destination).
-        if operation == "test_invocation" && !principal.allowed(SUBS_MANAGE) {
+        if op == Operation::TestInvocation && !principal.allowed(SUBS_MANAGE) {
             return (
                 operation,
                 Err(ApiError::new(
@@ -365,7 +349,7 @@ impl ApiState {
             .unwrap_or("")
             .to_ascii_lowercase();
         // A filter validation holds its slot from before its body is read until it is answered.
-        let _validation = if operation == "validate_filter" {
+        let _validation = if op == Operation::ValidateFilter {
             match self.validations.try_acquire() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
@@ -387,7 +371,7 @@ impl ApiState {
             None
         };
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-            let keep = if operation == "test_invocation" {
+            let keep = if op == Operation::TestInvocation {
                 MAX_TEST_BODY
             } else {
                 MAX_BODY
@@ -428,13 +412,13 @@ impl ApiState {
             Bytes::new()
         };
         tracing::debug!(operation, caller = %principal.name, "API request");
-        let result = match operation {
-            "list_triggers" => self.list_triggers(&query),
-            "list_subscriptions" => {
+        let result = match op {
+            Operation::ListTriggers => self.list_triggers(&query),
+            Operation::ListSubscriptions => {
                 self.list_subscriptions(&query, path.starts_with("/relay/v1/"))
             }
-            "create_subscription" => self.create(&body).await,
-            "validate_filter" => {
+            Operation::CreateSubscription => self.create(&body).await,
+            Operation::ValidateFilter => {
                 // Parsing a 1 MiB input and running regexes over it: on the blocking pool, not on the
                 // workers that serve the ingress (one at a time, by the slot held above).
                 let body = body.clone();
@@ -448,16 +432,16 @@ impl ApiState {
                         .cause(e.to_string()))
                     })
             }
-            "get_subscription" => self.get(&id),
-            "update_subscription" => self.update(&id, &body, if_match.as_deref()).await,
-            "patch_subscription" => {
+            Operation::GetSubscription => self.get(&id),
+            Operation::UpdateSubscription => self.update(&id, &body, if_match.as_deref()).await,
+            Operation::PatchSubscription => {
                 self.patch(&id, &content_type, &body, if_match.as_deref())
                     .await
             }
-            "delete_subscription" => self.delete(&id, if_match.as_deref()).await,
-            "list_statuses" => self.list_statuses(&query),
-            "test_invocation" => self.test_invocation(&body).await,
-            _ => Err(bad_request(format!("no pending invocation `{id}`")).cause(
+            Operation::DeleteSubscription => self.delete(&id, if_match.as_deref()).await,
+            Operation::ListStatuses => self.list_statuses(&query),
+            Operation::TestInvocation => self.test_invocation(&body).await,
+            Operation::CompleteInvocation => Err(bad_request(format!("no pending invocation `{id}`")).cause(
                 "trigger-relay relays FIRE_AND_FORGET triggers only: there is never a REQUEST_RESPONSE invocation to complete",
             )),
         };
@@ -1381,6 +1365,65 @@ fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiErr
 
 /// Read a request body to its end, up to `MAX_BODY` bytes, keeping none of it: for a refusal answered before
 /// the body is used, so that the caller reads the answer rather than a reset connection.
+/// One Triggers API operation, as method + path select it: matched once, then dispatched on the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    ListTriggers,
+    ListSubscriptions,
+    CreateSubscription,
+    ValidateFilter,
+    GetSubscription,
+    UpdateSubscription,
+    PatchSubscription,
+    DeleteSubscription,
+    ListStatuses,
+    TestInvocation,
+    CompleteInvocation,
+}
+
+impl Operation {
+    /// The operation for `method` on `segments` (the path below its mount), with the scopes it needs.
+    fn select(method: &Method, segments: &[&str]) -> Option<(Self, &'static [&'static str])> {
+        use Operation::*;
+        Some(match (method, segments) {
+            (&Method::GET, ["triggers"]) => (ListTriggers, SUBS_READ),
+            (&Method::GET, ["trigger-subscriptions"]) => (ListSubscriptions, SUBS_READ),
+            (&Method::POST, ["trigger-subscriptions"]) => (CreateSubscription, SUBS_MANAGE),
+            (&Method::POST, ["trigger-subscriptions", "validate-filter"]) => {
+                (ValidateFilter, SUBS_MANAGE)
+            }
+            (&Method::GET, ["trigger-subscriptions", _]) => (GetSubscription, SUBS_READ),
+            (&Method::PUT, ["trigger-subscriptions", _]) => (UpdateSubscription, SUBS_MANAGE),
+            (&Method::PATCH, ["trigger-subscriptions", _]) => (PatchSubscription, SUBS_MANAGE),
+            (&Method::DELETE, ["trigger-subscriptions", _]) => (DeleteSubscription, SUBS_MANAGE),
+            (&Method::GET, ["trigger-invocations", "status"]) => (ListStatuses, STATUS_READ),
+            (&Method::POST, ["trigger-invocations", "test"]) => (TestInvocation, STATUS_MANAGE),
+            (&Method::POST, ["trigger-invocations", _, "complete"]) => {
+                (CompleteInvocation, STATUS_MANAGE)
+            }
+            _ => return None,
+        })
+    }
+
+    /// The `operation` label of `trigger_relay_api_requests_total` and of log lines.
+    fn name(self) -> &'static str {
+        use Operation::*;
+        match self {
+            ListTriggers => "list_triggers",
+            ListSubscriptions => "list_subscriptions",
+            CreateSubscription => "create_subscription",
+            ValidateFilter => "validate_filter",
+            GetSubscription => "get_subscription",
+            UpdateSubscription => "update_subscription",
+            PatchSubscription => "patch_subscription",
+            DeleteSubscription => "delete_subscription",
+            ListStatuses => "list_statuses",
+            TestInvocation => "test_invocation",
+            CompleteInvocation => "complete_invocation",
+        }
+    }
+}
+
 /// Read a request body, keeping at most `keep` bytes: `None` when it is longer (what follows is read, up to
 /// `MAX_BODY`, and dropped, so the caller is still reading answers, not a reset).
 async fn read_bounded(mut body: Incoming, keep: usize) -> Result<Option<Bytes>, hyper::Error> {

@@ -107,7 +107,7 @@ pub async fn handle(
     let resp = match result {
         Ok(()) => accepted(),
         Err(e) => {
-            if e.message == SHED_MESSAGE || e.status == StatusCode::TOO_MANY_REQUESTS {
+            if e.shed || e.status == StatusCode::TOO_MANY_REQUESTS {
                 // Under overload (or a flood from one source) this is thousands per second: the shed and
                 // rate-limited counters tell it, the log would drown.
                 tracing::debug!(tracking_id = %e.tracking_id, trigger = label, causes = ?e.causes, "ingress request shed");
@@ -437,6 +437,7 @@ async fn route_request(
                 fail_t!(
                     "shed",
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SHED_MESSAGE)
+                        .shed()
                         .cause(msg)
                         .retry_after(state.retry_after_s)
                 );
