@@ -1458,29 +1458,33 @@ async fn parallel_large_filter_validations_are_bounded_in_memory() {
         "{}",
         body.len()
     );
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (admin, body) = (relay.admin, body.clone());
-        tasks.push(tokio::spawn(async move {
-            let auth = format!("Bearer {ADMIN_TOKEN}");
-            request(
-                "POST",
-                admin,
-                "/beta/trigger-subscriptions/validate-filter",
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "application/json"),
-                ],
-                body.into_bytes(),
-            )
-            .await
-            .status
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    // `n` POSTs of `body` to `path` at once; their statuses.
+    let parallel = |path: &'static str, body: String, n: usize| {
+        let admin = relay.admin;
+        async move {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let body = body.clone();
+                    tokio::spawn(async move {
+                        let auth = format!("Bearer {ADMIN_TOKEN}");
+                        let headers = [
+                            ("authorization", auth.as_str()),
+                            ("content-type", "application/json"),
+                        ];
+                        request("POST", admin, path, &headers, body.into_bytes())
+                            .await
+                            .status
+                    })
+                })
+                .collect();
+            let mut statuses = Vec::new();
+            for t in tasks {
+                statuses.push(t.await.unwrap());
+            }
+            statuses
+        }
+    };
+    let statuses = parallel("/beta/trigger-subscriptions/validate-filter", body, 32).await;
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 429),
         "{statuses:?}"
@@ -1488,27 +1492,8 @@ async fn parallel_large_filter_validations_are_bounded_in_memory() {
     assert!(statuses.contains(&200), "{statuses:?}");
     // And 32 parallel 1 MiB test invocations: refused (413) before their body is parsed.
     let test_body = format!(r#"{{"triggerId":"idn:identity-created","contentJson":{input}}}"#);
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (admin, body) = (relay.admin, test_body.clone());
-        tasks.push(tokio::spawn(async move {
-            let auth = format!("Bearer {ADMIN_TOKEN}");
-            request(
-                "POST",
-                admin,
-                "/beta/trigger-invocations/test",
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "application/json"),
-                ],
-                body.into_bytes(),
-            )
-            .await
-            .status
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 413, "a 1 MiB test invocation");
+    for status in parallel("/beta/trigger-invocations/test", test_body, 32).await {
+        assert_eq!(status, 413, "a 1 MiB test invocation");
     }
     let grown_mb = (peak(relay.pid()) - before) / 1024;
     eprintln!("[validate-filter] 32 parallel 1 MiB validations and 32 test invocations: peak RSS grew {grown_mb} MiB; {statuses:?}");
