@@ -292,13 +292,17 @@ impl Relay {
             None
         };
         let view = store.as_ref().map(|s| s.view()).unwrap_or_default();
-        let router = builder
-            .build(&crate::api::follow::routable(&config, &view))
-            .await
-            .map_err(|message| StartError::Sink {
-                sink: "router".into(),
-                message,
-            })?;
+        // `routable` lists the config file's subscriptions first, then the store's that fit this config.
+        let all = crate::api::follow::routable(&config, &view);
+        let (from_file, stored) = all.split_at(config.subscriptions.len().min(all.len()));
+        let router =
+            builder
+                .build(from_file, stored)
+                .await
+                .map_err(|message| StartError::Sink {
+                    sink: "router".into(),
+                    message,
+                })?;
         let builder = Arc::new(tokio::sync::Mutex::new(Some(builder)));
         let router = Arc::new(ArcSwap::from_pointee(router));
         let api = match store {

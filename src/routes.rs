@@ -62,16 +62,36 @@ pub struct RouteBuilder {
 }
 
 impl RouteBuilder {
-    /// A table routing to every enabled subscription in `subs`.
-    pub async fn build(&self, subs: &[Subscription]) -> Result<Router, String> {
+    /// The start-up table: every enabled config-file subscription must route (an error stops the start, naming
+    /// it); a stored one that cannot route on this replica (its endpoint refused by this replica's egress policy,
+    /// say) is left out and logged, as [`RouteBuilder::build_lenient`] does, so one stored subscription cannot keep
+    /// every replica from starting.
+    pub async fn build(
+        &self,
+        from_file: &[Subscription],
+        stored: &[Subscription],
+    ) -> Result<Router, String> {
         let mut router = Router::new(self.catalog.clone());
-        for s in subs.iter().filter(|s| s.enabled) {
+        for s in from_file.iter().filter(|s| s.enabled) {
             if let Some((spec, queue)) = self.spec(s).await? {
                 router.add(spec, queue, &self.router_metrics);
             }
         }
-        self.keep_filters(subs);
+        for s in stored.iter().filter(|s| s.enabled) {
+            self.add_lenient(&mut router, s).await;
+        }
+        self.keep_filters(&[from_file, stored].concat());
         Ok(router)
+    }
+
+    async fn add_lenient(&self, router: &mut Router, s: &Subscription) {
+        match self.spec(s).await {
+            Ok(Some((spec, queue))) => router.add(spec, queue, &self.router_metrics),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(subscription = %s.effective_id(), error = %e, "a subscription cannot be routed on this replica; it is left out")
+            }
+        }
     }
 
     /// Forget compiled filters that no subscription in `subs` uses (the cache is bounded by the table).
@@ -114,13 +134,7 @@ impl RouteBuilder {
     pub async fn build_lenient(&self, subs: &[Subscription]) -> Router {
         let mut router = Router::new(self.catalog.clone());
         for s in subs.iter().filter(|s| s.enabled) {
-            match self.spec(s).await {
-                Ok(Some((spec, queue))) => router.add(spec, queue, &self.router_metrics),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(subscription = %s.effective_id(), error = %e, "a subscription cannot be routed on this replica; it is left out")
-                }
-            }
+            self.add_lenient(&mut router, s).await;
         }
         self.keep_filters(subs);
         router

@@ -994,7 +994,7 @@ api_subject_prefixes = ["isc."]
             method: "POST",
             path: "/beta/trigger-invocations/test".into(),
             token: ADMIN_TOKEN,
-            body: json!({"triggerId": "idn:identity-created", "contentJson": {"x": "y".repeat(100 * 1024)}}),
+            body: json!({"triggerId": "idn:identity-created", "contentJson": {"x": "y".repeat(200 * 1024)}}),
             status: 413,
             cause: "contentJson may be at most 16384 bytes",
         },

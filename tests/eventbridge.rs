@@ -331,7 +331,7 @@ scopes = ["sp:scopes:all"]
     };
     let create = |relay: &trigger_relay::Relay, url: String| {
         let body = serde_json::json!({
-            "name": "api eventbridge", "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
+            "name": format!("api eventbridge {url}"), "triggerId": "idn:identity-created", "type": "EVENTBRIDGE",
             "eventBridgeConfig": {"awsAccount": ACCOUNT, "awsRegion": REGION, "eventBusName": bus.bus,
                                   "source": source, "endpointUrl": url}
         });
@@ -381,4 +381,25 @@ scopes = ["sp:scopes:all"]
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let got = bus.read(1, Duration::from_secs(20)).await;
     check_envelope(&got[0], &source, &[("idn:identity-created".into(), body)]);
+    // A stored endpoint the policy allowed once (an IP literal here) and refuses after the allow-list is narrowed:
+    // that subscription is left out on start-up, and the relay still starts and serves the rest (the stored
+    // `localhost` one still routes, and its connection is refused by the narrowed policy: 502 in `delivered`).
+    let r = create(&open, format!("http://127.0.0.1:{port}")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    open.shutdown();
+    open.wait().await;
+    let narrowed = start(&relay_with(1, "")).await;
+    wait_ready(&narrowed).await;
+    let r = post_event(
+        &narrowed,
+        "/events/idn:identity-created",
+        example_body("idn:identity-created", &unique("inv-narrowed")),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 502, "{text}");
+    assert!(
+        text.contains("refused by the egress policy: localhost ("),
+        "{text}"
+    );
 }

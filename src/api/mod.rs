@@ -55,9 +55,9 @@ const MAX_VALIDATIONS: usize = 1;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
-/// A test invocation's body: its `contentJson` may be at most `status::MAX_KEPT_INPUT` (16 KiB), so a body four
-/// times that is refused before it is parsed (parallel 1 MiB test calls would otherwise each build a tree).
-const MAX_TEST_BODY: usize = 4 * crate::status::MAX_KEPT_INPUT;
+/// A test invocation's body: its `contentJson` may be at most `status::MAX_KEPT_INPUT` (16 KiB), so a body eight
+/// times that (room for escapes and pretty-printing) is refused before it is parsed (parallel 1 MiB test calls would otherwise each build a tree).
+const MAX_TEST_BODY: usize = 8 * crate::status::MAX_KEPT_INPUT;
 
 const SUBS_READ: &[&str] = &[
     "sp:trigger-service-subscriptions:read",
@@ -379,7 +379,7 @@ impl ApiState {
             match read_bounded(req.into_body(), keep).await {
                 Ok(Some(b)) => b,
                 // Over `keep`: the rest was read (up to MAX_BODY) and dropped, so the caller reads the answer.
-                Ok(None) if keep == MAX_TEST_BODY => {
+                Ok(None) if op == Operation::TestInvocation => {
                     return (
                         operation,
                         Err(ApiError::new(
@@ -1363,8 +1363,6 @@ fn keep_secrets(new: &mut Subscription, old: &Subscription) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Read a request body to its end, up to `MAX_BODY` bytes, keeping none of it: for a refusal answered before
-/// the body is used, so that the caller reads the answer rather than a reset connection.
 /// One Triggers API operation, as method + path select it: matched once, then dispatched on the variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -1444,6 +1442,8 @@ async fn read_bounded(mut body: Incoming, keep: usize) -> Result<Option<Bytes>, 
     Ok((seen <= keep).then(|| kept.freeze()))
 }
 
+/// Read a request body to its end, up to `MAX_BODY` bytes, keeping none of it: for a refusal answered before
+/// the body is used, so that the caller reads the answer rather than a reset connection.
 async fn discard(mut body: Incoming) {
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {

@@ -59,6 +59,10 @@ fn hyper_error_head(buf: &[u8]) -> Option<StatusCode> {
     if buf.len() > 512 || !buf.starts_with(PREFIX) || !buf.ends_with(b"\r\n\r\n") {
         return None;
     }
+    // One head and nothing else (a buffer holding several pipelined answers is never rewritten).
+    if buf.windows(4).filter(|w| w == b"\r\n\r\n").count() != 1 {
+        return None;
+    }
     let status = match buf.get(9..12)? {
         b"400" => StatusCode::BAD_REQUEST,
         b"414" => StatusCode::URI_TOO_LONG,
@@ -75,9 +79,9 @@ fn hyper_error_head(buf: &[u8]) -> Option<StatusCode> {
 fn replacement(status: StatusCode, counters: &Counters) -> Vec<u8> {
     let (message, cause) = match status {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-            "the request's headers are too large".to_string(),
+            "the request's headers are too large or too many".to_string(),
             format!(
-                "{}.limits.max_header_bytes limits them (hyper's read buffer, twice that, was full)",
+                "{}.limits.max_header_bytes limits their size (hyper's read buffer holds twice that), and at most 100 header lines are read",
                 counters.listener
             ),
         ),
@@ -206,6 +210,8 @@ mod tests {
             (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 120\r\n\r\n", None),
             (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", None),
             (b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", None),
+            // Two pipelined answers in one buffer.
+            (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", None),
             // Not a whole head.
             (b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n", None),
             (b"HTTP/1.1 4", None),
