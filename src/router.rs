@@ -63,7 +63,6 @@ pub struct TriggerRoutes {
     pub accepted: IntCounter,
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
-    any_filter: bool,
     /// How many routes have a filter: the shares of the event's filter budget.
     filtered: usize,
     /// `trigger_relay_filter_budget_exhausted_total`.
@@ -212,12 +211,10 @@ impl Router {
                     .with_label_values(&[spec.trigger_id.as_str(), "200"]),
                 info,
                 routes: Vec::new(),
-                any_filter: false,
                 filtered: 0,
                 budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
             });
-        entry.any_filter |= route.filter.is_some();
         entry.filtered += usize::from(route.filter.is_some());
         entry.needs_json |= route.filter.is_some()
             || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())

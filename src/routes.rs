@@ -211,15 +211,12 @@ impl RouteBuilder {
                         t.region
                     ))),
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) if crate::sinks::http::EgressRefused::find(&e).is_some() => {
-                        Err(Destination::Missing(format!(
-                            "eventBridgeConfig.endpointUrl: {}",
-                            crate::sinks::http::EgressRefused::find(&e)
-                                .map(ToString::to_string)
-                                .unwrap_or_default()
-                        )))
-                    }
                     Ok(Err(e)) => {
+                        if let Some(refused) = crate::sinks::http::EgressRefused::find(&e) {
+                            return Err(Destination::Missing(format!(
+                                "eventBridgeConfig.endpointUrl: {refused}"
+                            )));
+                        }
                         let not_found = e
                             .as_service_error()
                             .is_some_and(|se| se.is_resource_not_found_exception());

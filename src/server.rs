@@ -282,11 +282,12 @@ where
         let header_timeout = Duration::from_millis(self.opts.limits.header_read_timeout_ms);
         let h = self.handler.clone();
         let (act, metrics) = (activity.clone(), self.opts.metrics.clone());
+        let oversized = self.answers.oversized.clone();
         let max_header = self.opts.limits.max_header_bytes;
         let svc = service_fn(move |req: Request<Incoming>| {
             let busy = act.begin();
             if header_bytes(&req) > max_header {
-                metrics.oversized.with_label_values(&[name]).inc();
+                oversized.inc();
                 let mut resp = ApiError::new(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     format!("the request's headers are larger than {max_header} bytes"),

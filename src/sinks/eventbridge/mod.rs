@@ -38,18 +38,7 @@ pub async fn client(
     if let Some(url) = endpoint_url {
         b = b.endpoint_url(url);
         if let Some(policy) = egress {
-            policy.check_url(url)?;
-            let port = url
-                .parse::<http::Uri>()
-                .ok()
-                .and_then(|u| {
-                    u.port_u16().or(if u.scheme_str() == Some("http") {
-                        Some(80)
-                    } else {
-                        None
-                    })
-                })
-                .unwrap_or(443);
+            let port = policy.check_url(url)?;
             use aws_smithy_http_client::tls;
             b = b.http_client(
                 aws_smithy_http_client::Builder::new()

@@ -216,8 +216,8 @@ impl EgressPolicy {
 
 impl EgressPolicy {
     /// Check a URL whose host is an IP literal (a name is checked when it is resolved, by the connector or by
-    /// [`EgressResolver`]). Also refuses userinfo.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
+    /// [`EgressResolver`]). Also refuses userinfo. The URL's port (its scheme's default when it names none).
+    pub fn check_url(&self, url: &str) -> Result<u16, String> {
         let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(
@@ -233,10 +233,10 @@ impl EgressPolicy {
             } else {
                 443
             });
-        match bare.parse::<IpAddr>() {
-            Ok(ip) => self.check(bare, ip, port).map_err(|e| e.to_string()),
-            Err(_) => Ok(()),
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            self.check(bare, ip, port).map_err(|e| e.to_string())?;
         }
+        Ok(port)
     }
 }
 
