@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Manage the ISC tenant that sends events to this relay (`[isc]` in the config).
+    Isc {
+        #[command(subcommand)]
+        command: trigger_relay::isc::IscCommand,
+    },
+    /// Send dead-lettered events again to their subscriptions.
+    Replay(trigger_relay::replay::ReplayArgs),
 }
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<(String, String)> {
@@ -105,6 +112,20 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Isc { command } => match runtime() {
+            Ok(rt) => ExitCode::from(rt.block_on(trigger_relay::isc::run(config, command))),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Replay(args) => match runtime() {
+            Ok(rt) => ExitCode::from(rt.block_on(trigger_relay::replay::run(config, args))),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run => match runtime().and_then(|rt| rt.block_on(run(name, config))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
