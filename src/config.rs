@@ -50,6 +50,9 @@ pub struct Config {
     /// Which environment variables `${VAR}` may read (read before interpolation, never interpolated itself).
     #[serde(default)]
     pub env: EnvConfig,
+    /// The tenant the `isc` commands manage (`[isc]`, only read by them).
+    #[serde(default)]
+    pub isc: Option<crate::isc::IscConfig>,
 }
 
 /// `[env]`: the allow-list of `${VAR}` interpolation. A config can only read variables meant for it, so a
@@ -867,6 +870,11 @@ impl Config {
         }
         for (key, m) in self.tracing.check() {
             errors.push(format!("tracing.{key}"), m);
+        }
+        if let Some(isc) = &self.isc {
+            for (key, m) in isc.check(self.ingress.auth.as_ref()) {
+                errors.push(format!("isc.{key}"), m);
+            }
         }
         let d = &self.delivery;
         if d.ack_timeout_ms == 0 || d.ack_timeout_ms >= ISC_RESPONSE_LIMIT_MS {

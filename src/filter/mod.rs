@@ -302,6 +302,28 @@ impl Filter {
         }
     }
 
+    /// `P` when the expression is exactly `$[?(P)]`: one filter on the root, which selects the payload
+    /// itself when `P` holds (so `$[?((P1) || (P2))]` matches exactly when one of the two filters does).
+    pub fn root_predicate(&self) -> Option<&str> {
+        let one_root_filter = self.path.root_is_doc
+            && self.path.segs.len() == 1
+            && matches!(self.path.segs[0].kind, parser::SegKind::Filter(_));
+        if !one_root_filter {
+            return None;
+        }
+        let inner = self
+            .source
+            .trim()
+            .strip_prefix("$[?(")?
+            .strip_suffix(")]")?;
+        // `$[?(@.a)] || $[?(@.b)]`-like texts cannot reach here (one segment), but the cut must still be the
+        // filter's own parentheses: the predicate alone must compile as one.
+        Filter::compile(&format!("$[?({inner})]"))
+            .ok()
+            .filter(|f| f.path.segs.len() == 1)
+            .map(|_| inner)
+    }
+
     /// The expression as given to [`Filter::compile`].
     pub fn source(&self) -> &str {
         &self.source
