@@ -603,4 +603,24 @@ cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }
         "[[subscriptions]]\nname = \"x\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\nenvelope = \"cloudevents\"\n",
         &["subscriptions[0].envelope: unknown variant `cloudevents`"],
     );
+    check(
+        "[isc]\ntenant_url = \"acme.api.identitynow.com\"\nclient_id = \" \"\nclient_secret = \"\"\n\
+         public_url = \"https://user:pw@relay.example.com\"\nrelay_api_url = \"http://relay:9090/?x=1\"\n\
+         instance = \"a b\"\nrate_limit_requests = 101\n",
+        &[
+            "isc.tenant_url: must start with https://",
+            "isc.public_url: must not carry credentials",
+            "isc.relay_api_url: must not have a query",
+            "isc.client_id: must not be empty",
+            "isc.client_secret: must not be empty",
+            "isc.instance: must be 1 to 64 characters",
+            "isc.rate_limit_requests: must be between 1 and 100",
+            "isc.credential: is \"bearer\" but ingress.auth.bearer_tokens is empty",
+        ],
+    );
+    check(
+        "[isc]\ntenant_url = \"https://acme.api.identitynow.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+         public_url = \"https://relay.example.com\"\ncredential = \"token\"\n",
+        &["isc.credential: unknown variant `token`"],
+    );
 }

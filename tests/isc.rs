@@ -561,7 +561,9 @@ bearer_tokens = ["{TOKEN_A}"]
 name = "out"
 triggerId = "idn:identity-created"
 type = "STDOUT"
+filter = '$[?(@.attributes.department == "Sales")]'
 [isc]
+push_filters = true
 tenant_url = "{}"
 client_id = "isc-sync"
 client_secret = "${{ISC_CLIENT_SECRET}}"
@@ -621,6 +623,8 @@ public_url = "https://relay.example.com/"
         json!({"url": "https://relay.example.com/events/idn:identity-created", "httpDispatchMode": "SYNC",
                "httpAuthenticationType": "BEARER_TOKEN", "bearerTokenAuthConfig": {"bearerToken": TOKEN_A}})
     );
+    // Every relay subscription of the trigger is filtered: the tenant gets the (here single) filter.
+    assert_eq!(body["filter"], "$[?(@.attributes.department == \"Sales\")]");
     assert!(body["description"]
         .as_str()
         .unwrap()

@@ -432,3 +432,98 @@ fn differences(d: &Desired, s: &Value) -> Vec<String> {
     }
     why
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(filter: Option<&str>) -> RelaySub {
+        RelaySub {
+            trigger_id: "idn:identity-created".into(),
+            enabled: true,
+            filter: filter.map(str::to_string),
+        }
+    }
+
+    /// `filters` joined: `Ok(expected)` or `Err(a part of why not)`.
+    fn check(filters: &[Option<&str>], expected: Result<&str, &str>) {
+        let subs: Vec<RelaySub> = filters.iter().map(|f| sub(*f)).collect();
+        match (joined_filter(subs.iter()), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{filters:?}"),
+            (Err(why), Err(part)) => assert!(why.contains(part), "{filters:?}: {why}"),
+            (got, want) => panic!("{filters:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn tenant_filters_are_joined_only_where_exact() {
+        check(
+            &[Some("$[?(@.attributes.department == \"Sales\")]")],
+            Ok("$[?(@.attributes.department == \"Sales\")]"),
+        );
+        check(
+            &[
+                Some("$[?(@.a == 1)]"),
+                Some("$[?(@.b =~ /x.*/)]"),
+                Some("$[?(@.a == 1)]"),
+            ],
+            Ok("$[?((@.a == 1) || (@.b =~ /x.*/))]"),
+        );
+        check(&[Some("$[?(@.a == 1)]"), None], Err("has no filter"));
+        check(
+            &[Some("$.changes[?(@.attribute == \"email\")]")],
+            Err("not of the form"),
+        );
+        check(&[Some("$[?(@.a)][?(@.b)]")], Err("not of the form"));
+        check(&[Some("$[?(@.a == ')]')]")], Ok("$[?(@.a == ')]')]"));
+        check(&[Some("$[?(@.a ==)]")], Err("does not compile"));
+    }
+
+    /// The joined filter matches exactly the payloads one of its parts matches (the catalog's examples, and
+    /// variations of one).
+    #[test]
+    fn a_joined_filter_matches_what_one_of_its_parts_matches() {
+        let sets: &[&[&str]] = &[
+            &[
+                "$[?(@.identity.name == \"john.doe\")]",
+                "$[?(@.attributes.department == \"Sales\")]",
+            ],
+            &[
+                "$[?(@._metadata.triggerId =~ /idn:identity.*/)]",
+                "$[?(@.source.name in [\"HR\", \"AD\"])]",
+            ],
+            &[
+                "$[?(!(@.identity))]",
+                "$[?(@.identity.type == \"IDENTITY\" && @.attributes)]",
+            ],
+            &[
+                "$[?($.identity.name contains \"john\")]",
+                "$[?(@.missing.deep.path > 3)]",
+            ],
+        ];
+        let catalog = crate::catalog::Catalog::builtin();
+        let mut docs: Vec<serde_json::Value> = catalog
+            .all()
+            .iter()
+            .filter_map(|t| catalog.example_invocation(&t.id, "id"))
+            .collect();
+        docs.push(json!({"attributes": {"department": "Sales"}}));
+        docs.push(json!({"identity": {"name": "john.doe", "type": "IDENTITY"}, "attributes": {}}));
+        docs.push(json!({"source": {"name": "AD"}}));
+        for set in sets {
+            let subs: Vec<RelaySub> = set.iter().map(|f| sub(Some(f))).collect();
+            let joined = Filter::compile(&joined_filter(subs.iter()).unwrap()).unwrap();
+            let parts: Vec<Filter> = set.iter().map(|f| Filter::compile(f).unwrap()).collect();
+            let mut matched = 0;
+            for d in &docs {
+                let any = parts.iter().any(|p| p.matches(d));
+                matched += usize::from(any);
+                assert_eq!(joined.matches(d), any, "{set:?} on {d}");
+            }
+            assert!(
+                matched > 0,
+                "{set:?} matches no document: the check would say nothing"
+            );
+        }
+    }
+}
