@@ -526,4 +526,104 @@ mod tests {
             );
         }
     }
+
+    fn isc(push_filters: bool) -> IscConfig {
+        toml::from_str::<IscConfig>(&format!(
+            "tenant_url = \"https://t.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+             public_url = \"https://relay.example/\"\npush_filters = {push_filters}\n"
+        ))
+        .unwrap()
+    }
+
+    /// The plan for relay `routes` against `tenant`: `(trigger, verb, why contains)` per action, in order.
+    fn check_plan(
+        routes: &[RelaySub],
+        tenant: &[Value],
+        auth: &TenantAuth,
+        want: &[(&str, &str, &str)],
+    ) {
+        let want_state = desired(routes, &isc(false), auth);
+        let plan = plan(&want_state, tenant, "default");
+        let got: Vec<(String, &str, String)> = plan
+            .actions
+            .iter()
+            .map(|a| (a.trigger_id().to_string(), a.verb(), a.why()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for ((t, v, why), (wt, wv, wwhy)) in got.iter().zip(want) {
+            assert_eq!((t.as_str(), *v), (*wt, *wv), "{got:?}");
+            assert!(why.contains(wwhy), "{t} {v}: {why:?} lacks {wwhy:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_creates_updates_keeps_and_deletes_only_its_own() {
+        let basic = TenantAuth::Basic {
+            user: "isc".into(),
+            password: Secret::new("pw-0123456789"),
+        };
+        let routes = [
+            RelaySub {
+                trigger_id: "idn:a".into(),
+                enabled: true,
+                filter: None,
+            },
+            RelaySub {
+                trigger_id: "idn:b".into(),
+                enabled: true,
+                filter: None,
+            },
+            RelaySub {
+                trigger_id: "idn:c".into(),
+                enabled: true,
+                filter: None,
+            },
+            RelaySub {
+                trigger_id: "idn:off".into(),
+                enabled: false,
+                filter: None,
+            },
+        ];
+        let want = desired(&routes, &isc(false), &basic);
+        let body = want[0].body(true);
+        assert_eq!(body["httpConfig"]["httpAuthenticationType"], "BASIC_AUTH");
+        assert_eq!(
+            body["httpConfig"]["basicAuthConfig"],
+            json!({"userName": "isc", "password": "pw-0123456789"})
+        );
+        assert_eq!(
+            body["httpConfig"]["url"],
+            "https://relay.example/events/idn:a"
+        );
+        let managed = |id: &str, t: &str, d: &Desired| {
+            let mut v = d.body(true);
+            v["id"] = json!(id);
+            v["triggerId"] = json!(t);
+            v["httpConfig"]["basicAuthConfig"]["password"] = Value::Null;
+            v
+        };
+        let keep = managed("1", "idn:b", &want[1]);
+        let mut rotated = managed("2", "idn:c", &want[2]);
+        rotated["description"] = json!(want[2]
+            .description
+            .replace(&basic.fingerprint(), "00000000"));
+        let twin = managed("3", "idn:c", &want[2]);
+        let gone = managed("4", "idn:old", &want[2]);
+        let mut other_instance = managed("5", "idn:old", &want[2]);
+        other_instance["description"] = json!("[trigger-relay:staging]");
+        let mut not_http = managed("6", "idn:a", &want[0]);
+        not_http["type"] = json!("EVENTBRIDGE");
+        check_plan(
+            &routes,
+            &[keep, rotated, twin, gone, other_instance, not_http],
+            &basic,
+            &[
+                ("idn:a", "create", "no managed subscription"),
+                ("idn:b", "keep", "in step"),
+                ("idn:c", "update", "credential rotated"),
+                ("idn:c", "delete", "second managed subscription"),
+                ("idn:old", "delete", "no longer routes"),
+            ],
+        );
+    }
 }
