@@ -197,9 +197,9 @@ scopes = ["sp:scopes:all"]
     .await
 }
 
-/// The tenant's subscriptions, as its API lists them.
-async fn tenant_subs(tenant: &trigger_relay::Relay) -> Vec<Value> {
-    let token = request(
+/// An access token of the tenant's OAuth client.
+async fn tenant_token(tenant: &trigger_relay::Relay) -> String {
+    request(
         "POST",
         tenant.admin_addr(),
         &format!("/oauth/token?grant_type=client_credentials&client_id=isc-sync&client_secret={CLIENT_SECRET}"),
@@ -210,7 +210,12 @@ async fn tenant_subs(tenant: &trigger_relay::Relay) -> Vec<Value> {
     .json()["access_token"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// The tenant's subscriptions, as its API lists them.
+async fn tenant_subs(tenant: &trigger_relay::Relay) -> Vec<Value> {
+    let token = tenant_token(tenant).await;
     let r = request(
         "GET",
         tenant.admin_addr(),
@@ -227,18 +232,7 @@ async fn tenant_subs(tenant: &trigger_relay::Relay) -> Vec<Value> {
 
 /// Create a subscription on the tenant (what an admin made by hand, or an earlier relay left).
 async fn tenant_create(tenant: &trigger_relay::Relay, body: Value) -> Value {
-    let token = request(
-        "POST",
-        tenant.admin_addr(),
-        &format!("/oauth/token?grant_type=client_credentials&client_id=isc-sync&client_secret={CLIENT_SECRET}"),
-        &[],
-        "",
-    )
-    .await
-    .json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = tenant_token(tenant).await;
     let r = request(
         "POST",
         tenant.admin_addr(),

@@ -256,8 +256,8 @@ impl Plan {
     }
 }
 
-/// The subscription each routed trigger should have.
-pub fn desired(routes: &[RelaySub], isc: &IscConfig, auth: &TenantAuth) -> Vec<Desired> {
+/// The triggers the relay routes (an enabled subscription names them), sorted, once each.
+pub fn routed_triggers(routes: &[RelaySub]) -> Vec<&str> {
     let mut triggers: Vec<&str> = routes
         .iter()
         .filter(|s| s.enabled)
@@ -265,6 +265,12 @@ pub fn desired(routes: &[RelaySub], isc: &IscConfig, auth: &TenantAuth) -> Vec<D
         .collect();
     triggers.sort_unstable();
     triggers.dedup();
+    triggers
+}
+
+/// The subscription each routed trigger should have.
+pub fn desired(routes: &[RelaySub], isc: &IscConfig, auth: &TenantAuth) -> Vec<Desired> {
+    let triggers = routed_triggers(routes);
     let public = isc.public_url.trim_end_matches('/');
     let fingerprint = auth.fingerprint();
     triggers

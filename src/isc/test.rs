@@ -58,13 +58,10 @@ pub(super) async fn run(
         ));
     }
     let routes = super::relay_routes(config, isc).await?;
-    let mut triggers: Vec<String> = routes
-        .iter()
-        .filter(|s| s.enabled)
-        .map(|s| s.trigger_id.clone())
+    let mut triggers: Vec<String> = sync::routed_triggers(&routes)
+        .into_iter()
+        .map(str::to_string)
         .collect();
-    triggers.sort_unstable();
-    triggers.dedup();
     if !only.is_empty() {
         for t in only {
             if !triggers.contains(t) {
