@@ -357,11 +357,13 @@ const DASH_NAMES: Names = Names {
 };
 
 /// The headers of `d` on `binding`: the relay's own (`trigger-id`, `subscription-id`, `content-type`,
-/// `invocation-id`, `test`), the W3C trace context, and the CloudEvents attributes in binary mode.
+/// `invocation-id`, `test`, `replay` and `replay-of`), the W3C trace context, and the CloudEvents attributes in binary mode.
 pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
     let e = &d.event;
     let ce = d.route.envelope.as_deref();
-    let mut h: Vec<Header<'_>> = Vec::with_capacity(if ce.is_some() { 16 } else { 7 });
+    let mut h: Vec<Header<'_>> = Vec::with_capacity(
+        if ce.is_some() { 16 } else { 7 } + if e.replay_of.is_some() { 2 } else { 0 },
+    );
     // Kafka header values are bytes; HTTP and NATS values must be printable ASCII (an odd id is
     // percent-encoded rather than breaking the request).
     let enc = |v: &'a str| match binding {
@@ -384,6 +386,12 @@ pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
     }
     if e.test.is_some() {
         h.push(("test", Cow::Borrowed("true")));
+    }
+    // `trigger-relay replay`: a consumer tells a replay from the first delivery, and finds the original's
+    // tracking id (the one in the relay's logs and in the dead letter's `tracking-id`).
+    if let Some(of) = &e.replay_of {
+        h.push(("replay", Cow::Borrowed("true")));
+        h.push(("replay-of", enc(of)));
     }
     // The message's parent is its `publish` span while spans are exported, else the caller's span.
     let traceparent = e

@@ -39,6 +39,9 @@ pub struct Event {
     pub span_id: Option<u64>,
     /// A test invocation (`POST /trigger-invocations/test`): its `contentJson`. `None` for real-time events.
     pub test: Option<serde_json::Value>,
+    /// `trigger-relay replay`: the tracking id of the event this one delivers again (from its dead letter).
+    /// `None` for events ISC sent. A replay that fails is not dead-lettered again: the original is still there.
+    pub replay_of: Option<Box<str>>,
     /// The body parsed once, on first use, for every subscription that needs it (a Kafka key pointer).
     parsed: OnceLock<Option<serde_json::Value>>,
     /// Structured CloudEvents envelopes built for this event, one per distinct setting (bounded by its routes).
@@ -66,6 +69,7 @@ impl Event {
             trace: TraceContext::start(tracking_id),
             span_id: None,
             test: None,
+            replay_of: None,
             parsed: OnceLock::new(),
             structured: Mutex::new(Vec::new()),
         }

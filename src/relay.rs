@@ -5,6 +5,9 @@
 //! and finishes the requests it has → the queues close → every sink drains and flushes → the admin listener
 //! closes. All of it under `delivery.shutdown_grace_ms`; what is still undelivered when the grace period ends is
 //! counted, logged and returned in the [`ShutdownReport`].
+//!
+//! [`Relay::redeliver`] is the one way in besides the ingress: `trigger-relay replay` hands it dead-lettered
+//! events, which take the same route, queue and sink as the ingress's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,12 +84,67 @@ pub struct ShutdownReport {
 ///
 /// Dropping it starts a shutdown, so nothing it started (sink workers, readiness probes) outlives it.
 pub struct Relay {
+    /// What [`Relay::redeliver`] needs: the route builder and the subscriptions it may find.
+    replay: Arc<ReplayState>,
     ingress_addr: SocketAddr,
     admin_addr: SocketAddr,
     admin: Arc<AdminState>,
     stop: CancellationToken,
     done: JoinHandle<ShutdownReport>,
     _stop_on_drop: DropGuard,
+}
+
+/// The subscriptions a [`Relay`] knows and the builder that routes them, for [`Relay::redeliver`].
+struct ReplayState {
+    config: Arc<Config>,
+    builder: Arc<tokio::sync::Mutex<Option<RouteBuilder>>>,
+    store: Option<Arc<crate::api::store::Store>>,
+    /// How long a redelivery may take before it is given up on: the sink's own retries, and a margin.
+    wait: Duration,
+}
+
+/// Why [`Relay::redeliver`] did not hand an event to a sink (nothing was sent; the caller keeps the event).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayRefusal {
+    /// No subscription of the config file (or of the API's store) has this id.
+    #[error("no subscription `{0}` (removed from the config, or deleted through the API)")]
+    NoSuchSubscription(String),
+    /// The subscription exists and is disabled: its owner stopped its deliveries.
+    #[error("subscription `{0}` is disabled")]
+    Disabled(String),
+    /// The subscription is for another trigger than the event's.
+    #[error("subscription `{subscription}` is for `{subscription_trigger}`, the event is `{event_trigger}`")]
+    OtherTrigger {
+        subscription: String,
+        subscription_trigger: String,
+        event_trigger: String,
+    },
+    /// The subscription cannot be routed by this config (its sink or connection is missing, say).
+    #[error("subscription `{subscription}` cannot be routed: {why}")]
+    NotRoutable { subscription: String, why: String },
+    /// The sink's queue has no room now (events in flight hold it): try again when one finishes.
+    #[error("the sink's queue is full ({0}); retry when a delivery finishes")]
+    AtCapacity(crate::queue::QueueFull),
+    /// The relay is shutting down.
+    #[error("the relay is shutting down")]
+    ShuttingDown,
+}
+
+/// One event to deliver again ([`Relay::redeliver`]): what its dead letter holds.
+#[derive(Debug, Clone)]
+pub struct Redelivery {
+    /// The subscription to deliver to (its effective id).
+    pub subscription_id: String,
+    /// The event's trigger (the dead letter's `trigger-id`).
+    pub trigger_id: String,
+    /// `_metadata.invocationId` (the dead letter's `invocation-id`): the dedupe key downstream stays the same.
+    pub invocation_id: Option<Box<str>>,
+    /// The payload as ISC sent it.
+    pub body: bytes::Bytes,
+    /// The original event's tracking id (`replay-of` on the redelivered message).
+    pub replay_of: Box<str>,
+    /// The original's trace context, continued when the dead letter carried a valid `traceparent`.
+    pub trace: Option<crate::envelope::TraceContext>,
 }
 
 struct SinkSet {
@@ -292,6 +350,7 @@ impl Relay {
             None
         };
         let view = store.as_ref().map(|s| s.view()).unwrap_or_default();
+        let replay_store = store.clone();
         // `routable` lists the config file's subscriptions first, then the store's that fit this config.
         let all = crate::api::follow::routable(&config, &view);
         let (from_file, stored) = all.split_at(config.subscriptions.len().min(all.len()));
@@ -304,6 +363,13 @@ impl Relay {
                     message,
                 })?;
         let builder = Arc::new(tokio::sync::Mutex::new(Some(builder)));
+        let replay = Arc::new(ReplayState {
+            config: Arc::new(config.clone()),
+            builder: builder.clone(),
+            store: replay_store,
+            wait: Duration::from_millis(config.delivery.delivery_timeout_ms)
+                + crate::sinks::dead_letter::WRITE_TIMEOUT,
+        });
         let router = Arc::new(ArcSwap::from_pointee(router));
         let api = match store {
             Some(store) => {
@@ -594,12 +660,134 @@ impl Relay {
             ShutdownReport { undelivered }
         });
         Ok(Relay {
+            replay,
             ingress_addr,
             admin_addr,
             admin: readiness_view,
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
             done,
+        })
+    }
+
+    /// Wait until the API's store (if the API is on) has been read once, so [`Relay::subscription`] sees its
+    /// subscriptions; `false` when it has not within `within` (the store's engine does not answer).
+    pub async fn subscriptions_loaded(&self, within: Duration) -> bool {
+        let Some(store) = &self.replay.store else {
+            return true;
+        };
+        let mut view = store.subscribe();
+        tokio::time::timeout(within, view.wait_for(|v| v.caught_up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The subscription with this id (or, when no id matches, this name, if only one has it): the config
+    /// file's, then the API store's as this relay last read it.
+    pub fn subscription(&self, id_or_name: &str) -> Option<crate::model::Subscription> {
+        let view = self.replay.store.as_ref().map(|s| s.view());
+        let stored = view.iter().flat_map(|v| v.subscriptions());
+        let all: Vec<&crate::model::Subscription> = self
+            .replay
+            .config
+            .subscriptions
+            .iter()
+            .chain(stored)
+            .collect();
+        if let Some(s) = all.iter().find(|s| s.effective_id() == id_or_name) {
+            return Some((*s).clone());
+        }
+        let mut named = all.into_iter().filter(|s| s.name == id_or_name);
+        match (named.next(), named.next()) {
+            (Some(s), None) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The subscription [`Relay::redeliver`] would deliver an event of `trigger_id` to, or why it would refuse
+    /// before routing (`--dry-run` asks this alone).
+    pub fn redelivery_target(
+        &self,
+        subscription_id: &str,
+        trigger_id: &str,
+    ) -> Result<crate::model::Subscription, ReplayRefusal> {
+        let s = self
+            .subscription(subscription_id)
+            .filter(|s| s.effective_id() == subscription_id)
+            .ok_or_else(|| ReplayRefusal::NoSuchSubscription(subscription_id.to_string()))?;
+        if !s.enabled {
+            return Err(ReplayRefusal::Disabled(subscription_id.to_string()));
+        }
+        if s.trigger_id != trigger_id {
+            return Err(ReplayRefusal::OtherTrigger {
+                subscription: subscription_id.to_string(),
+                subscription_trigger: s.trigger_id,
+                event_trigger: trigger_id.to_string(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Deliver one event again to one subscription through the real path (route, queue reservation, sink,
+    /// retries), and wait for its outcome, as a `delivered`-mode ingress would (without `ack_timeout_ms`: the
+    /// wait lasts as long as the sink may retry). The message carries `replay: true` and `replay-of` (see
+    /// [`crate::envelope::headers`]). Filters are not evaluated: the event matched when ISC sent it, and naming
+    /// the subscription is the caller's choice. A refusal sends nothing.
+    pub async fn redeliver(&self, r: Redelivery) -> Result<crate::event::Outcome, ReplayRefusal> {
+        let s = self.redelivery_target(&r.subscription_id, &r.trigger_id)?;
+        let rx = {
+            let guard = self.replay.builder.lock().await;
+            let builder = guard.as_ref().ok_or(ReplayRefusal::ShuttingDown)?;
+            let not_routable = |why: String| ReplayRefusal::NotRoutable {
+                subscription: r.subscription_id.clone(),
+                why,
+            };
+            let entry = builder
+                .route(&s)
+                .await
+                .map_err(not_routable)?
+                .ok_or_else(|| {
+                    not_routable(format!("trigger `{}` is not in the catalog", s.trigger_id))
+                })?;
+            let reservation = entry
+                .queue
+                .try_reserve(r.body.len())
+                .map_err(|full| match full {
+                    crate::queue::QueueFull::Closed => ReplayRefusal::ShuttingDown,
+                    other => ReplayRefusal::AtCapacity(other),
+                })?;
+            let mut event = crate::event::Event::new(
+                s.trigger_id.as_str().into(),
+                r.invocation_id,
+                crate::error::TrackingId::new(),
+                r.body,
+                std::time::Instant::now(),
+            );
+            if let Some(t) = r.trace {
+                event.trace = t;
+            }
+            event.replay_of = Some(r.replay_of);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let d = crate::event::Delivery::new(
+                Arc::new(event),
+                entry.route.clone(),
+                Some(tx),
+                reservation,
+            );
+            if let Err(d) = entry.queue.send(d) {
+                d.refuse();
+                return Err(ReplayRefusal::ShuttingDown);
+            }
+            rx
+        };
+        Ok(match tokio::time::timeout(self.replay.wait, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            // The delivery was dropped without an answer: the sink stopped.
+            Ok(Err(_)) => Err(crate::sinks::SinkError::ShutDown),
+            Err(_) => Err(crate::sinks::SinkError::TimedOut(format!(
+                "no outcome within {} s",
+                self.replay.wait.as_secs()
+            ))),
         })
     }
 

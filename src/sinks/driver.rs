@@ -76,7 +76,9 @@ type Pending = Pin<Box<dyn Future<Output = Step> + Send>>;
 /// What to do with a finished send: finish it, or write it to its dead letter first.
 fn settle(d: Delivery, outcome: Outcome, inflight: &FuturesUnordered<Pending>) -> bool {
     match (&outcome, d.route.dead_letter.clone()) {
-        (Err(e), Some(dl)) if *e != SinkError::ShutDown => {
+        // A replay (`trigger-relay replay`) that fails again is not written a second time: its original is
+        // still in the dead letter (a replay never deletes), and the replay reports the failure itself.
+        (Err(e), Some(dl)) if *e != SinkError::ShutDown && d.event.replay_of.is_none() => {
             inflight.push(Box::pin(async move {
                 let Err(e) = &outcome else { unreachable!() };
                 dl.write(&d, e).await;
