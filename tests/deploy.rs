@@ -54,6 +54,14 @@ fn chart_wiring_probes_ports_shutdown_and_rollout() {
     check("wiring");
 }
 
+/// The ISC sync hook Job and CronJob (`isc.sync`): hook annotations, `isc sync` on the ConfigMap's `isc.toml`,
+/// credentials only from Secrets, the Deployment's image and security contexts, pods no relay Service selects and
+/// the NetworkPolicy lets in to the admin port; the chart refuses what cannot work; absent by default.
+#[test]
+fn chart_isc_sync_job_and_cronjob() {
+    check("isc");
+}
+
 /// The ConfigMap's config passes `check-config`, every `${VAR}` it reads comes from the pod's env, secrets come
 /// from Secrets, and no secret value appears in a ConfigMap.
 #[test]

@@ -9,7 +9,7 @@ cluster), every rendered object is validated against the Kubernetes OpenAPI sche
 unknown fields fail), and the relay binary itself judges every config (`trigger-relay check-config`). The
 Dockerfile is checked statically; its health check script runs against a live relay.
 
-    python3 deploy/tests/check_deploy.py [GROUP ...]     # groups: chart schema wiring config compose docker
+    python3 deploy/tests/check_deploy.py [GROUP ...]     # groups: chart schema wiring isc config compose docker
 
 TRIGGER_RELAY_BIN names the relay binary (tests/deploy.rs passes cargo's). Exit 0 when every check passes, 1 with
 every failure listed otherwise, 2 when a tool is missing (the message says how to install it). Offline.
@@ -135,6 +135,23 @@ def relay_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return next(c for c in pod["containers"] if c["name"] == "relay")
 
 
+def isc_sync_pods(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The pod templates of the ISC sync Job and CronJob, each with a label naming its object."""
+    out = [(f"Job/{j['metadata']['name']}", j["spec"]["template"]) for j in by_kind(objects, "Job")]
+    out += [(f"CronJob/{c['metadata']['name']}", c["spec"]["jobTemplate"]["spec"]["template"])
+            for c in by_kind(objects, "CronJob")]
+    return out
+
+
+def isc_container(template: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in template["spec"]["containers"] if c["name"] == "isc-sync")
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects these labels (an empty selector selects everything)."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 def config_map(objects: list[dict[str, Any]]) -> dict[str, Any]:
     """The ConfigMap holding the relay's config (the Grafana dashboard, when enabled, is another ConfigMap)."""
     found = [c for c in by_kind(objects, "ConfigMap") if "config.toml" in (c.get("data") or {})]
@@ -175,12 +192,41 @@ def api_kafka_store() -> dict[str, Any]:
     }
 
 
+# The ISC sync CronJob only (no hook Job), dry-run, its credentials in a Secret of its own, publicUrl given.
+ISC_OWN_SECRET: dict[str, Any] = {
+    "replicaCount": 1,
+    "api": API_FILE_STORE["api"],
+    "isc": {
+        "enabled": True,
+        "tenantUrl": "https://acme.api.identitynow.com/",
+        "publicUrl": "https://relay.example.com/isc/",
+        "secrets": {"existingSecret": "isc-credentials", "clientIdKey": "client-id", "clientSecretKey": "client-secret",
+                    "relayApiTokenKey": "relay-token"},
+        "sync": {"dryRun": True, "job": {"enabled": False}, "cronJob": {"enabled": True}},
+    },
+}
+
+# The ISC sync Job on a relay without the Triggers API: `isc sync` reads the config file's subscriptions.
+ISC_NO_API: dict[str, Any] = {
+    "isc": {"enabled": True, "tenantUrl": "https://acme.api.identitynow.com", "publicUrl": "https://relay.example.com"},
+}
+
 SCENARIOS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "default values": lambda: None,
     f"{ALL_ON.relative_to(ROOT)}": lambda: load_values(ALL_ON),
     "api with the file store": lambda: API_FILE_STORE,
     "api with the kafka store": api_kafka_store,
+    "isc sync CronJob with its own Secret": lambda: ISC_OWN_SECRET,
+    "isc sync Job without the Triggers API": lambda: ISC_NO_API,
 }
+
+# The ISC sync Job's config file and the variables the chart gives it from the isc Secret.
+ISC_CONFIG = "/etc/trigger-relay/isc.toml"
+ISC_SECRET_ENV = {"ISC_CLIENT_ID": "clientIdKey", "ISC_CLIENT_SECRET": "clientSecretKey",
+                  "TRIGGER_RELAY_API_TOKEN": "relayApiTokenKey"}
+# The [isc] keys of `trigger-relay isc`'s interface (src/isc/config.rs).
+ISC_KEYS = {"tenant_url", "client_id", "client_secret", "public_url", "credential", "relay_api_url", "relay_api_token",
+            "instance", "push_filters", "rate_limit_requests"}
 
 
 # --- groups --------------------------------------------------------------------------------------------------------
@@ -221,7 +267,7 @@ def check_chart(f: Failures) -> None:
     objects, notes = render(SCENARIOS[str(ALL_ON.relative_to(ROOT))]())
     kinds = {o["kind"] for o in objects}
     want = {"Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Ingress", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy", "PrometheusRule"}
+            "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy", "PrometheusRule", "Job", "CronJob"}
     f.check(want <= kinds, f"all-on values: missing kinds {sorted(want - kinds)}")
     f.check("https://relay.example.com/events/<triggerId>" in notes,
             f"NOTES.txt (all-on) should give https://relay.example.com/events/<triggerId>:\n{notes}")
@@ -241,7 +287,8 @@ def check_chart(f: Failures) -> None:
     # Optional parts are off by default.
     defaults, _ = render(None)
     dk = {o["kind"] for o in defaults}
-    off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"} & dk
+    off = {"Secret", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
+           "Job", "CronJob"} & dk
     f.check(not off, f"default values render optional kinds: {sorted(off)}")
     f.check(len(by_kind(defaults, "ConfigMap")) == 1, "default values render the Grafana dashboard ConfigMap (it is optional)")
 
@@ -416,6 +463,182 @@ def check_wiring(f: Failures) -> None:
         f.check("terminationGracePeriodSeconds" in str(e), f"unexpected render error: {e}")
 
 
+def check_isc(f: Failures) -> None:
+    """The ISC sync hook Job and CronJob: hook annotations, schedule and limits as the values say; `isc sync` on the
+    ConfigMap's isc.toml (config.toml plus [isc]); the Deployment's image, security contexts, service account and
+    scheduling; credentials only from Secrets; pods no relay selector picks up, let in to the admin port by the
+    NetworkPolicy; the relay pods accept the Job's API token and never get the tenant's OAuth client; the chart
+    refuses what cannot work; nothing of it by default."""
+    values = load_values(ALL_ON)
+    isc = values["isc"]
+    objects, _ = render(values)
+    cm = config_map(objects)
+    deploy = one(objects, "Deployment")
+    deploy_pod = deploy["spec"]["template"]["spec"]
+    relay = relay_container(objects)
+    relay_env = {e["name"]: e for e in relay.get("env", [])}
+    # The hook Job.
+    job = one(objects, "Job")
+    ann = job["metadata"].get("annotations", {})
+    f.check(set(ann.get("helm.sh/hook", "").split(",")) == {"post-install", "post-upgrade"},
+            f"isc sync Job: helm.sh/hook must be post-install,post-upgrade: {ann}")
+    f.check({"before-hook-creation", "hook-succeeded"} <= set(ann.get("helm.sh/hook-delete-policy", "").split(",")),
+            f"isc sync Job: helm.sh/hook-delete-policy must be before-hook-creation,hook-succeeded: {ann}")
+    for k in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        f.check(job["spec"].get(k) == isc["sync"]["job"][k], f"isc sync Job: {k} {job['spec'].get(k)} != isc.sync.job.{k}")
+    # The CronJob: no hook, never two at once.
+    cron = one(objects, "CronJob")
+    cs, cv = cron["spec"], isc["sync"]["cronJob"]
+    f.check("helm.sh/hook" not in cron["metadata"].get("annotations", {}), "isc sync CronJob must not be a Helm hook")
+    f.check(cs.get("concurrencyPolicy") == "Forbid", f"isc sync CronJob: concurrencyPolicy {cs.get('concurrencyPolicy')}, not Forbid")
+    for k in ("schedule", "timeZone", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        f.check(cs.get(k) == cv[k], f"isc sync CronJob: {k} {cs.get(k)!r} != isc.sync.cronJob.{k} {cv[k]!r}")
+    # Exit 1 (config invalid, a change failed) is not retried; 3 (unreachable) is.
+    for what, spec in ((f"Job/{job['metadata']['name']}", job["spec"]), ("CronJob's jobTemplate", cs["jobTemplate"]["spec"])):
+        rules = spec.get("podFailurePolicy", {}).get("rules", [])
+        fail = [r for r in rules if r["action"] == "FailJob" and "onExitCodes" in r]
+        f.check(bool(fail) and fail[0]["onExitCodes"]["operator"] == "In" and 1 in fail[0]["onExitCodes"]["values"]
+                and 3 not in fail[0]["onExitCodes"]["values"],
+                f"{what}: podFailurePolicy must fail the Job on exit 1 and retry exit 3: {rules}")
+    # The sync pods.
+    cfg = tomllib.loads(cm["data"].get("isc.toml", ""))
+    relay_cfg = tomllib.loads(config_text(objects))
+    services = by_kind(objects, "Service")
+    selectors = [(f"Service/{s['metadata']['name']}", s["spec"]["selector"]) for s in services]
+    selectors += [("the Deployment", deploy["spec"]["selector"]["matchLabels"])]
+    selectors += [(f"PodDisruptionBudget/{p['metadata']['name']}", p["spec"]["selector"]["matchLabels"])
+                  for p in by_kind(objects, "PodDisruptionBudget")]
+    selectors += [(f"NetworkPolicy/{n['metadata']['name']}", n["spec"]["podSelector"]["matchLabels"])
+                  for n in by_kind(objects, "NetworkPolicy")]
+    pods = isc_sync_pods(objects)
+    secret_keys = {**load_values(CHART / "values.yaml")["isc"]["secrets"], **isc.get("secrets", {})}
+    f.check(len(pods) == 2, f"all-on: expected the isc sync Job and CronJob, rendered {[w for w, _ in pods]}")
+    for what, tpl in pods:
+        pod, c = tpl["spec"], isc_container(tpl)
+        want_args = ["isc", "sync"] + (["--dry-run"] if isc["sync"].get("dryRun") else []) + ["--config", ISC_CONFIG]
+        f.check(c.get("args") == want_args, f"{what}: args {c.get('args')}, want {want_args}")
+        env = {e["name"]: e for e in c.get("env", [])}
+        f.check(env.get("TRIGGER_RELAY_CONFIG", {}).get("value") == ISC_CONFIG, f"{what}: TRIGGER_RELAY_CONFIG is not {ISC_CONFIG}")
+        # The config: isc.toml of the relay's own ConfigMap, read-only.
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        cm_volumes = [v["name"] for v in pod.get("volumes", []) if v.get("configMap", {}).get("name") == cm["metadata"]["name"]]
+        f.check(any(v in mounts and mounts[v]["mountPath"] == os.path.dirname(ISC_CONFIG) and mounts[v].get("readOnly")
+                    for v in cm_volumes), f"{what}: the ConfigMap is not mounted read-only at {os.path.dirname(ISC_CONFIG)}")
+        f.check(os.path.basename(ISC_CONFIG) in cm["data"], f"{what}: the ConfigMap has no {os.path.basename(ISC_CONFIG)}")
+        # The Deployment's conventions.
+        f.check(pod.get("restartPolicy") == "Never", f"{what}: restartPolicy {pod.get('restartPolicy')} (podFailurePolicy needs Never)")
+        for k in ("image", "imagePullPolicy", "securityContext"):
+            f.check(c.get(k) == relay.get(k), f"{what}: container {k} differs from the relay's: {c.get(k)} vs {relay.get(k)}")
+        for k in ("securityContext", "serviceAccountName", "automountServiceAccountToken", "imagePullSecrets",
+                  "nodeSelector", "tolerations", "affinity"):
+            f.check(pod.get(k) == deploy_pod.get(k), f"{what}: pod {k} differs from the Deployment's: {pod.get(k)} vs {deploy_pod.get(k)}")
+        f.check(c.get("resources") == isc["sync"]["resources"], f"{what}: resources {c.get('resources')} != isc.sync.resources")
+        f.check(all(tpl["metadata"].get("annotations", {}).get(k) == v for k, v in isc["sync"]["podAnnotations"].items())
+                and all(tpl["metadata"].get("labels", {}).get(k) == v for k, v in isc["sync"]["podLabels"].items()),
+                f"{what}: isc.sync.podAnnotations / podLabels missing from the pod")
+        # Credentials from the isc Secret (here the chart-created default one), never a value.
+        for n, key in ISC_SECRET_ENV.items():
+            ref = env.get(n, {}).get("valueFrom", {}).get("secretKeyRef", {})
+            f.check(ref.get("name") == f"{RELEASE}-trigger-relay" and ref.get("key") == secret_keys[key]
+                    and "value" not in env.get(n, {}), f"{what}: {n} must come from the isc Secret's key: {env.get(n)}")
+        # The rest of the relay's config env, as the relay gets it (the command loads the whole file).
+        for n, e in relay_env.items():
+            if n != "TRIGGER_RELAY_ADMIN_PORT":
+                f.check(env.get(n) == e, f"{what}: {n} differs from the relay container's: {env.get(n)} vs {e}")
+        # No relay selector picks up a sync pod (a Service would send it ISC's events); the NetworkPolicy lets it
+        # in to the admin port.
+        labels = tpl["metadata"].get("labels", {})
+        for sel_what, sel in selectors:
+            f.check(not selects(sel, labels), f"{what}: {sel_what} selects the sync pods ({sel})")
+        admin_port = listen_port(relay_cfg["admin"]["listen"])
+        f.check(any(any(p.get("port") in ("admin", admin_port) for p in r.get("ports", []))
+                    and any(selects(peer.get("podSelector", {}).get("matchLabels", {}), labels) and "namespaceSelector" not in peer
+                            and "podSelector" in peer for peer in r.get("from", []))
+                    for np in by_kind(objects, "NetworkPolicy") for r in np["spec"].get("ingress", [])),
+                f"{what}: the NetworkPolicy does not let the sync pods reach the admin port")
+    # The relay pods: the Job's API token, never the tenant's OAuth client.
+    for n in ("ISC_CLIENT_ID", "ISC_CLIENT_SECRET"):
+        f.check(n not in relay_env, f"the relay container gets {n}: only the sync Job needs the tenant's client")
+    job_env = {e["name"]: e for e in isc_container(pods[0][1]).get("env", [])}
+    f.check(relay_env.get("TRIGGER_RELAY_API_TOKEN") == job_env.get("TRIGGER_RELAY_API_TOKEN"),
+            "the relay and the sync Job must read TRIGGER_RELAY_API_TOKEN from the same Secret key")
+    tokens = [t for t in relay_cfg.get("api", {}).get("tokens", []) if t.get("token") == "${TRIGGER_RELAY_API_TOKEN}"]
+    f.check(len(tokens) == 1 and all(sc.endswith(":read") for sc in tokens[0]["scopes"]),
+            f"config.toml must give the sync Job one read-only [[api.tokens]] entry: {relay_cfg.get('api', {}).get('tokens')}")
+    # isc.toml is config.toml plus [isc], which the interface knows and which points at this release.
+    f.check("isc" not in relay_cfg, "config.toml has an [isc] table: the relay would need the tenant's client to load it")
+    f.check({k: v for k, v in cfg.items() if k != "isc"} == relay_cfg, "isc.toml is not config.toml plus [isc]")
+    t = cfg.get("isc", {})
+    f.check(set(t) <= ISC_KEYS, f"[isc] has keys `trigger-relay isc` does not know: {sorted(set(t) - ISC_KEYS)}")
+    admin_svc = next(s for s in services if s["metadata"]["name"].endswith("-admin"))
+    scheme = "https" if relay_cfg["admin"].get("tls") else "http"
+    want = {"tenant_url": isc["tenantUrl"], "public_url": "https://relay.example.com", "credential": isc["credential"],
+            "instance": isc["instance"], "push_filters": isc["pushFilters"], "client_id": "${ISC_CLIENT_ID}",
+            "client_secret": "${ISC_CLIENT_SECRET}", "relay_api_token": "${TRIGGER_RELAY_API_TOKEN}",
+            "relay_api_url": f"{scheme}://{admin_svc['metadata']['name']}.{NAMESPACE}.svc:{admin_svc['spec']['ports'][0]['port']}"}
+    for k, v in want.items():
+        f.check(t.get(k) == v, f"[isc] {k} = {t.get(k)!r}, want {v!r}")
+    # Its own Secret, CronJob only, dry-run.
+    own, _ = render(ISC_OWN_SECRET)
+    f.check(not by_kind(own, "Job") and len(by_kind(own, "CronJob")) == 1,
+            f"isc.sync.job.enabled false: expected only the CronJob, rendered {[w for w, _ in isc_sync_pods(own)]}")
+    for what, tpl in isc_sync_pods(own):
+        c = isc_container(tpl)
+        f.check("--dry-run" in c.get("args", []), f"isc.sync.dryRun: {what} args {c.get('args')} lack --dry-run")
+        env = {e["name"]: e for e in c.get("env", [])}
+        for n, key in ISC_SECRET_ENV.items():
+            ref = env.get(n, {}).get("valueFrom", {}).get("secretKeyRef", {})
+            f.check(ref == {"name": "isc-credentials", "key": ISC_OWN_SECRET["isc"]["secrets"][key]},
+                    f"isc.secrets.existingSecret: {what} reads {n} from {ref}")
+    own_t = tomllib.loads(config_map(own)["data"]["isc.toml"])["isc"]
+    f.check(own_t.get("public_url") == "https://relay.example.com/isc" and own_t.get("tenant_url") == "https://acme.api.identitynow.com"
+            and own_t.get("relay_api_url", "").startswith("http://"), f"isc.publicUrl / tenantUrl / relayApiUrl: {own_t}")
+    # A long release name: the CronJob's name leaves room for the suffix of the Jobs it creates.
+    long = render(dict(ISC_OWN_SECRET, fullnameOverride="r" * 63))[0]
+    f.check(all(len(c["metadata"]["name"]) <= 52 for c in by_kind(long, "CronJob")), "the CronJob's name exceeds 52 characters")
+    # isc on, both Jobs off: isc.toml still there (for `isc test`), no Job, no admin port opening.
+    bare, _ = render(dict(ISC_OWN_SECRET, isc=dict(ISC_OWN_SECRET["isc"], sync={"cronJob": {"enabled": False}, "job": {"enabled": False}})))
+    f.check("isc.toml" in config_map(bare)["data"] and not isc_sync_pods(bare), "isc.enabled without Jobs: want isc.toml and no Job")
+    # Without the Triggers API: the config file's routes, so no relay API URL or token, and no admin port opening.
+    no_api, _ = render(ISC_NO_API)
+    na = tomllib.loads(config_map(no_api)["data"]["isc.toml"])
+    f.check("relay_api_url" not in na["isc"] and "relay_api_token" not in na["isc"] and "api" not in na,
+            f"isc without the Triggers API: [isc] must not name the relay's API: {na['isc']}")
+    f.check("TRIGGER_RELAY_API_TOKEN" not in {e["name"] for e in relay_container(no_api).get("env", [])}
+            | {e["name"] for _, t in isc_sync_pods(no_api) for e in isc_container(t).get("env", [])},
+            "isc without the Triggers API: nothing needs TRIGGER_RELAY_API_TOKEN")
+    f.check(len(isc_sync_pods(no_api)) == 1 and not any(
+        "podSelector" in peer for np in by_kind(no_api, "NetworkPolicy") for r in np["spec"].get("ingress", [])
+        for peer in r.get("from", [])), "isc without the Triggers API: one hook Job, and the admin port stays closed")
+    # Nothing of it by default.
+    defaults, _ = render(None)
+    f.check(not isc_sync_pods(defaults), "default values render an isc sync Job or CronJob")
+    f.check("isc.toml" not in config_map(defaults)["data"], "default values render isc.toml")
+    f.check("TRIGGER_RELAY_API_TOKEN" not in {e["name"] for e in relay_container(defaults).get("env", [])},
+            "default values give the relay TRIGGER_RELAY_API_TOKEN")
+    f.check(not any("podSelector" in peer for np in by_kind(defaults, "NetworkPolicy") for r in np["spec"].get("ingress", [])
+                    for peer in r.get("from", [])), "default values open the admin port to the sync pods")
+    # What cannot work.
+    base = dict(API_FILE_STORE, isc={"enabled": True, "tenantUrl": "https://acme.api.identitynow.com",
+                                     "publicUrl": "https://relay.example.com"})
+    refusals = {
+        "no tenantUrl": (dict(base, isc={"enabled": True, "publicUrl": "https://relay.example.com"}), "tenantUrl"),
+        "no publicUrl and no ingress": (dict(base, isc={"enabled": True, "tenantUrl": "https://acme.api.identitynow.com"}), "isc.publicUrl"),
+        "an [isc] table in config as well": (
+            dict(base, config=load_values(CHART / "values.yaml")["config"] + '\n[isc]\ninstance = "x"\n'), "values.isc only"),
+        "ISC_CLIENT_SECRET in secretEnv": (
+            dict(base, secretEnv={"ISC_BEARER_TOKEN": "isc-bearer-token", "ISC_CLIENT_SECRET": "x"}), "secretEnv.ISC_CLIENT_SECRET"),
+        "a chart-created Secret without the isc keys": (
+            dict(base, secrets={"create": True, "data": {"isc-bearer-token": "t"}}), "secrets.data does not have"),
+    }
+    for what, (vals, want_msg) in refusals.items():
+        try:
+            render(vals)
+            f.check(False, f"isc: {what}: the chart must refuse to render")
+        except helm.HelmError as e:
+            f.check(want_msg in str(e), f"isc: {what}: the error must say {want_msg!r}, got: {e}")
+
+
 def check_probes_live(f: Failures) -> None:
     """Run the relay on the rendered ConfigMap and hit what the kubelet would: each probe's path on the port it
     names, then an ISC event on the ingress port, then SIGTERM, which must end the relay within the pod's grace."""
@@ -465,6 +688,21 @@ def check_config(f: Failures) -> None:
             f.check("secretKeyRef" in env.get(n, {}).get("valueFrom", {}),
                     f"{label}: {n} is a secretEnv entry but is not read from a Secret: {env.get(n)}")
         run_check_config(f, binary, text, {n: f"dummy-{n.lower()}-0123456789abcdef0123456789" for n in names}, f"ConfigMap config.toml ({label})")
+        # The ISC sync Job's config (config.toml plus [isc]): each ${VAR} from the sync pod's env, all the
+        # credentials the chart adds from Secrets, and check-config passes on it.
+        isc_text = config_map(objects)["data"].get("isc.toml")
+        if isc_text is not None:
+            isc_names = env_vars_read(isc_text)
+            for what, tpl in isc_sync_pods(objects):
+                sync_env = {e["name"]: e for e in isc_container(tpl).get("env", [])}
+                for n in isc_names:
+                    f.check(n in sync_env, f"{label}: isc.toml reads ${{{n}}} but {what} does not set {n}")
+                for n in {"ISC_CLIENT_ID", "ISC_CLIENT_SECRET"} | (set(ISC_SECRET_ENV) & set(isc_names)):
+                    f.check("secretKeyRef" in sync_env.get(n, {}).get("valueFrom", {}),
+                            f"{label}: {what} must read {n} from a Secret: {sync_env.get(n)}")
+            run_check_config(f, binary, isc_text,
+                             {n: f"dummy-{n.lower()}-0123456789abcdef0123456789" for n in isc_names},
+                             f"ConfigMap isc.toml ({label})")
         # No Secret value in a ConfigMap (neither the raw value nor its base64).
         secrets = []
         for s in by_kind(objects, "Secret"):
@@ -518,7 +756,14 @@ def check_schema(f: Failures) -> None:
             for needle in ("'replicas' not allowed", "/replicaCount", "/service/type", "/secretEnv/KAFKA_PASSWORD"):
                 f.check(needle in msg, f"schema error for {BAD_VALUES.name} does not mention {needle!r}:\n{msg}")
         for key, wrong in (("replicaCount", "2"), ("ports", {"ingress": "8080", "admin": 9090}), ("config", 3),
-                           ("networkPolicy", {"enabled": "yes"}), ("shutdown", {"graceSeconds": 1.5})):
+                           ("networkPolicy", {"enabled": "yes"}), ("shutdown", {"graceSeconds": 1.5}),
+                           ("isc", {"enabled": "yes"}), ("isc", {"tenantURL": "https://acme.api.identitynow.com"}),
+                           ("isc", {"credential": "token"}), ("isc", {"tenantUrl": "http://acme.api.identitynow.com"}),
+                           ("isc", {"instance": "two words"}), ("isc", {"enabled": True, "tenantUrl": ""}),
+                           ("isc", {"sync": {"dryRun": "no"}}), ("isc", {"sync": {"job": {"backoffLimit": -1}}}),
+                           ("isc", {"sync": {"cronJob": {"schedule": 5}}}),
+                           ("isc", {"sync": {"cronJob": {"concurrencyPolicy": "Allow"}}}),
+                           ("isc", {"secrets": {"clientSecret": "inline-secret"}})):
             try:
                 chart.validate_schema({key: wrong})
                 f.check(False, f"values schema accepts {key}={wrong!r}")
@@ -706,6 +951,7 @@ GROUPS: dict[str, Callable[[Failures], None]] = {
     "chart": check_chart,
     "schema": check_schema,
     "wiring": check_wiring,
+    "isc": check_isc,
     "config": check_config,
     "compose": check_compose,
     "docker": check_docker,
