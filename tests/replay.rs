@@ -3,7 +3,8 @@
 //! accepts, and the real binary replays them. Checked: every selected event arrives once, with `replay: true`
 //! and `replay-of` naming the original tracking id; `--reason`, `--since`/`--until`, `--limit` and
 //! `--subscription` select what they say; `--dry-run` sends nothing; an event whose subscription was removed
-//! is reported as orphaned (and the exit code says so); a dead letter that cannot be read exits 3.
+//! is reported as orphaned (and the exit code says so); a replay rejected again is reported and not
+//! dead-lettered a second time; a dead letter that cannot be read exits 3.
 
 mod support;
 
@@ -423,6 +424,30 @@ async fn jetstream_dead_letters_are_replayed_once() {
     );
     assert_eq!(hook.received().len(), originals, "nothing sent yet");
 
+    // A replay the webhook rejects again: reported and counted, not written to the dead letter a second time.
+    hook.script(&[(400, &[])]);
+    let r = replay(&file, &["--from", &from, "--limit", "1"]).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("sent 0, failed 1, orphaned 0"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "failed    stream {stream} sequence 1  tracking-id {}",
+            posted[0].tracking
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("failed by reason: rejected 1"),
+        "{}",
+        r.stdout
+    );
+    let originals = hook.received().len();
+
     let r = replay(&file, &["--from", &from, "--reason", "rejected"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
@@ -437,7 +462,7 @@ async fn jetstream_dead_letters_are_replayed_once() {
         sorted(&posted)
     );
     assert_eq!(got.len(), originals + 3);
-    // The stream still holds every dead letter: a replay removes nothing.
+    // The stream still holds every dead letter, and only those: a replay removes nothing and adds nothing.
     let mut s = async_nats::jetstream::new(async_nats::connect(&nats_url).await.unwrap())
         .get_stream(&stream)
         .await
