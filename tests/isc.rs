@@ -643,6 +643,20 @@ async fn isc_commands_say_what_is_wrong() {
         }),
     )
     .await;
+    // Lists an empty tenant; a create answers 503 for one trigger and 400 for another.
+    let failing = Server::start(
+        None,
+        Arc::new(|s: &Seen| match (s.method.as_str(), s.uri.split('?').next().unwrap()) {
+            ("POST", "/oauth/token") => Some(answer(200, include_str!("fixtures/isc/token.json"))),
+            ("GET", "/trigger-subscriptions/v1") => Some(answer(200, "[]")),
+            ("POST", "/trigger-subscriptions/v1") if String::from_utf8_lossy(&s.body).contains("idn:identity-created") => {
+                Some(answer(503, r#"{"detailCode": "503 Service Unavailable", "messages": []}"#))
+            }
+            ("POST", "/trigger-subscriptions/v1") => Some(answer(400, r#"{"detailCode": "400.0 Bad request syntax", "messages": [{"locale": "en-US", "localeOrigin": "DEFAULT", "text": "refused"}]}"#)),
+            _ => None,
+        }),
+    )
+    .await;
     let base = format!("[ingress.auth]\nbearer_tokens = [\"{TOKEN_A}\"]\n[[subscriptions]]\nname = \"o\"\ntriggerId = \"idn:identity-created\"\ntype = \"STDOUT\"\n");
     let isc = |tenant: &str| {
         format!(
@@ -675,8 +689,22 @@ async fn isc_commands_say_what_is_wrong() {
             name: "credentials refused",
             config: isc(&refusing.url()),
             args: &["isc", "sync"],
-            code: 3,
+            code: 1,
             says: "check [isc] client_id",
+        },
+        Case {
+            name: "a change the tenant fails with 503 is worth a retry",
+            config: isc(&failing.url()),
+            args: &["isc", "sync"],
+            code: 3,
+            says: "FAILED: POST",
+        },
+        Case {
+            name: "a change the tenant refuses needs a fix",
+            config: isc(&failing.url()).replace("idn:identity-created", "idn:source-created"),
+            args: &["isc", "sync"],
+            code: 1,
+            says: "400 Bad Request",
         },
         Case {
             name: "test without the API",

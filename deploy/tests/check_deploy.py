@@ -480,8 +480,8 @@ def check_isc(f: Failures) -> None:
     # The hook Job.
     job = one(objects, "Job")
     ann = job["metadata"].get("annotations", {})
-    f.check(set(ann.get("helm.sh/hook", "").split(",")) == {"post-install", "post-upgrade"},
-            f"isc sync Job: helm.sh/hook must be post-install,post-upgrade: {ann}")
+    f.check(set(ann.get("helm.sh/hook", "").split(",")) == {"post-install", "post-upgrade", "post-rollback"},
+            f"isc sync Job: helm.sh/hook must be post-install,post-upgrade,post-rollback: {ann}")
     f.check({"before-hook-creation", "hook-succeeded"} <= set(ann.get("helm.sh/hook-delete-policy", "").split(",")),
             f"isc sync Job: helm.sh/hook-delete-policy must be before-hook-creation,hook-succeeded: {ann}")
     for k in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):

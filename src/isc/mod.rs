@@ -25,9 +25,11 @@ use crate::config::Config;
 
 /// Done: the tenant is in step (or, with `--dry-run`, the plan was printed); every test delivered.
 pub const EXIT_OK: u8 = 0;
-/// The config is not usable, a change failed, or a test was not delivered in time.
+/// Needs a fix, running again will fail the same way: the config is not usable, credentials were refused
+/// (401/403), the tenant refused a change (4xx), or a test was not delivered in time.
 pub const EXIT_FAILED: u8 = 1;
-/// The tenant or the relay's API could not be read (unreachable, or its credentials refused): nothing changed.
+/// Try again: the tenant or the relay's API was unreachable, timed out, answered 5xx or kept rate limiting.
+/// What was done is done; a later run (idempotent) picks up the rest.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// `trigger-relay isc` subcommands.
@@ -36,8 +38,8 @@ pub enum IscCommand {
     /// Reconcile the tenant to the relay: one HTTP subscription (marked as managed by this relay) per
     /// FIRE_AND_FORGET trigger the relay routes, calling `<public_url>/events/<triggerId>` with the relay's
     /// newest ingress credential; managed subscriptions of triggers no longer routed are deleted; subscriptions
-    /// the relay does not manage are never touched. Idempotent. Exit 0 in step, 1 a change failed or the config
-    /// is unusable, 3 the tenant or the relay's API could not be read.
+    /// the relay does not manage are never touched. Idempotent. Exit 0 in step, 1 needs a fix (config, refused
+    /// credentials or change), 3 try again (unreachable, 5xx, rate limited).
     #[command(
         after_help = "The [isc] table of the config file says which tenant, which OAuth client (via ${VAR}), the relay's public URL and which credential to hand the tenant. See README, \"Connect your tenant\"."
     )]
@@ -48,7 +50,7 @@ pub enum IscCommand {
     },
     /// Ask the tenant to send a test invocation of each routed trigger through the managed subscription, and
     /// wait until each arrives at the relay and is delivered to its destinations; print a table per trigger.
-    /// Exit 0 every test delivered, 1 one was not (within --timeout), 3 the tenant or relay could not be read.
+    /// Exit 0 every test delivered, 1 one was not (within --timeout) or needs a fix, 3 try again (unreachable, 5xx).
     Test {
         /// Test only this trigger (repeatable). Default: every trigger the relay routes.
         #[arg(long = "trigger", value_name = "TRIGGER_ID")]
@@ -74,7 +76,8 @@ impl IscError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::NoIscTable | Self::Config(_) => EXIT_FAILED,
-            Self::Client(_) => EXIT_UNREACHABLE,
+            Self::Client(c) if c.is_retriable() => EXIT_UNREACHABLE,
+            Self::Client(_) => EXIT_FAILED,
         }
     }
 }
@@ -197,6 +200,8 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
     }
     let mut rows = Vec::new();
     let mut failed = 0;
+    // Every failure one a later run may get past (5xx, unreachable): exit 3, so a Job retries.
+    let mut retriable = true;
     for a in &plan.actions {
         let result = match a {
             sync::Action::Create(d) => tenant
@@ -216,6 +221,7 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
             Ok(s) => s,
             Err(e) => {
                 failed += 1;
+                retriable &= e.is_retriable();
                 format!("FAILED: {e}")
             }
         };
@@ -233,7 +239,11 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
             String::new()
         }
     );
-    Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+    Ok(match (failed, retriable) {
+        (0, _) => EXIT_OK,
+        (_, true) => EXIT_UNREACHABLE,
+        (_, false) => EXIT_FAILED,
+    })
 }
 
 /// Rows as a left-aligned text table with a header line.

@@ -348,9 +348,9 @@ spec:
   {{- end }}
 {{- end }}
 
-{{/* Exit 1 (config invalid, or a change failed) fails the Job at once: retrying would fail the same way, and the
-log says why. Exit 3 (tenant or relay API unreachable, nothing changed) and crashes are retried up to
-backoffLimit; a node drain does not count against it. */}}
+{{/* Exit 1 (needs a fix: config invalid, credentials or a change refused) fails the Job at once: retrying would
+fail the same way, and the log says why. Exit 3 (try again: unreachable, 5xx, rate limited) and crashes are
+retried up to backoffLimit; a node drain does not count against it. */}}
 {{- define "trigger-relay.iscSyncFailurePolicy" -}}
 podFailurePolicy:
   rules:
