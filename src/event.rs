@@ -157,6 +157,29 @@ impl Delivery {
         d
     }
 
+    /// The one hand-over of an event to a route's sink queue, for the ingress, the API's test invocations and
+    /// `trigger-relay replay`: the delivery is made with the room `reservation` holds (reserved first, so an
+    /// event is refused before any of its routes gets it) and queued. `false` when the sink's worker is gone
+    /// (shutdown, a dead worker): the delivery is then refused (its status recorded, its room released) and the
+    /// caller answers that the event was not accepted.
+    pub fn enqueue(
+        event: Arc<Event>,
+        entry: &crate::router::RouteEntry,
+        ack: Option<oneshot::Sender<Outcome>>,
+        reservation: Reservation,
+    ) -> bool {
+        match entry
+            .queue
+            .send(Self::new(event, entry.route.clone(), ack, reservation))
+        {
+            Ok(()) => true,
+            Err(d) => {
+                d.refuse();
+                false
+            }
+        }
+    }
+
     /// This delivery's invocation status: in flight (`completed` `None`) or finished.
     fn status(&self, completed: Option<SystemTime>, error: Option<String>) -> Status {
         let (kind, content) = match &self.event.test {

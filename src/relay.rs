@@ -768,14 +768,7 @@ impl Relay {
             }
             event.replay_of = Some(r.replay_of);
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let d = crate::event::Delivery::new(
-                Arc::new(event),
-                entry.route.clone(),
-                Some(tx),
-                reservation,
-            );
-            if let Err(d) = entry.queue.send(d) {
-                d.refuse();
+            if !crate::event::Delivery::enqueue(Arc::new(event), &entry, Some(tx), reservation) {
                 return Err(ReplayRefusal::ShuttingDown);
             }
             rx

@@ -1111,9 +1111,7 @@ impl ApiState {
                 Instant::now(),
             );
             event.test = Some(content.clone());
-            let d = Delivery::new(Arc::new(event), entry.route.clone(), None, reservation);
-            if let Err(d) = entry.queue.send(d) {
-                d.refuse();
+            if !Delivery::enqueue(Arc::new(event), &entry, None, reservation) {
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the relay is shutting down",

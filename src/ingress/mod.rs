@@ -478,12 +478,8 @@ async fn route_request(
         } else {
             None
         };
-        let d = Delivery::new(event.clone(), entry.route.clone(), ack, reservation);
-        if let Err(d) = entry.queue.send(d) {
-            // Only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
-            d.refuse();
-            handed_over = false;
-        }
+        // Refused only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
+        handed_over &= Delivery::enqueue(event.clone(), entry, ack, reservation);
     }
     if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
         span = Some(Box::new(IngressSpan {
