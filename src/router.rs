@@ -63,8 +63,8 @@ pub struct TriggerRoutes {
     pub accepted: IntCounter,
     pub info: Arc<TriggerInfo>,
     pub routes: Vec<RouteEntry>,
-    /// How many routes have a filter: the shares of the event's filter budget.
-    filtered: usize,
+    /// The routes' filters, in route order, identical ones evaluated once per event (`filter::set`).
+    filters: crate::filter::FilterSet,
     /// `trigger_relay_filter_budget_exhausted_total`.
     budget_exhausted: IntCounter,
     /// Some route reads the body as JSON (a filter, a Kafka key pointer, STDOUT): the ingress then parses it once
@@ -211,11 +211,11 @@ impl Router {
                     .with_label_values(&[spec.trigger_id.as_str(), "200"]),
                 info,
                 routes: Vec::new(),
-                filtered: 0,
+                filters: crate::filter::FilterSet::new(),
                 budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
             });
-        entry.filtered += usize::from(route.filter.is_some());
+        entry.filters.push(route.filter.as_ref());
         entry.needs_json |= route.filter.is_some()
             || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())
             || matches!(
@@ -279,17 +279,19 @@ impl TriggerRoutes {
             });
         }
         let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let mut budget = EventBudget::new(self.filtered);
+        let mut budget = EventBudget::new(self.filters.distinct());
+        let verdicts = self.filters.evaluate(&doc, &mut budget);
         let mut exhausted = false;
         let routes = self
             .routes
             .iter()
-            .filter(|r| {
-                let Some(f) = &r.route.filter else {
+            .enumerate()
+            .filter(|(i, r)| {
+                let Some(verdict) = verdicts.get(*i) else {
                     return true;
                 };
                 let c = &r.route.filter_metrics;
-                match f.evaluate_in(&doc, &mut budget) {
+                match verdict {
                     Ok(true) => {
                         c.matched.inc();
                         true
@@ -307,6 +309,7 @@ impl TriggerRoutes {
                     }
                 }
             })
+            .map(|(_, r)| r)
             .collect();
         if exhausted {
             self.budget_exhausted.inc();

@@ -8,7 +8,7 @@
 //! examples; nothing is read from disk.
 
 use serde_json::{json, Value};
-use trigger_relay::filter::{validate, EvalError, Filter, Validation};
+use trigger_relay::filter::{validate, EvalError, EventBudget, Filter, FilterSet, Validation};
 
 // --- payloads ---------------------------------------------------------------
 
@@ -86,6 +86,20 @@ fn check(cases: &[(&str, &str, bool)]) {
                 }
                 if f.matches(&d) != *expected {
                     failures.push(format!("#{i} `{expr}`: matches() != {expected}"));
+                }
+                // As a trigger's filter set (twice, and beside a route without a filter): the same verdict.
+                let mut set = FilterSet::new();
+                for member in [Some(&f), None, Some(&f)] {
+                    set.push(member);
+                }
+                let verdicts = set.evaluate(&d, &mut EventBudget::new(set.distinct()));
+                if verdicts.get(0) != Some(&got)
+                    || verdicts.get(1).is_some()
+                    || verdicts.get(2) != Some(&got)
+                {
+                    failures.push(format!(
+                        "#{i} `{expr}`: the filter set's verdict differs from {got:?}"
+                    ));
                 }
             }
         }
@@ -1006,6 +1020,65 @@ fn relay_verdict(filter: &str, payload: &Value) -> &'static str {
         Ok(f) if f.matches(payload) => "match",
         Ok(_) => "no-match",
     }
+}
+
+/// Every payload of the corpus with all of its filters as one trigger's filter set (each filter twice, between
+/// routes without a filter): each member's verdict is the filter's own, errors included (the set evaluator
+/// against the per-filter oracle on 4,700 real pairs).
+#[test]
+fn jayway_corpus_as_filter_sets() {
+    let payloads: std::collections::HashMap<String, String> =
+        serde_json::from_str(include_str!("fixtures/jayway/payloads.json")).unwrap();
+    let mut by_payload: std::collections::BTreeMap<String, Vec<Filter>> = Default::default();
+    for line in include_str!("fixtures/jayway/corpus.jsonl").lines() {
+        let p: Value = serde_json::from_str(line).unwrap();
+        if let Ok(f) = Filter::compile(p["filter"].as_str().unwrap()) {
+            by_payload
+                .entry(p["payload_ref"].as_str().unwrap().to_string())
+                .or_default()
+                .push(f);
+        }
+    }
+    let mut checked = 0;
+    for (reference, filters) in &by_payload {
+        let payload: Value = serde_json::from_str(&payloads[reference]).unwrap();
+        let mut set = FilterSet::new();
+        let mut members = Vec::new();
+        for f in filters.iter().chain(filters.iter()) {
+            set.push(Some(f));
+            set.push(None);
+            members.push(Some(f));
+            members.push(None);
+        }
+        assert_eq!(
+            set.distinct(),
+            filters
+                .iter()
+                .map(|f| f.source())
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        );
+        // A budget no member can exhaust: each filter still stops at its own 2M steps, as alone.
+        let verdicts = set.evaluate(
+            &payload,
+            &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
+        );
+        for (i, m) in members.iter().enumerate() {
+            match m {
+                None => assert!(verdicts.get(i).is_none()),
+                Some(f) => {
+                    assert_eq!(
+                        verdicts.get(i),
+                        Some(&f.evaluate(&payload)),
+                        "`{}` on {reference}",
+                        f.source()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 8000, "only {checked} members checked");
 }
 
 #[test]

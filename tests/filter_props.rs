@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
-use trigger_relay::filter::{validate, EvalError, Filter};
+use trigger_relay::filter::{validate, EvalError, EventBudget, Filter, FilterSet};
 
 /// Valid filters to mutate.
 const CORPUS: &[&str] = &[
@@ -223,6 +223,27 @@ proptest! {
         let r = f.evaluate(&doc);
         prop_assert_eq!(f.matches(&doc), r.unwrap_or(false));
         let _ = validate(&expr, &doc);
+    }
+
+    /// The set evaluator against the per-filter evaluator (the oracle): generated filter sets with repeats
+    /// and routes without a filter, on generated documents. Each member's verdict must be its filter's own.
+    #[test]
+    fn a_filter_set_gives_each_member_its_own_verdict(
+        pool in prop::collection::vec(arb_filter(), 1..6),
+        picks in prop::collection::vec(prop::option::weighted(0.8, any::<Index>()), 1..24),
+        doc in arb_json(),
+    ) {
+        let pool: Vec<Filter> = pool.iter().map(|e| Filter::compile(e).unwrap()).collect();
+        let members: Vec<Option<&Filter>> = picks.iter().map(|p| p.map(|i| i.get(&pool))).collect();
+        let mut set = FilterSet::new();
+        for m in &members {
+            set.push(*m);
+        }
+        prop_assert_eq!(set.len(), members.len());
+        let verdicts = set.evaluate(&doc, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+        for (i, m) in members.iter().enumerate() {
+            prop_assert_eq!(verdicts.get(i).cloned(), m.map(|f| f.evaluate(&doc)), "member {} `{:?}`", i, m.map(Filter::source));
+        }
     }
 
     #[test]

@@ -129,6 +129,9 @@ mod eval;
 mod java_regex;
 mod lexer;
 mod parser;
+pub mod set;
+
+pub use set::FilterSet;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,49 @@
+//! Fuzz the set evaluator against the per-filter evaluator: the input is filters, one per line; a line that
+//! is a repeat of an earlier one or empty (a route without a filter) makes the set share work. Each member's
+//! verdict in the set must be its filter's own verdict alone, on the fixed ISC payload of the `filter` target.
+//!
+//! Run (from this directory): `cargo fuzz run filter_set corpus/filter_set seeds/filter -- -dict=filter.dict -max_total_time=60`
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use trigger_relay::filter::{EventBudget, Filter, FilterSet};
+
+const PAYLOAD: &str = r#"{
+  "identity": {"id": "ee769173319b41d19ccec6cea52f237b", "name": "john.doe", "type": "IDENTITY",
+               "attributes": {"email": "john@example.com", "tags": ["a", "b"], "n": 5, "f": 2.5, "z": null}},
+  "changes": [
+    {"attribute": "department", "oldValue": "Sales", "newValue": "Marketing"},
+    {"attribute": "cloudLifecycleState", "oldValue": "active", "newValue": "terminated"}
+  ],
+  "warnings": ["Account skipped"], "_metadata": {"triggerType": "fireAndForget", "invocationId": "x"}
+}"#;
+
+fn payload() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(PAYLOAD).expect("fuzz payload"))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let doc = payload();
+    // At most 50 members (ISC's subscriptions per trigger); lines that do not compile are left out.
+    let members: Vec<Option<Filter>> = text
+        .lines()
+        .take(50)
+        .filter_map(|l| if l.trim().is_empty() { Some(None) } else { Filter::compile(l).ok().map(Some) })
+        .collect();
+    let mut set = FilterSet::new();
+    for m in &members {
+        set.push(m.as_ref());
+    }
+    let verdicts = set.evaluate(doc, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+    for (i, m) in members.iter().enumerate() {
+        assert_eq!(verdicts.get(i).cloned(), m.as_ref().map(|f| f.evaluate(doc)));
+    }
+});
