@@ -246,12 +246,97 @@ proptest! {
         }
     }
 
+    /// The same, with sets built to hit the equality index (filters on one path with different literals,
+    /// mirrored, next to look-alikes it must not take) on documents where that path holds strings, other
+    /// types, or nothing.
+    #[test]
+    fn the_equality_index_gives_each_member_its_own_verdict(
+        picks in prop::collection::vec((0..INDEXED.len(), prop::sample::select(LITERALS)), 1..20),
+        doc in arb_indexed_doc(),
+    ) {
+        let members: Vec<Filter> = picks
+            .iter()
+            .map(|(shape, lit)| Filter::compile(&INDEXED[*shape].replace("V", lit)).unwrap())
+            .collect();
+        let mut set = FilterSet::new();
+        for m in &members {
+            set.push(Some(m));
+        }
+        let verdicts = set.evaluate(&doc, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+        for (i, m) in members.iter().enumerate() {
+            prop_assert_eq!(verdicts.get(i).cloned(), Some(m.evaluate(&doc)), "`{}` on {}", m.source(), doc);
+        }
+    }
+
     #[test]
     fn corpus_evaluates_on_arbitrary_json(which in 0..CORPUS.len(), doc in arb_json()) {
         let f = Filter::compile(CORPUS[which]).unwrap();
         let _ = f.evaluate(&doc);
         let _ = validate(CORPUS[which], &doc);
     }
+}
+
+/// Filter shapes for the equality index (`V` is replaced by a literal).
+const INDEXED: &[&str] = &[
+    "$[?($.identity.name == 'V')]",
+    "$[?(@.identity.name == 'V')]",
+    "$[?('V' == $.identity.name)]",
+    "$[?($.identity.name != 'V')]",
+    "$[?($.identity.name == 'V' && $.identity.id)]",
+    "$.changes[?(@.attribute == 'V')]",
+    "$.changes[?('V' == @.attribute)]",
+    "$.changes[?(@.attribute == 'V')].newValue",
+    "$.changes[0][?(@.attribute == 'V')]",
+    "$.changes[?($.identity.name == 'V')]",
+];
+const LITERALS: &[&str] = &["a", "b", "A", "", "é", "1"];
+
+/// Documents whose `identity.name` and `changes[*].attribute` are strings from [`LITERALS`], other types, or
+/// absent.
+fn arb_indexed_doc() -> impl Strategy<Value = Value> {
+    let text = prop::sample::select(LITERALS).prop_map(|s| json!(s));
+    let value = prop_oneof![
+        4 => text,
+        1 => Just(json!(1)),
+        1 => Just(json!(null)),
+        1 => Just(json!(["a"])),
+        1 => Just(json!({"a": 1})),
+    ];
+    let element = prop_oneof![
+        6 => (prop::option::of(value.clone()), prop::option::of(value.clone())).prop_map(|(a, n)| {
+            let mut m = Map::new();
+            if let Some(a) = a { m.insert("attribute".into(), a); }
+            if let Some(n) = n { m.insert("newValue".into(), n); }
+            Value::Object(m)
+        }),
+        1 => Just(json!("attribute")),
+        1 => Just(json!(3)),
+    ];
+    let changes = prop_oneof![
+        6 => prop::collection::vec(element, 0..5).prop_map(Value::Array),
+        1 => Just(json!({"attribute": "a"})),
+        1 => Just(json!("a")),
+    ];
+    (
+        prop::option::of(value),
+        prop::option::of(changes),
+        any::<bool>(),
+    )
+        .prop_map(|(name, changes, id)| {
+            let mut identity = Map::new();
+            if let Some(n) = name {
+                identity.insert("name".into(), n);
+            }
+            if id {
+                identity.insert("id".into(), json!("x"));
+            }
+            let mut m = Map::new();
+            m.insert("identity".into(), Value::Object(identity));
+            if let Some(c) = changes {
+                m.insert("changes".into(), c);
+            }
+            Value::Object(m)
+        })
 }
 
 // --- deterministic robustness checks ---------------------------------------------

@@ -202,6 +202,23 @@ pub(crate) fn evaluate_limited(
 /// it selects, if any (every way of not finding it is the same "undefined"
 /// for such a path).
 #[inline]
+/// The value a simple path (`.name`, `['name']`, `[n]` only) selects from `v`, without a step budget (a
+/// simple path is at most 128 segments): for the filter set's index, which reads one path for many filters.
+pub(crate) fn resolve_plain<'a>(p: &Path, mut v: &'a Value) -> Option<&'a Value> {
+    for seg in &p.segs {
+        v = match (&seg.kind, v) {
+            (SegKind::Prop(n), Value::Object(m)) => m.get(&**n)?,
+            (SegKind::Index(k), Value::Array(a)) => {
+                let k = i64::from(*k);
+                let eff = if k < 0 { a.len() as i64 + k } else { k };
+                a.get(usize::try_from(eff).ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
 fn resolve_simple<'a>(p: &'a Path, mut v: &'a Value, cx: &mut Cx<'a>) -> R<Option<&'a Value>> {
     for seg in &p.segs {
         cx.step()?;

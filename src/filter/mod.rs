@@ -178,6 +178,12 @@ impl EventBudget {
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
+
+    /// One of the filters is decided without an evaluation (the filter set's index): it uses no steps and
+    /// gives up its share to the ones after it.
+    pub(crate) fn skip(&mut self) {
+        self.filters = self.filters.saturating_sub(1);
+    }
 }
 
 /// A compiled filter. Cheap to clone (the compiled form is shared);

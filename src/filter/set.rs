@@ -1,10 +1,21 @@
 //! The filters of one trigger, evaluated as a set: what the ingress runs once per event for all of a trigger's
 //! subscriptions, so that fan-out to many filtered subscriptions costs what their *distinct* filters cost.
 //!
-//! Today's one sharing rule: filters with the same source text are compiled and evaluated once per event, and
-//! every subscription that has it gets that one verdict (ISC's documentation and real tenants repeat filters:
-//! ten subscriptions of `$[?($.identity.name == "…")]` for ten teams). The event's [`EventBudget`] is shared
-//! among the distinct filters only, so each gets at least the share it had when every copy was evaluated.
+//! Two sharing rules:
+//! - **Identical filters once.** Filters with the same source text are evaluated once per event, and every
+//!   subscription that has it gets that one verdict (ISC's documentation and real tenants repeat filters: ten
+//!   subscriptions of `$[?($.identity.name == "…")]` for ten teams). The event's [`EventBudget`] is shared among
+//!   the distinct filters only, so each gets at least the share it had when every copy was evaluated.
+//! - **Equality on one path, through a hash index** (the counting idea of content-based publish/subscribe:
+//!   the cost grows with the filters that can match, not with all of them). Filters of the form
+//!   `$[?(P == 'lit')]` (P a simple path such as `$.identity.id` or `@.source.name`) with the same P form one
+//!   group, and so do `$.A[?(@.Q == 'lit')]` with the same simple A and Q (ten filters over
+//!   `$.changes[?(@.attribute == "…")]` walk `changes` once). Per event P (or A and each element's Q) is read
+//!   once and the literals looked up in the group's map: only a filter whose literal is the value read is
+//!   evaluated (to keep its exact verdict), every other member is a non-match without evaluation. The index is
+//!   used only where that is exactly what Jayway answers: a JSON object payload, P resolving to a string (and A
+//!   to an array of objects whose Q is a string or absent); anything else (a number, `null`, a missing P, an
+//!   element that is not an object) evaluates every member as before.
 //!
 //! The contract every later sharing rule (common path prefixes, hash-indexed equality) must keep: the verdict of
 //! each member is the verdict [`Filter::evaluate_in`] gives alone, including its errors (fail closed). A
@@ -13,6 +24,9 @@
 //! difference is the budget: a set whose copies would have split it gives each distinct filter more, so a
 //! filter that ran out of its share alone may get a verdict in the set.
 
+use std::collections::HashMap;
+
+use super::parser::{Lit, Op, Operand, Path, Pred, SegKind};
 use super::{EvalError, EventBudget, Filter};
 
 /// The filters of a trigger's routes, in route order (`None`: a route without a filter).
@@ -21,6 +35,101 @@ pub struct FilterSet {
     /// Per member: the index of its filter in `distinct`.
     slots: Vec<Option<u32>>,
     distinct: Vec<Filter>,
+    /// Equality filters grouped by the path they compare (see the module doc).
+    groups: Vec<Group>,
+}
+
+/// A part of a simple path, as a group's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Part {
+    Prop(Box<str>),
+    Index(i32),
+}
+
+/// Where a group's filters read their value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// `$[?(P == 'lit')]`: P, and whether it starts at `$` (else `@`, the payload itself).
+    Root(bool, Vec<Part>),
+    /// `$.A[?(@.Q == 'lit')]`: A and Q.
+    Elements(Vec<Part>, Vec<Part>),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    key: Key,
+    /// `A` for `Elements` (a `$` path), else unused.
+    array: Option<Path>,
+    /// P, or Q.
+    operand: Path,
+    /// Literal → the distinct filters comparing with it.
+    by_literal: HashMap<Box<str>, Vec<u32>>,
+    members: Vec<u32>,
+}
+
+/// The parts of a simple path, or `None` when it has other segments.
+fn parts(p: &[super::parser::Seg]) -> Option<Vec<Part>> {
+    p.iter()
+        .map(|s| match &s.kind {
+            SegKind::Prop(n) => Some(Part::Prop(n.clone())),
+            SegKind::Index(i) => Some(Part::Index(*i)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The group key, paths and literal of an equality filter the index can decide, if `f` is one.
+fn indexable(f: &Filter) -> Option<(Key, Option<Path>, Path, Box<str>)> {
+    let p = &*f.path;
+    if !p.root_is_doc || p.inverted_fn {
+        return None;
+    }
+    let (last, before) = p.segs.split_last()?;
+    let SegKind::Filter(pred) = &last.kind else {
+        return None;
+    };
+    let (q, lit) = match &**pred {
+        Pred::Cmp {
+            left: Operand::Path(q),
+            op: Op::Eq,
+            right: Operand::Lit(Lit::Str(s)),
+        }
+        | Pred::Cmp {
+            left: Operand::Lit(Lit::Str(s)),
+            op: Op::Eq,
+            right: Operand::Path(q),
+        } => (q, s),
+        _ => return None,
+    };
+    if q.inverted_fn {
+        return None;
+    }
+    let q_parts = parts(&q.segs)?;
+    if before.is_empty() {
+        return Some((
+            Key::Root(q.root_is_doc, q_parts),
+            None,
+            q.clone(),
+            lit.clone(),
+        ));
+    }
+    if q.root_is_doc {
+        return None;
+    }
+    let a_parts = parts(before)?;
+    let array = Path {
+        root_is_doc: true,
+        segs: before.to_vec(),
+        definite: true,
+        inverted_fn: false,
+        simple: true,
+    };
+    Some((
+        Key::Elements(a_parts, q_parts),
+        Some(array),
+        q.clone(),
+        lit.clone(),
+    ))
 }
 
 impl FilterSet {
@@ -39,7 +148,25 @@ impl FilterSet {
                 Some(i) => i as u32,
                 None => {
                     self.distinct.push(f.clone());
-                    (self.distinct.len() - 1) as u32
+                    let i = (self.distinct.len() - 1) as u32;
+                    if let Some((key, array, operand, lit)) = indexable(f) {
+                        let g = match self.groups.iter().position(|g| g.key == key) {
+                            Some(g) => &mut self.groups[g],
+                            None => {
+                                self.groups.push(Group {
+                                    key,
+                                    array,
+                                    operand,
+                                    by_literal: HashMap::new(),
+                                    members: Vec::new(),
+                                });
+                                self.groups.last_mut().expect("just pushed")
+                            }
+                        };
+                        g.by_literal.entry(lit).or_default().push(i);
+                        g.members.push(i);
+                    }
+                    i
                 }
             }
         });
@@ -60,16 +187,34 @@ impl FilterSet {
         self.distinct.len()
     }
 
-    /// Evaluate every distinct filter once on `doc`, within `budget`.
+    /// Evaluate every distinct filter at most once on `doc`, within `budget`: the index decides the members of
+    /// a group it can (module doc), the rest are evaluated.
     pub fn evaluate(&self, doc: &serde_json::Value, budget: &mut EventBudget) -> Verdicts<'_> {
-        Verdicts {
-            set: self,
-            results: self
-                .distinct
-                .iter()
-                .map(|f| f.evaluate_in(doc, budget))
-                .collect(),
+        let mut results: Vec<Option<Result<bool, EvalError>>> = vec![None; self.distinct.len()];
+        if doc.is_object() {
+            for g in &self.groups {
+                let Some(hits) = g.hits(doc) else { continue };
+                for &m in &g.members {
+                    results[m as usize] = Some(Ok(false));
+                }
+                for m in hits {
+                    // The one (or few) that can match: evaluated, for its exact verdict.
+                    results[m as usize] = None;
+                }
+            }
         }
+        let results = results
+            .into_iter()
+            .zip(&self.distinct)
+            .map(|(decided, f)| match decided {
+                Some(v) => {
+                    budget.skip();
+                    v
+                }
+                None => f.evaluate_in(doc, budget),
+            })
+            .collect();
+        Verdicts { set: self, results }
     }
 }
 
@@ -88,5 +233,87 @@ impl Verdicts<'_> {
             .copied()
             .flatten()
             .map(|s| &self.results[s as usize])
+    }
+}
+
+impl Group {
+    /// The members whose literal is the value read, or `None` when the index cannot decide this event.
+    fn hits(&self, doc: &serde_json::Value) -> Option<Vec<u32>> {
+        use serde_json::Value;
+        let lookup = |s: &str| {
+            self.by_literal
+                .get(s)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        match &self.key {
+            Key::Root(..) => match super::eval::resolve_plain(&self.operand, doc)? {
+                Value::String(s) => Some(lookup(s).to_vec()),
+                _ => None,
+            },
+            Key::Elements(..) => {
+                let Value::Array(items) = super::eval::resolve_plain(self.array.as_ref()?, doc)?
+                else {
+                    return None;
+                };
+                let mut hits = Vec::new();
+                for item in items {
+                    if !item.is_object() {
+                        return None;
+                    }
+                    match super::eval::resolve_plain(&self.operand, item) {
+                        None => {}
+                        Some(Value::String(s)) => hits.extend_from_slice(lookup(s)),
+                        Some(_) => return None,
+                    }
+                }
+                Some(hits)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps a set of `filters` uses on `doc` (a budget far beyond them).
+    fn steps(filters: &[String], doc: &serde_json::Value) -> u64 {
+        let mut set = FilterSet::new();
+        let compiled: Vec<Filter> = filters
+            .iter()
+            .map(|f| Filter::compile(f).unwrap())
+            .collect();
+        for f in &compiled {
+            set.push(Some(f));
+        }
+        let total = 1 << 40;
+        let mut budget = EventBudget::with_steps(total, set.distinct());
+        set.evaluate(doc, &mut budget);
+        total - budget.remaining()
+    }
+
+    /// The index is used: ten equality filters on one path cost what the one that can match costs.
+    #[test]
+    fn equality_filters_on_one_path_cost_one_evaluation() {
+        let doc = serde_json::json!({
+            "identity": {"name": "n7"},
+            "changes": [{"attribute": "a1"}, {"attribute": "a7"}, {"attribute": "x"}],
+        });
+        for shape in [
+            "$[?($.identity.name == 'nN')]",
+            "$.changes[?(@.attribute == 'aN')]",
+        ] {
+            let one = steps(&[shape.replace('N', "7")], &doc);
+            let ten: Vec<String> = (0..10)
+                .map(|i| shape.replace('N', &i.to_string()))
+                .collect();
+            let with_index = steps(&ten, &doc);
+            assert!(one > 0);
+            assert!(
+                with_index <= 2 * one,
+                "{shape}: ten cost {with_index} steps, one {one}"
+            );
+        }
     }
 }
