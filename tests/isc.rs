@@ -652,7 +652,13 @@ async fn isc_commands_say_what_is_wrong() {
             ("POST", "/trigger-subscriptions/v1") if String::from_utf8_lossy(&s.body).contains("idn:identity-created") => {
                 Some(answer(503, r#"{"detailCode": "503 Service Unavailable", "messages": []}"#))
             }
-            ("POST", "/trigger-subscriptions/v1") => Some(answer(400, r#"{"detailCode": "400.0 Bad request syntax", "messages": [{"locale": "en-US", "localeOrigin": "DEFAULT", "text": "refused"}]}"#)),
+            // A tenant that quotes the request in its error: the credential in it must not be printed.
+            ("POST", "/trigger-subscriptions/v1") => Some(answer(
+                400,
+                &json!({"detailCode": "400.0 Bad request syntax", "messages": [{"locale": "en-US",
+                        "localeOrigin": "DEFAULT", "text": format!("refused {}", serde_json::from_slice::<Value>(&s.body).unwrap()["httpConfig"])}]})
+                .to_string(),
+            )),
             _ => None,
         }),
     )

@@ -222,7 +222,8 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
             Err(e) => {
                 failed += 1;
                 retriable &= e.is_retriable();
-                format!("FAILED: {e}")
+                // A tenant's error text may quote the request: never the credential it carried.
+                redact(&format!("FAILED: {e}"), &auth)
             }
         };
         rows.push([a.trigger_id().to_string(), a.verb().to_string(), done]);
@@ -244,6 +245,19 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
         (_, true) => EXIT_UNREACHABLE,
         (_, false) => EXIT_FAILED,
     })
+}
+
+/// `text` with the credential handed to the tenant replaced by `***`.
+fn redact(text: &str, auth: &sync::TenantAuth) -> String {
+    let secret = match auth {
+        sync::TenantAuth::Bearer(t) => t.expose(),
+        sync::TenantAuth::Basic { password, .. } => password.expose(),
+    };
+    if secret.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(secret, "***")
+    }
 }
 
 /// Rows as a left-aligned text table with a header line.
