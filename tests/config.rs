@@ -623,4 +623,13 @@ cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }
          public_url = \"https://relay.example.com\"\ncredential = \"token\"\n",
         &["isc.credential: unknown variant `token`"],
     );
+    check(
+        "[isc]\ntenant_url = \"http://acme.api.identitynow.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+         public_url = \"http://relay.example.com\"\nrelay_api_url = \"http://trigger-relay-admin:9090\"\n",
+        &[
+            "isc.tenant_url: must use https://",
+            "isc.public_url: must use https://",
+            "isc.credential: is \"bearer\" but ingress.auth.bearer_tokens is empty",
+        ],
+    );
 }

@@ -140,7 +140,7 @@ fn throttle_first(n: usize) -> Handler {
             *l -= 1;
             http::Response::builder()
                 .status(429)
-                .header("retry-after", "1")
+                .header("retry-after", "2")
                 .body(Full::new(Bytes::from_static(
                     b"{\"message\": \" Rate Limit Exceeded \"}",
                 )))
@@ -346,9 +346,16 @@ kafkaConfig = {{ topic = "{topic}" }}
 
     // Dry run: the plan, and nothing changes.
     let before = tenant_subs(&tenant).await;
+    let began = std::time::Instant::now();
     let (code, out, err) = cli(&config_v1, &["isc", "sync", "--dry-run"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("rate limiting (429)"), "{err}");
+    // Two 429s with `Retry-After: 2`: the run waited them out, not the client's 1 s fallback.
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
     let throttled = proxy.seen().len();
     assert!(
         throttled >= 3,
@@ -623,8 +630,10 @@ public_url = "https://relay.example.com/"
         .as_str()
         .unwrap()
         .contains("[trigger-relay:default]"));
-    // Exactly one create and one delete: the unmanaged EVENTBRIDGE and HTTP subscriptions are left alone.
-    assert_eq!(tenant.writes().len(), 2, "{:?}", tenant.writes());
+    // Exactly one create and one delete, the create first: the unmanaged EVENTBRIDGE and HTTP subscriptions
+    // are left alone.
+    let writes: Vec<String> = tenant.writes().iter().map(|w| w.method.clone()).collect();
+    assert_eq!(writes, ["POST", "DELETE"], "{:?}", tenant.writes());
 }
 
 /// Exit codes and the messages that say what to do.

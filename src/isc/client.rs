@@ -31,8 +31,11 @@ const MAX_THROTTLED: u32 = 6;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// A list page (ISC's maximum).
 pub const PAGE: usize = 250;
-/// Pages read at most from one list (ISC allows 50 subscriptions per trigger; this is far beyond a tenant).
-const MAX_PAGES: usize = 200;
+/// Pages read at most from one list.
+const MAX_PAGES: usize = 41;
+/// Items kept at most from one list (ISC allows 50 subscriptions per trigger and keeps 2000 statuses; this is far
+/// beyond a tenant), so a hostile tenant cannot fill memory with pages.
+const MAX_ITEMS: usize = 10_000;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,8 @@ pub struct TriggersClient {
     mount: Option<Mount>,
     /// `429`s waited out, for the summary.
     pub throttled: u32,
+    /// Texts never shown in an error (the client's own credential, and what [`TriggersClient::hide`] adds).
+    secrets: Vec<String>,
 }
 
 /// One page-through of a list.
@@ -109,6 +114,9 @@ pub struct Listed {
 
 impl TriggersClient {
     pub fn new(base: &str, auth: Auth, rate: u32) -> Result<Self, ClientError> {
+        let auth_secret = match &auth {
+            Auth::OAuth { secret, .. } | Auth::Bearer(secret) => secret.expose().to_string(),
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(std::sync::Arc::new(
                 rustls::crypto::ring::default_provider(),
@@ -133,6 +141,7 @@ impl TriggersClient {
             rate: rate.max(1) as usize,
             mount: None,
             throttled: 0,
+            secrets: vec![auth_secret],
         })
     }
 
@@ -141,6 +150,16 @@ impl TriggersClient {
         let mut c = Self::new(base, Auth::Bearer(token), rate)?;
         c.mount = Some(Mount::Relay);
         Ok(c)
+    }
+
+    /// Never show `secret` in an error (a tenant's error text may quote the request that carried it).
+    pub fn hide(&mut self, secret: &str) {
+        self.secrets.push(secret.to_string());
+    }
+
+    /// What an error answer says, without any secret this client knows (replaced before the text is cut).
+    fn detail(&self, body: &[u8]) -> String {
+        detail(body, &self.secrets)
     }
 
     /// The base URL (for messages).
@@ -282,7 +301,7 @@ impl TriggersClient {
                 status,
                 detail: format!(
                     "{} (check isc.client_id and isc.client_secret)",
-                    detail(&body)
+                    self.detail(&body)
                 ),
             });
         }
@@ -329,14 +348,17 @@ impl TriggersClient {
         }
     }
 
-    /// Read a whole list, page by page (`query` without limit/offset).
+    /// Read a whole list, page by page (`query` without limit/offset). An item seen again on a later page (the
+    /// list moved under the offsets) is kept once, by `id`; a list longer than [`MAX_ITEMS`] is an error, never
+    /// a partial answer (a partial list would make the sync create twice or delete what it did not see).
     async fn list(
         &mut self,
         service: &str,
         rest: &str,
         query: &str,
     ) -> Result<Listed, ClientError> {
-        let mut items = Vec::new();
+        let mut items: Vec<Value> = Vec::new();
+        let mut ids = std::collections::HashSet::new();
         for page in 0..MAX_PAGES {
             let mount = self.mount.unwrap_or(Mount::V1);
             let sep = if query.is_empty() { "" } else { "&" };
@@ -361,7 +383,7 @@ impl TriggersClient {
                     method: Method::GET,
                     url,
                     status,
-                    detail: detail(&body),
+                    detail: self.detail(&body),
                 });
             }
             self.mount.get_or_insert(mount);
@@ -374,12 +396,26 @@ impl TriggersClient {
                 })?
             };
             let n = page.len();
-            items.extend(page);
+            for item in page {
+                match item["id"].as_str() {
+                    Some(id) if !ids.insert(id.to_string()) => {}
+                    _ => items.push(item),
+                }
+            }
+            if items.len() > MAX_ITEMS {
+                return Err(ClientError::Invalid {
+                    url,
+                    why: format!("the list holds more than {MAX_ITEMS} items"),
+                });
+            }
             if n < PAGE {
                 return Ok(Listed { items });
             }
         }
-        Ok(Listed { items })
+        Err(ClientError::Invalid {
+            url: self.base.clone(),
+            why: format!("the list did not end within {MAX_PAGES} pages"),
+        })
     }
 
     /// Every subscription (ISC's `Subscription` objects).
@@ -411,7 +447,7 @@ impl TriggersClient {
                 method,
                 url,
                 status,
-                detail: detail(&answer),
+                detail: self.detail(&answer),
             });
         }
         if answer.is_empty() || status == StatusCode::NO_CONTENT {
@@ -434,6 +470,7 @@ impl TriggersClient {
 
     /// `PUT /trigger-subscriptions/{id}`.
     pub async fn replace(&mut self, id: &str, body: &Value) -> Result<Value, ClientError> {
+        self.check_id(id)?;
         self.expect(
             Method::PUT,
             "trigger-subscriptions",
@@ -444,8 +481,20 @@ impl TriggersClient {
         .map(Option::unwrap_or_default)
     }
 
+    /// An id that names one subscription (an empty one would address the whole collection).
+    fn check_id(&self, id: &str) -> Result<(), ClientError> {
+        if id.is_empty() {
+            return Err(ClientError::Invalid {
+                url: self.base.clone(),
+                why: "a subscription without an id".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// `DELETE /trigger-subscriptions/{id}`.
     pub async fn delete(&mut self, id: &str) -> Result<(), ClientError> {
+        self.check_id(id)?;
         self.expect(
             Method::DELETE,
             "trigger-subscriptions",
@@ -480,8 +529,8 @@ fn path_segment(id: &str) -> String {
 
 /// What an error answer says: ISC's `ErrorResponseDto` messages, `{"error"}` (401), `{"message"}` (429), else
 /// the start of the body.
-fn detail(body: &[u8]) -> String {
-    let text = match serde_json::from_slice::<Value>(body) {
+fn detail(body: &[u8], secrets: &[String]) -> String {
+    let mut text = match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
             let mut parts: Vec<String> = v["messages"]
                 .as_array()
@@ -509,6 +558,9 @@ fn detail(body: &[u8]) -> String {
         }
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
+    for secret in secrets.iter().filter(|x| !x.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
     let mut text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
     if text.is_empty() {
         text = "(no body)".into();

@@ -78,7 +78,11 @@ impl IscConfig {
             ("relay_api_url", self.relay_api_url.as_ref()),
         ] {
             let Some(url) = url else { continue };
-            if let Some(why) = check_base_url(url) {
+            // The tenant's URL carries the OAuth client secret, the public URL the ingress credential (every
+            // call ISC makes): https, except to this machine. The relay's API may be plain HTTP inside a
+            // cluster (its admin listener), as the chart's default is.
+            let https_only = key != "relay_api_url";
+            if let Some(why) = check_base_url(url, https_only) {
                 out.push((key, why));
             }
         }
@@ -125,7 +129,7 @@ impl IscConfig {
 }
 
 /// Why `url` is not an `http(s)://host[:port][/path]` base URL without credentials, query or fragment.
-fn check_base_url(url: &str) -> Option<String> {
+fn check_base_url(url: &str, https_only: bool) -> Option<String> {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return Some(format!("`{url}` is not a URL"));
     };
@@ -137,6 +141,20 @@ fn check_base_url(url: &str) -> Option<String> {
     };
     if authority.as_str().contains('@') {
         return Some("must not carry credentials (user:password@)".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if https_only && uri.scheme_str() == Some("http") && !loopback {
+        return Some(
+            "must use https:// (a credential travels on it); plain http is accepted only to this machine"
+                .into(),
+        );
     }
     if uri.query().is_some() || url.contains('#') {
         return Some("must not have a query or fragment".into());

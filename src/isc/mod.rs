@@ -186,6 +186,7 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
     );
     eprintln!("reading the tenant's subscriptions at {}…", isc.tenant_url);
     let mut tenant = tenant(isc)?;
+    tenant.hide(auth.secret());
     let listed = tenant.subscriptions().await?;
     let plan = sync::plan(&want, &listed, &isc.instance);
     if dry_run {
@@ -222,8 +223,8 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
             Err(e) => {
                 failed += 1;
                 retriable &= e.is_retriable();
-                // A tenant's error text may quote the request: never the credential it carried.
-                redact(&format!("FAILED: {e}"), &auth)
+                // The client hides the credential in the tenant's error texts (which may quote the request).
+                format!("FAILED: {e}")
             }
         };
         rows.push([a.trigger_id().to_string(), a.verb().to_string(), done]);
@@ -245,19 +246,6 @@ async fn run_sync(config: &Config, dry_run: bool) -> Result<u8, IscError> {
         (_, true) => EXIT_UNREACHABLE,
         (_, false) => EXIT_FAILED,
     })
-}
-
-/// `text` with the credential handed to the tenant replaced by `***`.
-fn redact(text: &str, auth: &sync::TenantAuth) -> String {
-    let secret = match auth {
-        sync::TenantAuth::Bearer(t) => t.expose(),
-        sync::TenantAuth::Basic { password, .. } => password.expose(),
-    };
-    if secret.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret, "***")
-    }
 }
 
 /// Rows as a left-aligned text table with a header line.

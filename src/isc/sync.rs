@@ -9,8 +9,9 @@
 //! Creates and updates go first and deletes last, so a rotation never leaves a trigger without a subscription.
 //!
 //! The tenant never returns a credential (ISC answers `null`), so the description also carries a fingerprint
-//! of the credential (`cred:` and the first 8 hex digits of its SHA-256): a rotated token changes it, and the
-//! subscription is updated. Eight hex digits of a hash of a 32-byte random token say nothing about the token.
+//! of the credential (`cred:` and 8 hex digits of an HMAC-SHA256 keyed by the OAuth client secret): a rotated
+//! token changes it, and the subscription is updated. Keyed, it lets nobody who can read the tenant's
+//! subscriptions test guesses of a weak basic password.
 //!
 //! Filters (`push_filters`, off by default): when every enabled relay subscription of a trigger has a filter of
 //! the form `$[?(P)]` (one filter on the root object, which Jayway evaluates on the payload itself: the result is
@@ -20,7 +21,6 @@
 //! why).
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::config::{Credential, IscConfig};
 use crate::config::Config;
@@ -76,25 +76,36 @@ impl TenantAuth {
         }
     }
 
-    /// First 8 hex digits of the credential's SHA-256 (see the module doc).
-    pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
+    /// First 8 hex digits of an HMAC-SHA256 of the credential keyed by `key` (the OAuth client secret, which
+    /// only the sync has): a rotated credential changes it, and whoever can read the tenant's subscriptions
+    /// cannot test guesses of a weak basic password against it.
+    pub fn fingerprint(&self, key: &str) -> String {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+        let mut ctx = ring::hmac::Context::with_key(&key);
         match self {
             Self::Bearer(t) => {
-                h.update(b"bearer\0");
-                h.update(t.expose().as_bytes());
+                ctx.update(b"bearer\0");
+                ctx.update(t.expose().as_bytes());
             }
             Self::Basic { user, password } => {
-                h.update(b"basic\0");
-                h.update(user.as_bytes());
-                h.update(b"\0");
-                h.update(password.expose().as_bytes());
+                ctx.update(b"basic\0");
+                ctx.update(user.as_bytes());
+                ctx.update(b"\0");
+                ctx.update(password.expose().as_bytes());
             }
         }
-        h.finalize()[..4]
+        ctx.sign().as_ref()[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    /// The credential itself (never printed: hidden in every error the client shows).
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Bearer(t) => t.expose(),
+            Self::Basic { password, .. } => password.expose(),
+        }
     }
 }
 
@@ -109,6 +120,8 @@ pub struct Desired {
     pub filter: Option<String>,
     /// Why no filter is pushed, when `push_filters` is on and none is.
     pub filter_note: Option<String>,
+    /// [`TenantAuth::fingerprint`] of `auth`, as the description carries it.
+    pub fingerprint: String,
 }
 
 impl Desired {
@@ -150,6 +163,16 @@ impl Desired {
 /// The marker in the description of every subscription this relay instance manages.
 pub fn marker(instance: &str) -> String {
     format!("[trigger-relay:{instance}]")
+}
+
+/// Whether the tenant's subscription `s` is this instance's: HTTP, with an id, the marker in its description.
+/// The one rule both commands use; anything else on the tenant is never changed, deleted or tested.
+pub fn is_managed(s: &Value, instance: &str) -> bool {
+    s["type"].as_str() == Some("HTTP")
+        && s["id"].as_str().is_some_and(|i| !i.is_empty())
+        && s["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(&marker(instance)))
 }
 
 /// What the sync does to one subscription.
@@ -272,7 +295,7 @@ pub fn routed_triggers(routes: &[RelaySub]) -> Vec<&str> {
 pub fn desired(routes: &[RelaySub], isc: &IscConfig, auth: &TenantAuth) -> Vec<Desired> {
     let triggers = routed_triggers(routes);
     let public = isc.public_url.trim_end_matches('/');
-    let fingerprint = auth.fingerprint();
+    let fingerprint = auth.fingerprint(isc.client_secret.expose());
     triggers
         .into_iter()
         .map(|t| {
@@ -295,6 +318,7 @@ pub fn desired(routes: &[RelaySub], isc: &IscConfig, auth: &TenantAuth) -> Vec<D
                 auth: auth.clone(),
                 filter,
                 filter_note,
+                fingerprint: fingerprint.clone(),
             }
         })
         .collect()
@@ -335,14 +359,7 @@ pub fn joined_filter<'a>(subs: impl Iterator<Item = &'a RelaySub>) -> Result<Str
 
 /// Compare the tenant's subscriptions with what should be.
 pub fn plan(want: &[Desired], tenant: &[Value], instance: &str) -> Plan {
-    let mark = marker(instance);
-    let managed: Vec<&Value> = tenant
-        .iter()
-        .filter(|s| {
-            s["type"].as_str() == Some("HTTP")
-                && s["description"].as_str().is_some_and(|d| d.contains(&mark))
-        })
-        .collect();
+    let managed: Vec<&Value> = tenant.iter().filter(|s| is_managed(s, instance)).collect();
     let unmanaged = tenant.len() - managed.len();
     let mut first = Vec::new();
     let mut deletes = Vec::new();
@@ -416,7 +433,7 @@ fn differences(d: &Desired, s: &Value) -> Vec<String> {
         ));
     } else if !s["description"]
         .as_str()
-        .is_some_and(|x| x.contains(&format!("cred:{}", d.auth.fingerprint())))
+        .is_some_and(|x| x.contains(&format!("cred:{}", d.fingerprint)))
     {
         why.push("credential rotated".into());
     }
@@ -612,7 +629,7 @@ mod tests {
         let mut rotated = managed("2", "idn:c", &want[2]);
         rotated["description"] = json!(want[2]
             .description
-            .replace(&basic.fingerprint(), "00000000"));
+            .replace(&want[2].fingerprint, "00000000"));
         let twin = managed("3", "idn:c", &want[2]);
         let gone = managed("4", "idn:old", &want[2]);
         let mut other_instance = managed("5", "idn:old", &want[2]);

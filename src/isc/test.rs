@@ -75,12 +75,13 @@ pub(super) async fn run(
     let mut tenant = super::tenant(isc)?;
     let mut relay = super::relay_api(config, isc)?;
     let listed = tenant.subscriptions().await?;
-    let mark = sync::marker(&isc.instance);
-    let managed: HashMap<&str, &str> = listed
-        .iter()
-        .filter(|s| s["description"].as_str().is_some_and(|d| d.contains(&mark)))
-        .filter_map(|s| Some((s["triggerId"].as_str()?, s["id"].as_str()?)))
-        .collect();
+    // The first managed subscription of each trigger (the one `isc sync` keeps).
+    let mut managed: HashMap<&str, &str> = HashMap::new();
+    for s in listed.iter().filter(|s| sync::is_managed(s, &isc.instance)) {
+        if let (Some(t), Some(id)) = (s["triggerId"].as_str(), s["id"].as_str()) {
+            managed.entry(t).or_insert(id);
+        }
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut pending = Vec::new();
     for t in &triggers {
