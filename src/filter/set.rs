@@ -190,31 +190,19 @@ impl FilterSet {
     /// Evaluate every distinct filter at most once on `doc`, within `budget`: the index decides the members of
     /// a group it can (module doc), the rest are evaluated.
     pub fn evaluate(&self, doc: &serde_json::Value, budget: &mut EventBudget) -> Verdicts<'_> {
+        // One allocation per event: the verdicts, filled in place by the index, then by evaluation.
         let mut results: Vec<Option<Result<bool, EvalError>>> = vec![None; self.distinct.len()];
         if doc.is_object() {
             for g in &self.groups {
-                let Some(hits) = g.hits(doc) else { continue };
-                for &m in &g.members {
-                    results[m as usize] = Some(Ok(false));
-                }
-                for m in hits {
-                    // The value read is the literal, a string equal to a string: Jayway's `==` holds, and with
-                    // no other segment after the filter the result is not empty.
-                    results[m as usize] = Some(Ok(true));
-                }
+                g.decide(doc, &mut results);
             }
         }
-        let results = results
-            .into_iter()
-            .zip(&self.distinct)
-            .map(|(decided, f)| match decided {
-                Some(v) => {
-                    budget.skip();
-                    v
-                }
-                None => f.evaluate_in(doc, budget),
-            })
-            .collect();
+        for (slot, f) in results.iter_mut().zip(&self.distinct) {
+            match slot {
+                Some(_) => budget.skip(),
+                None => *slot = Some(f.evaluate_in(doc, budget)),
+            }
+        }
         Verdicts { set: self, results }
     }
 }
@@ -222,25 +210,28 @@ impl FilterSet {
 /// The verdicts of one event.
 pub struct Verdicts<'a> {
     set: &'a FilterSet,
-    results: Vec<Result<bool, EvalError>>,
+    /// Per distinct filter; every one is `Some` once [`FilterSet::evaluate`] returns.
+    results: Vec<Option<Result<bool, EvalError>>>,
 }
 
 impl Verdicts<'_> {
     /// Member `i`'s verdict: `None` when it has no filter (it takes every event).
     pub fn get(&self, i: usize) -> Option<&Result<bool, EvalError>> {
-        self.set
-            .slots
-            .get(i)
-            .copied()
-            .flatten()
-            .map(|s| &self.results[s as usize])
+        let slot = self.set.slots.get(i).copied().flatten()?;
+        self.results[slot as usize].as_ref()
     }
 }
 
 impl Group {
-    /// The members whose literal is the value read, or `None` when the index cannot decide this event.
-    fn hits(&self, doc: &serde_json::Value) -> Option<Vec<u32>> {
+    /// Decide this group's members in `results` when the index can (module doc): every member a non-match, then
+    /// the members whose literal is a value read a match. Left undecided (`None`) otherwise.
+    fn decide(&self, doc: &serde_json::Value, results: &mut [Option<Result<bool, EvalError>>]) {
         use serde_json::Value;
+        let mut set = |hits: &[u32], v: bool| {
+            for &m in hits {
+                results[m as usize] = Some(Ok(v));
+            }
+        };
         let lookup = |s: &str| {
             self.by_literal
                 .get(s)
@@ -248,27 +239,41 @@ impl Group {
                 .unwrap_or_default()
         };
         match &self.key {
-            Key::Root(..) => match super::eval::resolve_plain(&self.operand, doc)? {
-                Value::String(s) => Some(lookup(s).to_vec()),
-                _ => None,
-            },
-            Key::Elements(..) => {
-                let Value::Array(items) = super::eval::resolve_plain(self.array.as_ref()?, doc)?
-                else {
-                    return None;
+            Key::Root(..) => {
+                let Some(Value::String(s)) = super::eval::resolve_plain(&self.operand, doc) else {
+                    return;
                 };
-                let mut hits = Vec::new();
+                set(&self.members, false);
+                // The value read is the literal, a string equal to a string: Jayway's `==` holds, and with no
+                // other segment after the filter the result is not empty.
+                set(lookup(s), true);
+            }
+            Key::Elements(..) => {
+                let Some(Value::Array(items)) = self
+                    .array
+                    .as_ref()
+                    .and_then(|a| super::eval::resolve_plain(a, doc))
+                else {
+                    return;
+                };
+                // Only arrays of objects whose value is a string or absent: read once to check, once to decide.
+                let decidable = items.iter().all(|item| {
+                    item.is_object()
+                        && matches!(
+                            super::eval::resolve_plain(&self.operand, item),
+                            None | Some(Value::String(_))
+                        )
+                });
+                if !decidable {
+                    return;
+                }
+                set(&self.members, false);
                 for item in items {
-                    if !item.is_object() {
-                        return None;
-                    }
-                    match super::eval::resolve_plain(&self.operand, item) {
-                        None => {}
-                        Some(Value::String(s)) => hits.extend_from_slice(lookup(s)),
-                        Some(_) => return None,
+                    if let Some(Value::String(s)) = super::eval::resolve_plain(&self.operand, item)
+                    {
+                        set(lookup(s), true);
                     }
                 }
-                Some(hits)
             }
         }
     }
