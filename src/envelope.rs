@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrackingId;
 use crate::event::{Delivery, Event};
-use crate::model::{Envelope, Subscription, SubscriptionType};
+use crate::model::{Envelope, Subscription};
 
 /// The wire a message is written to (the protocol bindings name and encode headers differently).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +91,7 @@ pub fn check_source(source: &str) -> Option<String> {
 /// A subscription's envelope settings that cannot work, as `(key under the subscription, message)`.
 pub fn check(s: &Subscription) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let wraps = matches!(
-        s.kind,
-        SubscriptionType::Kafka | SubscriptionType::Nats | SubscriptionType::Http
-    );
+    let wraps = crate::sinks::kind_of(s.kind).is_some_and(|k| k.wraps_cloudevents());
     if !s.envelope.is_none() && !wraps {
         out.push((
             "envelope",

@@ -9,7 +9,7 @@
 //! [`Relay::redeliver`] is the one way in besides the ingress: `trigger-relay replay` hands it dead-lettered
 //! events, which take the same route, queue and sink as the ingress's.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,19 +26,13 @@ use crate::admin::AdminState;
 use crate::config::{Config, ConfigErrors};
 use crate::ingress::{Authenticator, IngressLimits, IngressMetrics, IngressState};
 use crate::model::SubscriptionType;
-use crate::queue::{self, Queue, QueueStats};
+use crate::queue::{Queue, QueueStats};
 use crate::router::{Router, RouterMetrics};
 use crate::routes::RouteBuilder;
 use crate::server::{ServeOptions, ServerMetrics};
-use crate::sinks::discard::DiscardSink;
-use crate::sinks::driver::Driver;
-use crate::sinks::eventbridge::{EventBridgeMetrics, EventBridgeSink};
-use crate::sinks::http::{HttpMetrics, HttpSink};
-use crate::sinks::kafka::{KafkaMetrics, KafkaSink};
+use crate::sinks::kind::{BuildError, Connections, SinkSet, StartContext};
 use crate::sinks::metrics::SinkMetrics;
-use crate::sinks::nats::{NatsMetrics, NatsSink};
-use crate::sinks::stdout::StdoutSink;
-use crate::sinks::{Readiness, SinkWorker};
+use crate::sinks::Readiness;
 use crate::tls::{TlsMetrics, TlsReloader};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +54,15 @@ pub enum StartError {
         listener: &'static str,
         source: crate::tls::TlsError,
     },
+}
+
+impl From<BuildError> for StartError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Sink { sink, message } => Self::Sink { sink, message },
+            BuildError::Metrics(e) => Self::Metrics(e),
+        }
+    }
 }
 
 impl StartError {
@@ -147,12 +150,6 @@ pub struct Redelivery {
     pub trace: Option<crate::envelope::TraceContext>,
 }
 
-struct SinkSet {
-    queues: BTreeMap<String, Queue>,
-    workers: Vec<(String, Box<dyn SinkWorker>, queue::QueueReceiver, Readiness)>,
-    readiness: Vec<(String, Readiness)>,
-}
-
 impl Relay {
     /// Start everything described by `config` (already validated by [`Config::from_toml`]).
     pub async fn start(config: Config) -> Result<Relay, StartError> {
@@ -163,10 +160,6 @@ impl Relay {
         let sink_metrics = SinkMetrics::register(&registry)?;
         let ingress_metrics = IngressMetrics::register(&registry)?;
         let router_metrics = RouterMetrics::register(&registry, ingress_metrics.requests.clone())?;
-        let kafka_metrics = KafkaMetrics::register(&registry)?;
-        let nats_metrics = NatsMetrics::register(&registry)?;
-        let eventbridge_metrics = EventBridgeMetrics::register(&registry)?;
-        let http_metrics = HttpMetrics::register(&registry)?;
         let server_metrics = ServerMetrics::register(&registry)?;
         let tls_metrics = TlsMetrics::register(&registry)?;
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... (read from /proc: Linux).
@@ -187,128 +180,35 @@ impl Relay {
         // If start-up fails half way, stop what was already started (readiness probes).
         let startup = worker_stop.clone().drop_guard();
 
-        let mut sinks = SinkSet {
-            queues: BTreeMap::new(),
-            workers: Vec::new(),
-            readiness: Vec::new(),
-        };
-        let enabled: Vec<_> = config.subscriptions.iter().filter(|s| s.enabled).collect();
-        // Connections by configured name, for dead letters.
-        let mut kafka_producers = BTreeMap::new();
-        let mut nats_clients = BTreeMap::new();
-        // Sinks: every configured Kafka cluster; stdout when a subscription uses it.
-        for (name, cluster) in &config.sinks.kafka {
-            let sink = format!("kafka.{name}");
-            let client = cluster
-                .client_config(config.delivery.delivery_timeout_ms)
-                .map_err(|message| StartError::Sink {
-                    sink: sink.clone(),
-                    message,
-                })?;
-            let ready = Readiness::default();
-            let transport = KafkaSink::new(
-                &sink,
-                client,
-                ready.clone(),
-                sink_metrics.connected.with_label_values(&[sink.as_str()]),
-                &kafka_metrics,
-                worker_stop.clone(),
-            )
-            .map_err(|e| StartError::Sink {
-                sink: sink.clone(),
-                message: e.to_string(),
-            })?;
-            kafka_producers.insert(name.clone(), transport.producer());
-            let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
-            sinks.add(&sink, cluster.queue, Box::new(worker), ready, &sink_metrics);
-        }
-        for (name, conn) in &config.sinks.nats {
-            let sink = format!("nats.{name}");
-            let ready = Readiness::default();
-            let transport = NatsSink::new(
-                &sink,
-                conn,
-                Duration::from_millis(config.delivery.delivery_timeout_ms),
-                ready.clone(),
-                &sink_metrics,
-                &nats_metrics,
-                worker_stop.clone(),
-            )
-            .await
-            .map_err(|message| StartError::Sink {
-                sink: sink.clone(),
-                message,
-            })?;
-            nats_clients.insert(name.clone(), transport.client());
-            let worker = Driver::new(&sink, transport, sink_metrics.batch(&sink));
-            sinks.add(&sink, conn.queue, Box::new(worker), ready, &sink_metrics);
-        }
-        // Webhooks connect through the egress policy; it learns the relay's own listeners once they are bound.
+        let mut sinks = SinkSet::default();
+        // Webhooks (and API-set EventBridge endpoints) connect through the egress policy; it learns the relay's
+        // own listeners once they are bound.
         let egress = Arc::new(crate::sinks::http::EgressPolicy::new(
             &config.sinks.http.egress,
         ));
+        let mut connections = Connections {
+            egress: egress.clone(),
+            ..Connections::default()
+        };
         // This process, as its webhooks name it in `Via` (its ingress refuses a request that carries it).
         let instance: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         // The API may add subscriptions of ISC's types at any time: their sinks then always run.
         let api_on = config.api.enabled;
-        let uses = |kind: SubscriptionType| enabled.iter().any(|s| s.kind == kind);
-        // EventBridge: one sink (one queue) for every EVENTBRIDGE subscription; the route builder makes one
-        // client per region and endpoint.
-        if api_on || uses(SubscriptionType::Eventbridge) {
-            let transport = EventBridgeSink::new(
-                &config.sinks.eventbridge,
-                Duration::from_millis(config.delivery.delivery_timeout_ms),
-                eventbridge_metrics.retries.clone(),
-                eventbridge_metrics.throttled.clone(),
-            );
-            let worker = Driver::new("eventbridge", transport, sink_metrics.batch("eventbridge"));
-            sinks.add_connectionless(
-                "eventbridge",
-                config.sinks.eventbridge.queue,
-                Box::new(worker),
-                &sink_metrics,
-            );
-        }
-        if api_on || uses(SubscriptionType::Http) {
-            let transport = HttpSink::new(
-                &config.sinks.http,
-                Duration::from_millis(config.delivery.delivery_timeout_ms),
-                http_metrics.retries.clone(),
-                egress.clone(),
-                &instance,
-            )
-            .map_err(|message| StartError::Sink {
-                sink: "http".into(),
-                message,
-            })?;
-            let worker = Driver::new("http", transport, sink_metrics.batch("http"));
-            sinks.add_connectionless(
-                "http",
-                config.sinks.http.queue,
-                Box::new(worker),
-                &sink_metrics,
-            );
-        }
-        if uses(SubscriptionType::Discard) {
-            let worker = Driver::new("discard", DiscardSink, sink_metrics.batch("discard"));
-            sinks.add_connectionless(
-                "discard",
-                config.sinks.discard.queue,
-                Box::new(worker),
-                &sink_metrics,
-            );
-        }
-        if uses(SubscriptionType::Stdout) {
-            let ready = Readiness::default();
-            let worker = StdoutSink::new(&ready, sink_metrics.batch("stdout"));
-            sink_metrics.connected.with_label_values(&["stdout"]).set(1);
-            sinks.add(
-                "stdout",
-                config.sinks.stdout.queue,
-                Box::new(worker),
-                ready,
-                &sink_metrics,
-            );
+        let enabled: Vec<_> = config.subscriptions.iter().filter(|s| s.enabled).collect();
+        let used: HashSet<SubscriptionType> = enabled.iter().map(|s| s.kind).collect();
+        for kind in crate::sinks::KINDS {
+            let ctx = StartContext {
+                config: &config,
+                registry: &registry,
+                sink_metrics: &sink_metrics,
+                stop: &worker_stop,
+                instance: &instance,
+                used: &used,
+                api_on,
+                sinks: &mut sinks,
+                connections: &mut connections,
+            };
+            kind.start(ctx).await?;
         }
 
         let statuses = api_on.then(|| Arc::new(crate::status::StatusLog::default()));
@@ -322,14 +222,11 @@ impl Relay {
             config: Arc::new(config.clone()),
             catalog: catalog.clone(),
             queues: std::mem::take(&mut sinks.queues),
-            kafka_producers,
-            nats_clients,
-            eventbridge_clients: tokio::sync::Mutex::new(Vec::new()),
+            connections,
             sink_metrics: sink_metrics.clone(),
             router_metrics: router_metrics.clone(),
             statuses: statuses.clone(),
             spans: spans.clone(),
-            egress: egress.clone(),
             filters: Default::default(),
         };
         // Subscriptions from the API's store join the config file's; the table then follows the store.
@@ -826,37 +723,5 @@ impl Relay {
                 ShutdownReport { undelivered: 0 }
             }
         }
-    }
-}
-
-impl SinkSet {
-    /// A sink with no connection to wait for (EventBridge, HTTP, DISCARD): ready at once; failures show per event.
-    fn add_connectionless(
-        &mut self,
-        name: &str,
-        cap: crate::config::QueueConfig,
-        worker: Box<dyn SinkWorker>,
-        metrics: &SinkMetrics,
-    ) {
-        let ready = Readiness::default();
-        ready.set();
-        metrics.connected.with_label_values(&[name]).set(1);
-        self.add(name, cap, worker, ready, metrics);
-    }
-
-    fn add(
-        &mut self,
-        name: &str,
-        cap: crate::config::QueueConfig,
-        worker: Box<dyn SinkWorker>,
-        ready: Readiness,
-        metrics: &SinkMetrics,
-    ) {
-        let (depth_events, depth_bytes) = metrics.depth(name, &cap);
-        let (q, rx) = queue::bounded(name, cap, depth_events, depth_bytes);
-        self.queues.insert(name.to_string(), q);
-        self.workers
-            .push((name.to_string(), worker, rx, ready.clone()));
-        self.readiness.push((name.to_string(), ready));
     }
 }

@@ -149,6 +149,8 @@ pub struct RouteSpec {
     pub trigger_id: String,
     pub sink: String,
     pub target: Target,
+    /// Delivering to `target` reads the payload as JSON (its kind's `SinkKind::reads_payload`).
+    pub reads_payload: bool,
     pub ack: AckMode,
     pub filter: Option<Filter>,
     pub metrics: RouteMetrics,
@@ -183,6 +185,7 @@ impl Router {
                 .filter
                 .with_label_values(&[spec.subscription_id.as_str(), result])
         };
+        let spec_reads_payload = spec.reads_payload;
         let route = Route {
             filter_metrics: FilterCounters {
                 matched: counters("matched"),
@@ -218,14 +221,7 @@ impl Router {
         entry.filters.push(route.filter.as_ref());
         entry.needs_json |= route.filter.is_some()
             || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())
-            || matches!(
-                route.target,
-                crate::sinks::Target::Stdout
-                    | crate::sinks::Target::Kafka {
-                        key: crate::model::KafkaKey::Pointer(_),
-                        ..
-                    }
-            );
+            || spec_reads_payload;
         entry.routes.push(RouteEntry {
             route: Arc::new(route),
             queue,

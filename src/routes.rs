@@ -1,8 +1,9 @@
 //! Subscriptions → routing table. One builder serves the start-up (config file) and every later change (the
 //! Triggers API), so a subscription routes the same way whichever way it arrived.
 //!
-//! The builder holds what routes point at: each sink's queue (the senders), the Kafka producers and NATS
-//! clients dead letters use, and the EventBridge clients (one per region and endpoint, created on first use).
+//! The builder holds what routes point at: each sink's queue (the senders) and the [`Connections`] the sink
+//! kinds started with (the producers and clients dead letters use, the EventBridge clients made on first use).
+//! What a subscription of each type resolves to is its kind's answer ([`crate::sinks::SinkKind::resolve`]).
 //! While a builder exists the queues stay open; shutdown drops it (see `relay`).
 
 use std::collections::BTreeMap;
@@ -11,32 +12,14 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::filter::Filter;
-use crate::model::{Subscription, SubscriptionType};
+use crate::model::Subscription;
 use crate::queue::Queue;
 use crate::router::{RouteEntry, RouteSpec, Router, RouterMetrics};
 use crate::sinks::dead_letter::DeadLetter;
-use crate::sinks::eventbridge::EventBridgeTarget;
+use crate::sinks::kind::{Connections, ResolveContext};
 use crate::sinks::metrics::SinkMetrics;
-use crate::sinks::nats::render_subject;
-use crate::sinks::Target;
 
-/// Why a destination check did not pass.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Destination {
-    /// The broker says it is not there (or the subscription cannot be routed at all).
-    #[error("{0}")]
-    Missing(String),
-    /// The broker did not answer the question.
-    #[error("{0}")]
-    Unreachable(String),
-}
-
-impl Destination {
-    /// Asking again later may pass (the broker was away); a missing destination stays missing until someone acts.
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Unreachable(_))
-    }
-}
+pub use crate::sinks::Destination;
 
 /// Most compiled filters kept between builds (a full table has at most 50 per trigger).
 const MAX_CACHED_FILTERS: usize = 4096;
@@ -45,17 +28,12 @@ pub struct RouteBuilder {
     pub(crate) config: Arc<Config>,
     pub(crate) catalog: Catalog,
     pub(crate) queues: BTreeMap<String, Queue>,
-    pub(crate) kafka_producers: BTreeMap<String, rdkafka::producer::FutureProducer>,
-    pub(crate) nats_clients: BTreeMap<String, async_nats::Client>,
-    #[allow(clippy::type_complexity)]
-    pub(crate) eventbridge_clients:
-        tokio::sync::Mutex<Vec<((String, Option<String>), aws_sdk_eventbridge::Client)>>,
+    /// The producers, clients and egress policy the sinks started with (dead letters and destination checks).
+    pub(crate) connections: Connections,
     pub(crate) sink_metrics: SinkMetrics,
     pub(crate) router_metrics: RouterMetrics,
     pub(crate) statuses: Option<Arc<crate::status::StatusLog>>,
     pub(crate) spans: Option<Arc<crate::spans::Spans>>,
-    /// Where API-set EventBridge endpoints may connect (the webhooks' policy).
-    pub(crate) egress: Arc<crate::sinks::http::EgressPolicy>,
     /// Compiled filters by their text: a table rebuilt after an API write compiles only the filters that are new
     /// (on the blocking pool, not on the workers that serve the ingress). Holds what the last full build used.
     pub(crate) filters: std::sync::Mutex<std::collections::HashMap<Arc<str>, Filter>>,
@@ -144,98 +122,22 @@ impl RouteBuilder {
     /// cluster's metadata, a stream holding the JetStream subject, the EventBridge bus. `Ok` for destinations with
     /// nothing to ask (core NATS, webhooks, STDOUT, DISCARD), and for triggers outside the catalog.
     pub async fn check_destination(&self, s: &Subscription) -> Result<(), Destination> {
-        const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
         let Some((spec, _)) = self.spec(s).await.map_err(Destination::Missing)? else {
             return Ok(());
         };
-        match &spec.target {
-            Target::Kafka { topic, .. } => {
-                let cluster = spec.sink.trim_start_matches("kafka.").to_string();
-                let Some(c) = self.config.sinks.kafka.get(&cluster) else {
-                    return Ok(());
-                };
-                // Asked with a client of its own: the sink's producer keeps only the metadata its sends need
-                // (a topic's cached leader would otherwise outlive a broker that forgot the topic).
-                let client = c.base_client_config().map_err(Destination::Missing)?;
-                let t = topic.clone();
-                let metadata = tokio::task::spawn_blocking(move || {
-                    use rdkafka::consumer::Consumer;
-                    let probe: rdkafka::consumer::BaseConsumer =
-                        client.create().map_err(|e| e.to_string())?;
-                    probe
-                        .fetch_metadata(Some(&t), WAIT)
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| Destination::Unreachable(e.to_string()))?
-                .map_err(|e| Destination::Unreachable(format!("Kafka cluster `{cluster}`: {e}")))?;
-                let exists = metadata.topics().iter().any(|m| {
-                    m.name() == topic && m.error().is_none() && !m.partitions().is_empty()
-                });
-                drop(metadata);
-                match exists {
-                    true => Ok(()),
-                    false => match &c.create_topics {
-                        Some(create) => create_topic(c, &cluster, topic, create).await,
-                        None => Err(Destination::Missing(format!(
-                            "the Kafka topic `{topic}` does not exist in cluster `{cluster}`: create it (or fix kafkaConfig.topic, or set [sinks.kafka.{cluster}.create_topics])"
-                        ))),
-                    },
-                }
+        match crate::sinks::kind_of(s.kind) {
+            Some(kind) => {
+                kind.check_destination(self.resolve_context(), &spec.sink, &spec.target)
+                    .await
             }
-            Target::Nats {
-                subject,
-                jetstream: true,
-                ..
-            } => {
-                let connection = spec.sink.trim_start_matches("nats.").to_string();
-                let Some(client) = self.nats_clients.get(&connection).cloned() else {
-                    return Ok(());
-                };
-                let js = async_nats::jetstream::new(client);
-                match tokio::time::timeout(WAIT, js.stream_by_subject(subject.as_str())).await {
-                    Err(_) => Err(Destination::Unreachable(format!(
-                        "NATS connection `{connection}` did not answer"
-                    ))),
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(Destination::Missing(format!(
-                        "no JetStream stream holds the subject `{subject}` on connection `{connection}` ({e}): create one (or set jetstream = false)"
-                    ))),
-                }
-            }
-            Target::EventBridge(t) => {
-                let call = t.client.describe_event_bus().name(&t.bus).send();
-                match tokio::time::timeout(WAIT, call).await {
-                    Err(_) => Err(Destination::Unreachable(format!(
-                        "EventBridge in {} did not answer",
-                        t.region
-                    ))),
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => {
-                        if let Some(refused) = crate::sinks::http::EgressRefused::find(&e) {
-                            return Err(Destination::Missing(format!(
-                                "eventBridgeConfig.endpointUrl: {refused}"
-                            )));
-                        }
-                        let not_found = e
-                            .as_service_error()
-                            .is_some_and(|se| se.is_resource_not_found_exception());
-                        if not_found {
-                            Err(Destination::Missing(format!(
-                                "the EventBridge bus `{}` does not exist in {}: create it (or fix eventBridgeConfig.eventBusName)",
-                                t.bus, t.region
-                            )))
-                        } else {
-                            Err(Destination::Unreachable(format!(
-                                "EventBridge in {}: {}",
-                                t.region,
-                                aws_sdk_eventbridge::error::DisplayErrorContext(&e)
-                            )))
-                        }
-                    }
-                }
-            }
-            _ => Ok(()),
+            None => Ok(()),
+        }
+    }
+
+    fn resolve_context(&self) -> ResolveContext<'_> {
+        ResolveContext {
+            config: &self.config,
+            connections: &self.connections,
         }
     }
 
@@ -262,114 +164,16 @@ impl RouteBuilder {
         })
     }
 
-    async fn eventbridge_client(
-        &self,
-        region: &str,
-        endpoint: Option<&str>,
-    ) -> Result<aws_sdk_eventbridge::Client, String> {
-        let key = (region.to_string(), endpoint.map(str::to_string));
-        let mut clients = self.eventbridge_clients.lock().await;
-        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
-            return Ok(c.clone());
-        }
-        // An endpoint the config file names is the operator's; any other came from an API caller (allowed only
-        // with `api.allow_endpoint_url`) and connects through the egress policy.
-        let operators = endpoint.is_none_or(|url| {
-            self.config.subscriptions.iter().any(|s| {
-                s.event_bridge_config
-                    .as_ref()
-                    .is_some_and(|e| e.endpoint_url.as_deref() == Some(url))
-            })
-        });
-        let c = crate::sinks::eventbridge::client(
-            region,
-            endpoint,
-            (!operators).then_some(&self.egress),
-        )
-        .await?;
-        clients.push((key, c.clone()));
-        Ok(c)
-    }
-
     async fn spec(&self, s: &Subscription) -> Result<Option<(RouteSpec, Queue)>, String> {
         let config = &self.config;
         let named = |what: &str, m: String| format!("subscription `{}`: {what}: {m}", s.name);
-        let (sink, target) = match s.kind {
-            SubscriptionType::Kafka => {
-                let k = s
-                    .kafka_config
-                    .as_ref()
-                    .ok_or_else(|| named("kafkaConfig", "required".into()))?;
-                let cluster = config
-                    .kafka_cluster_for(k)
-                    .map_err(|m| named("kafkaConfig.cluster", m))?;
-                (
-                    format!("kafka.{cluster}"),
-                    Target::Kafka {
-                        topic: k.topic.clone(),
-                        key: k.key.clone(),
-                    },
-                )
-            }
-            SubscriptionType::Nats => {
-                let n = s
-                    .nats_config
-                    .as_ref()
-                    .ok_or_else(|| named("natsConfig", "required".into()))?;
-                let connection = config
-                    .nats_connection_for(n)
-                    .map_err(|m| named("natsConfig.connection", m))?;
-                let subject = render_subject(&n.subject, &s.trigger_id)
-                    .map_err(|m| named("natsConfig.subject", m))?;
-                (
-                    format!("nats.{connection}"),
-                    Target::Nats {
-                        subject,
-                        jetstream: n.jetstream,
-                        expected_stream: n.expected_stream.clone(),
-                    },
-                )
-            }
-            SubscriptionType::Eventbridge => {
-                let e = s
-                    .event_bridge_config
-                    .as_ref()
-                    .ok_or_else(|| named("eventBridgeConfig", "required".into()))?;
-                let client = self
-                    .eventbridge_client(&e.aws_region, e.endpoint_url.as_deref())
-                    .await
-                    .map_err(|m| named("eventBridgeConfig.endpointUrl", m))?;
-                (
-                    "eventbridge".to_string(),
-                    Target::EventBridge(EventBridgeTarget {
-                        region: e.aws_region.clone(),
-                        endpoint: e.endpoint_url.clone(),
-                        client,
-                        mode: e.mode,
-                        bus: e.event_bus_name.clone(),
-                        source: e.source.clone(),
-                    }),
-                )
-            }
-            SubscriptionType::Http => {
-                let h = s
-                    .http_config
-                    .as_ref()
-                    .ok_or_else(|| named("httpConfig", "required".into()))?;
-                let (uri, auth) =
-                    crate::sinks::http::target(h).map_err(|m| named("httpConfig", m))?;
-                ("http".to_string(), Target::Http { uri, auth })
-            }
-            SubscriptionType::Stdout => ("stdout".to_string(), Target::Stdout),
-            SubscriptionType::Discard => ("discard".to_string(), Target::Discard),
-            // Refused by validation.
-            SubscriptionType::Inline | SubscriptionType::Script | SubscriptionType::Workflow => {
-                return Err(named(
-                    "type",
-                    format!("{} cannot be relayed", s.kind.as_str()),
-                ))
-            }
-        };
+        // Refused by validation: a type without a sink kind runs inside ISC.
+        let kind = crate::sinks::kind_of(s.kind)
+            .ok_or_else(|| named("type", format!("{} cannot be relayed", s.kind.as_str())))?;
+        let (sink, target) = kind
+            .resolve(self.resolve_context(), s)
+            .await
+            .map_err(|(what, m)| named(what, m))?;
         let queue = self.queues.get(&sink).cloned().ok_or_else(|| {
             named(
                 "type",
@@ -387,7 +191,7 @@ impl RouteBuilder {
         let dead_letter = match &s.dead_letter {
             None => None,
             Some(dl) => Some(Arc::new(
-                self.dead_letter(s, dl)
+                DeadLetter::resolve(config, &self.connections, s, dl)
                     .map_err(|m| named("deadLetter", m))?,
             )),
         };
@@ -398,6 +202,7 @@ impl RouteBuilder {
                 subscription_id: id,
                 subscription_name: s.name.clone(),
                 trigger_id: s.trigger_id.clone(),
+                reads_payload: kind.reads_payload(&target),
                 sink,
                 target,
                 ack: s.ack_mode.unwrap_or(config.delivery.ack),
@@ -408,66 +213,5 @@ impl RouteBuilder {
             },
             queue,
         )))
-    }
-
-    fn dead_letter(
-        &self,
-        s: &Subscription,
-        dl: &crate::model::DeadLetterConfig,
-    ) -> Result<DeadLetter, String> {
-        if let Some(k) = &dl.kafka_config {
-            let cluster = self.config.kafka_cluster_for(k)?;
-            let producer = self
-                .kafka_producers
-                .get(cluster)
-                .ok_or_else(|| format!("no Kafka cluster `{cluster}`"))?;
-            return Ok(DeadLetter::Kafka {
-                producer: producer.clone(),
-                sink: format!("kafka.{cluster}"),
-                topic: k.topic.clone(),
-            });
-        }
-        if let Some(n) = &dl.nats_config {
-            let connection = self.config.nats_connection_for(n)?;
-            let client = self
-                .nats_clients
-                .get(connection)
-                .ok_or_else(|| format!("no NATS connection `{connection}`"))?;
-            return Ok(DeadLetter::Nats {
-                client: client.clone(),
-                sink: format!("nats.{connection}"),
-                subject: render_subject(&n.subject, &s.trigger_id)?,
-                jetstream: n.jetstream,
-            });
-        }
-        Err("set kafkaConfig or natsConfig".into())
-    }
-}
-
-/// Create `topic` as `[sinks.kafka.NAME.create_topics]` says (the destination check found it missing). An
-/// existing topic (another replica was first) counts as created.
-async fn create_topic(
-    c: &crate::sinks::kafka::KafkaClusterConfig,
-    cluster: &str,
-    topic: &str,
-    create: &crate::sinks::kafka::CreateTopics,
-) -> Result<(), Destination> {
-    use crate::sinks::kafka::CreateTopicError;
-    let base = c.base_client_config().map_err(Destination::Missing)?;
-    let wait = std::time::Duration::from_secs(5);
-    let (partitions, replication) = (create.partitions, create.replication_factor);
-    match crate::sinks::kafka::create_topic(&base, topic, partitions, replication, &[], wait).await {
-        Ok(created) => {
-            if created {
-                tracing::info!(topic, cluster, "created a missing Kafka topic (create_topics)");
-            }
-            Ok(())
-        }
-        Err(CreateTopicError::Refused(e)) => Err(Destination::Missing(format!(
-            "the Kafka topic `{topic}` does not exist in cluster `{cluster}` and could not be created: {e}"
-        ))),
-        Err(e) => Err(Destination::Unreachable(format!(
-            "Kafka cluster `{cluster}`: {e}"
-        ))),
     }
 }

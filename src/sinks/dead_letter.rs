@@ -70,7 +70,72 @@ fn dead_letter_headers<'a>(
     h
 }
 
+/// Check a subscription's `deadLetter` (`path`): exactly one of a Kafka topic or a NATS subject, each checked
+/// as the subscription's own destination of that kind would be.
+pub(crate) fn check(
+    config: &crate::config::Config,
+    path: &str,
+    s: &crate::model::Subscription,
+    dl: &crate::model::DeadLetterConfig,
+    errors: &mut dyn crate::config::ErrorSink,
+) {
+    match (&dl.kafka_config, &dl.nats_config) {
+        (Some(k), None) => {
+            crate::sinks::kafka::check_config(config, &format!("{path}.kafkaConfig"), k, errors)
+        }
+        (None, Some(n)) => {
+            let p = format!("{path}.natsConfig");
+            crate::sinks::nats::check_config(config, &p, n, &s.trigger_id, errors);
+            if n.expected_stream.is_some() {
+                errors.error(
+                    format!("{p}.expectedStream"),
+                    "is not used for dead letters".into(),
+                );
+            }
+        }
+        _ => errors.error(
+            path.to_string(),
+            "set exactly one of kafkaConfig (a topic) or natsConfig (a subject)".into(),
+        ),
+    }
+}
+
 impl DeadLetter {
+    /// Where `s`'s dead letters go (`dl` is its `deadLetter`), on a connection the relay already has.
+    pub(crate) fn resolve(
+        config: &crate::config::Config,
+        connections: &crate::sinks::kind::Connections,
+        s: &crate::model::Subscription,
+        dl: &crate::model::DeadLetterConfig,
+    ) -> Result<DeadLetter, String> {
+        if let Some(k) = &dl.kafka_config {
+            let cluster = config.kafka_cluster_for(k)?;
+            let producer = connections
+                .kafka
+                .get(cluster)
+                .ok_or_else(|| format!("no Kafka cluster `{cluster}`"))?;
+            return Ok(DeadLetter::Kafka {
+                producer: producer.clone(),
+                sink: format!("kafka.{cluster}"),
+                topic: k.topic.clone(),
+            });
+        }
+        if let Some(n) = &dl.nats_config {
+            let connection = config.nats_connection_for(n)?;
+            let client = connections
+                .nats
+                .get(connection)
+                .ok_or_else(|| format!("no NATS connection `{connection}`"))?;
+            return Ok(DeadLetter::Nats {
+                client: client.clone(),
+                sink: format!("nats.{connection}"),
+                subject: crate::sinks::nats::render_subject(&n.subject, &s.trigger_id)?,
+                jetstream: n.jetstream,
+            });
+        }
+        Err("set kafkaConfig or natsConfig".into())
+    }
+
     /// Write `d` with the reason it failed; count the result on the subscription's metrics.
     pub async fn write(&self, d: &Delivery, e: &SinkError) {
         let result = tokio::time::timeout(WRITE_TIMEOUT, self.send(d, e))

@@ -4,8 +4,13 @@
 //! The seam: the router hands [`Delivery`](crate::event::Delivery)s to a sink's bounded queue; the sink worker
 //! ([`SinkWorker::run`]) takes them, sends them, and calls `Delivery::finish` with the outcome. Network sinks
 //! implement [`driver::Transport`] (start a batch, flush) and share one loop ([`driver::Driver`]) for the
-//! in-flight bound, dead letters and shutdown. A new sink kind adds a [`Target`] variant and a transport; the
-//! router and the ingress do not change.
+//! in-flight bound, dead letters and shutdown.
+//!
+//! A kind is one folder (`config.rs`, `metrics.rs`, `sink.rs`, `kind.rs`, `mod.rs`) and one line in [`KINDS`]:
+//! its `kind.rs` implements [`SinkKind`], which is all that config validation, the routing table and start-up
+//! know of it. What a new kind adds outside its folder is the wire format's: its [`Target`] variant, and for a
+//! new subscription `type` its `SubscriptionType` variant and config field (ARCHITECTURE.md, "How to add a
+//! sink").
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,9 +28,24 @@ pub mod driver;
 pub mod eventbridge;
 pub mod http;
 pub mod kafka;
+pub mod kind;
 pub mod metrics;
 pub mod nats;
 pub mod stdout;
+
+pub use kind::Destination;
+pub(crate) use kind::{kind_of, SinkKind};
+
+/// Every sink kind the relay delivers to: one line each (see [`kind`]). A subscription type without a line here
+/// (INLINE, SCRIPT, WORKFLOW) runs inside ISC and is refused by validation.
+pub(crate) static KINDS: &[&dyn SinkKind] = &[
+    &kafka::Kind,
+    &nats::Kind,
+    &eventbridge::Kind,
+    &http::Kind,
+    &stdout::Kind,
+    &discard::Kind,
+];
 
 /// Why a delivery failed, as every sink reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

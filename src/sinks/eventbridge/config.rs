@@ -53,7 +53,7 @@ fn default_request_timeout() -> u64 {
 }
 
 impl EventBridgeSinkConfig {
-    pub(crate) fn validate(&self, path: &str, errors: &mut impl ErrorSink) {
+    pub(crate) fn validate(&self, path: &str, errors: &mut dyn ErrorSink) {
         if !(1024..=DEFAULT_MAX_ENTRY_BYTES).contains(&self.max_entry_bytes) {
             errors.error(
                 format!("{path}.max_entry_bytes"),
@@ -80,7 +80,7 @@ impl EventBridgeSinkConfig {
 }
 
 /// Check one subscription's `eventBridgeConfig`; `path` is its key path.
-pub(crate) fn check_subscription(path: &str, c: &EventBridgeConfig, errors: &mut impl ErrorSink) {
+pub(crate) fn check_subscription(path: &str, c: &EventBridgeConfig, errors: &mut dyn ErrorSink) {
     if c.aws_account.len() != 12 || !c.aws_account.bytes().all(|b| b.is_ascii_digit()) {
         errors.error(
             format!("{path}.awsAccount"),

@@ -12,8 +12,11 @@
 //! chain (environment, profile, web identity / IRSA); the region from the subscription.
 
 mod config;
+mod kind;
 mod metrics;
 mod sink;
+
+pub(crate) use kind::Kind;
 
 pub(crate) use config::check_subscription;
 pub use config::{EventBridgeSinkConfig, DEFAULT_MAX_ENTRY_BYTES};

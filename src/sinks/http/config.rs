@@ -64,7 +64,7 @@ fn default_max_retry_after() -> u64 {
 }
 
 impl HttpSinkConfig {
-    pub(crate) fn validate(&self, path: &str, errors: &mut impl ErrorSink) {
+    pub(crate) fn validate(&self, path: &str, errors: &mut dyn ErrorSink) {
         if self.max_in_flight == 0 {
             errors.error(
                 format!("{path}.max_in_flight"),
@@ -144,7 +144,7 @@ pub fn target(c: &HttpConfig) -> Result<(Uri, Option<HeaderValue>), String> {
 }
 
 /// Check one subscription's `httpConfig`; `path` is its key path.
-pub(crate) fn check_subscription(path: &str, c: &HttpConfig, errors: &mut impl ErrorSink) {
+pub(crate) fn check_subscription(path: &str, c: &HttpConfig, errors: &mut dyn ErrorSink) {
     match c.http_dispatch_mode.as_str() {
         "SYNC" => {}
         "ASYNC" | "DYNAMIC" => errors.error(

@@ -11,8 +11,11 @@
 //! ISC's) but config validation refuses them: they exist for REQUEST_RESPONSE triggers.
 
 mod config;
+mod kind;
 mod metrics;
 mod sink;
+
+pub(crate) use kind::Kind;
 
 pub(crate) use config::check_subscription;
 pub mod egress;

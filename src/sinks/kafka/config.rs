@@ -200,7 +200,7 @@ impl KafkaClusterConfig {
         &self,
         path: &str,
         delivery_timeout_ms: u64,
-        errors: &mut impl ErrorSink,
+        errors: &mut dyn ErrorSink,
     ) {
         // librdkafka refuses these only when the producer is created; say so at check-config time.
         if self.linger_ms >= delivery_timeout_ms {

@@ -7,8 +7,12 @@
 //! per-event waiting: every delivery report is awaited concurrently.
 
 mod config;
+mod kind;
 mod metrics;
 mod sink;
+
+pub(crate) use kind::check_config;
+pub(crate) use kind::Kind;
 
 pub use config::{check_topic, Compression, CreateTopics, KafkaClusterConfig};
 pub use metrics::KafkaMetrics;

@@ -80,7 +80,7 @@ fn default_in_flight() -> usize {
 }
 
 impl NatsConnectionConfig {
-    pub(crate) fn validate(&self, path: &str, errors: &mut impl ErrorSink) {
+    pub(crate) fn validate(&self, path: &str, errors: &mut dyn ErrorSink) {
         if self.servers.is_empty() {
             errors.error(
                 format!("{path}.servers"),

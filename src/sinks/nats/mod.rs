@@ -8,8 +8,12 @@
 //! duplicate window. Retries with backoff go on until `delivery_timeout_ms`.
 
 mod config;
+mod kind;
 mod metrics;
 mod sink;
+
+pub(crate) use kind::check_config;
+pub(crate) use kind::Kind;
 
 pub use config::{render_subject, NatsConnectionConfig};
 pub use metrics::NatsMetrics;

@@ -4,6 +4,10 @@
 //! Line shape: `{"subscriptionId", "subscriptionName", "triggerId", "invocationId", "event"}` where `event` is
 //! the payload made compact (a pretty-printed body would otherwise break the one-line-per-event format).
 
+mod kind;
+
+pub(crate) use kind::Kind;
+
 use std::future::Future;
 use std::pin::Pin;
 

@@ -2,6 +2,10 @@
 //! itself (the load benches' "ingress → blackhole" scenario) and to dry-run a config; it goes through the same
 //! queue and driver as the network sinks, so what it measures is the real path minus a broker.
 
+mod kind;
+
+pub(crate) use kind::Kind;
+
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;

@@ -1,0 +1,61 @@
+//! `DISCARD` as a sink kind: one sink, started when a subscription of the config file uses it.
+
+use futures_util::future::BoxFuture;
+
+use crate::config::{check_queue, Config, ErrorSink, QueueConfig};
+use crate::model::{Subscription, SubscriptionType};
+use crate::sinks::driver::Driver;
+use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
+use crate::sinks::Target;
+
+use super::DiscardSink;
+
+pub(crate) struct Kind;
+
+/// The sink's name (its queue, its metric label).
+const SINK: &str = "discard";
+
+impl SinkKind for Kind {
+    fn subscription_type(&self) -> SubscriptionType {
+        SubscriptionType::Discard
+    }
+
+    fn config_field(&self, _s: &Subscription) -> Option<(&'static str, bool)> {
+        None
+    }
+
+    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+        check_queue("sinks.discard.queue", &config.sinks.discard.queue, errors);
+    }
+
+    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+        vec![("sinks.discard.queue".into(), config.sinks.discard.queue)]
+    }
+
+    fn check_subscription(&self, _: &Config, _: &str, _: &Subscription, _: &mut dyn ErrorSink) {}
+
+    fn can_fail(&self) -> bool {
+        false
+    }
+
+    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+        if ctx.needed(SubscriptionType::Discard) {
+            let worker = Driver::new(SINK, DiscardSink, ctx.sink_metrics.batch(SINK));
+            ctx.sinks.add_connectionless(
+                SINK,
+                ctx.config.sinks.discard.queue,
+                Box::new(worker),
+                ctx.sink_metrics,
+            );
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        _: ResolveContext<'a>,
+        _: &'a Subscription,
+    ) -> BoxFuture<'a, Result<(String, Target), Unresolved>> {
+        Box::pin(std::future::ready(Ok((SINK.to_string(), Target::Discard))))
+    }
+}
