@@ -31,6 +31,7 @@ pub mod kafka;
 pub mod kind;
 pub mod metrics;
 pub mod nats;
+pub(crate) mod retry;
 pub mod stdout;
 
 pub use kind::Destination;

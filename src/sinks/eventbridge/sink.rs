@@ -2,7 +2,7 @@
 //! each call retrying only its failed entries (driven by `sinks::driver`).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutPartnerEventsRequestEntry};
@@ -13,6 +13,7 @@ use prometheus::IntCounter;
 use crate::event::{Delivery, Outcome};
 use crate::model::EventBridgeMode;
 use crate::sinks::driver::{InFlight, Transport};
+use crate::sinks::retry::Backoff;
 use crate::sinks::{SinkError, Target};
 
 /// Deliveries taken from the queue at once (split into calls of at most 10 or 20).
@@ -254,7 +255,7 @@ impl EventBridgeSink {
         let throttled_count = self.throttled.clone();
         Box::pin(async move {
             let mut done: Vec<(Delivery, Outcome)> = Vec::with_capacity(batch.len());
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100));
             loop {
                 for d in batch.iter_mut() {
                     d.attempts += 1;
@@ -305,12 +306,12 @@ impl EventBridgeSink {
                 }
                 if throttled {
                     throttled_count.inc();
-                    backoff = backoff.max(Duration::from_millis(500));
+                    backoff.at_least(Duration::from_millis(500));
                 }
                 // Each event keeps its own deadline: received + delivery_timeout_ms.
-                let now = Instant::now();
+                let wait = backoff.wait(None);
                 for (d, e) in again {
-                    if now + backoff >= d.event.received + delivery_timeout {
+                    if !Backoff::fits(wait, d.event.received + delivery_timeout) {
                         done.push((d, Err(SinkError::TimedOut(e.to_string()))));
                     } else {
                         batch.push(d);
@@ -320,8 +321,7 @@ impl EventBridgeSink {
                     return done;
                 }
                 retries.inc_by(batch.len() as u64);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.sleep(wait).await;
             }
         })
     }

@@ -2,7 +2,7 @@
 //! connection errors, 408, 429 and 5xx (honouring `Retry-After`), never on other 4xx (driven by
 //! `sinks::driver`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -17,6 +17,7 @@ use super::egress::{EgressConnector, EgressPolicy, EgressRefused};
 use crate::envelope::Binding;
 use crate::event::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
+use crate::sinks::retry::Backoff;
 use crate::sinks::{SinkError, Target};
 
 const TAKE: usize = 128;
@@ -195,7 +196,7 @@ impl HttpSink {
                 return vec![(d, e)];
             };
             let (uri, auth) = (uri.clone(), auth.clone());
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100));
             loop {
                 d.attempts += 1;
                 let (err, after) =
@@ -204,14 +205,13 @@ impl HttpSink {
                         Attempt::Fail(e) => return vec![(d, Err(e))],
                         Attempt::Retry(e, after) => (e, after),
                     };
-                let wait = after.map_or(backoff, |a| a.min(max_after).max(backoff));
-                if Instant::now() + wait >= deadline {
+                let wait = backoff.wait(after.map(|a| a.min(max_after)));
+                if !Backoff::fits(wait, deadline) {
                     return vec![(d, Err(SinkError::TimedOut(err.to_string())))];
                 }
                 retries.inc();
                 tracing::debug!(tracking_id = %d.event.tracking_id, error = %err, wait_ms = wait.as_millis() as u64, "webhook attempt failed; retrying");
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.sleep(wait).await;
             }
         })
     }

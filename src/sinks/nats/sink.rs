@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::envelope::Binding;
 use crate::event::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
+use crate::sinks::retry::Backoff;
 use crate::sinks::{Readiness, SinkError, Target};
 
 const TAKE: usize = 256;
@@ -113,7 +114,7 @@ impl NatsSink {
                     Err(SinkError::Rejected("not a NATS subscription".into())),
                 )];
             };
-            let mut backoff = Duration::from_millis(50);
+            let mut backoff = Backoff::new(Duration::from_millis(50));
             loop {
                 d.attempts += 1;
                 let mut msg = PublishMessage::build()
@@ -136,12 +137,12 @@ impl NatsSink {
                 if !err.is_retriable() {
                     return vec![(d, Err(err))];
                 }
-                if Instant::now() + backoff >= deadline {
+                let wait = backoff.wait(None);
+                if !Backoff::fits(wait, deadline) {
                     return vec![(d, Err(SinkError::TimedOut(err.to_string())))];
                 }
                 retries.inc();
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.sleep(wait).await;
             }
         })
     }
