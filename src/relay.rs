@@ -26,7 +26,7 @@ use crate::admin::AdminState;
 use crate::config::{Config, ConfigErrors};
 use crate::ingress::{Authenticator, IngressLimits, IngressMetrics, IngressState};
 use crate::model::SubscriptionType;
-use crate::queue::{Queue, QueueStats};
+use crate::pipeline::queue::{Queue, QueueStats};
 use crate::router::{Router, RouterMetrics};
 use crate::routes::RouteBuilder;
 use crate::server::{ServeOptions, ServerMetrics};
@@ -127,7 +127,7 @@ pub enum ReplayRefusal {
     NotRoutable { subscription: String, why: String },
     /// The sink's queue has no room now (events in flight hold it): try again when one finishes.
     #[error("the sink's queue is full ({0}); retry when a delivery finishes")]
-    AtCapacity(crate::queue::QueueFull),
+    AtCapacity(crate::pipeline::queue::QueueFull),
     /// The relay is shutting down.
     #[error("the relay is shutting down")]
     ShuttingDown,
@@ -630,7 +630,10 @@ impl Relay {
     /// wait lasts as long as the sink may retry). The message carries `replay: true` and `replay-of` (see
     /// [`crate::envelope::headers`]). Filters are not evaluated: the event matched when ISC sent it, and naming
     /// the subscription is the caller's choice. A refusal sends nothing.
-    pub async fn redeliver(&self, r: Redelivery) -> Result<crate::event::Outcome, ReplayRefusal> {
+    pub async fn redeliver(
+        &self,
+        r: Redelivery,
+    ) -> Result<crate::pipeline::Outcome, ReplayRefusal> {
         let s = self.redelivery_target(&r.subscription_id, &r.trigger_id)?;
         let rx = {
             let guard = self.replay.builder.lock().await;
@@ -650,10 +653,10 @@ impl Relay {
                 .queue
                 .try_reserve(r.body.len())
                 .map_err(|full| match full {
-                    crate::queue::QueueFull::Closed => ReplayRefusal::ShuttingDown,
+                    crate::pipeline::queue::QueueFull::Closed => ReplayRefusal::ShuttingDown,
                     other => ReplayRefusal::AtCapacity(other),
                 })?;
-            let mut event = crate::event::Event::new(
+            let mut event = crate::pipeline::Event::new(
                 s.trigger_id.as_str().into(),
                 r.invocation_id,
                 crate::error::TrackingId::new(),
@@ -665,7 +668,7 @@ impl Relay {
             }
             event.replay_of = Some(r.replay_of);
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if !crate::event::Delivery::enqueue(Arc::new(event), &entry, Some(tx), reservation) {
+            if !crate::pipeline::Delivery::enqueue(Arc::new(event), &entry, Some(tx), reservation) {
                 return Err(ReplayRefusal::ShuttingDown);
             }
             rx

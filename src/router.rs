@@ -14,46 +14,11 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use crate::catalog::{Catalog, TriggerInfo, TriggerType};
 use crate::filter::{EvalError, EventBudget, Filter};
 use crate::model::AckMode;
-use crate::queue::Queue;
-use crate::sinks::dead_letter::DeadLetter;
+use crate::pipeline::queue::Queue;
 use crate::sinks::metrics::RouteMetrics;
 use crate::sinks::Target;
 
-/// One subscription as the data path sees it.
-#[derive(Debug)]
-pub struct Route {
-    pub subscription_id: Arc<str>,
-    pub subscription_name: Arc<str>,
-    /// e.g. `kafka.main`, `stdout`: a bounded metric label.
-    pub sink: Arc<str>,
-    pub target: Target,
-    pub ack: AckMode,
-    pub filter: Option<Filter>,
-    pub metrics: RouteMetrics,
-    /// Where permanently failed events go (`deadLetter`), if anywhere.
-    pub dead_letter: Option<Arc<DeadLetter>>,
-    /// Where outcomes are recorded for `GET /trigger-invocations/status` (when the API is on).
-    pub statuses: Option<Arc<crate::status::StatusLog>>,
-    /// The CloudEvents envelope of this subscription's messages, if it has one.
-    pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
-    /// The span exporter, while `[tracing]` exports spans.
-    pub spans: Option<Arc<crate::spans::Spans>>,
-    filter_metrics: FilterCounters,
-}
-
-#[derive(Debug, Clone)]
-struct FilterCounters {
-    matched: IntCounter,
-    not_matched: IntCounter,
-    error: IntCounter,
-}
-
-/// A route and the queue its deliveries go to.
-#[derive(Debug, Clone)]
-pub struct RouteEntry {
-    pub route: Arc<Route>,
-    pub queue: Queue,
-}
+pub use crate::pipeline::route::{FilterCounters, Route, RouteEntry};
 
 #[derive(Debug)]
 pub struct TriggerRoutes {
@@ -154,10 +119,10 @@ pub struct RouteSpec {
     pub ack: AckMode,
     pub filter: Option<Filter>,
     pub metrics: RouteMetrics,
-    pub dead_letter: Option<Arc<DeadLetter>>,
+    pub dead_letter: Option<Arc<dyn crate::pipeline::DeadLetterWriter>>,
     pub statuses: Option<Arc<crate::status::StatusLog>>,
-    pub envelope: Option<Arc<crate::envelope::CloudEvents>>,
-    pub spans: Option<Arc<crate::spans::Spans>>,
+    pub envelope: Option<Arc<crate::pipeline::CloudEvents>>,
+    pub spans: Option<Arc<dyn crate::pipeline::SpanExporter>>,
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::filter::Filter;
 use crate::model::Subscription;
-use crate::queue::Queue;
+use crate::pipeline::queue::Queue;
 use crate::router::{RouteEntry, RouteSpec, Router, RouterMetrics};
 use crate::sinks::dead_letter::DeadLetter;
 use crate::sinks::kind::{Connections, ResolveContext};
@@ -190,10 +190,13 @@ impl RouteBuilder {
         };
         let dead_letter = match &s.dead_letter {
             None => None,
-            Some(dl) => Some(Arc::new(
-                DeadLetter::resolve(config, &self.connections, s, dl)
-                    .map_err(|m| named("deadLetter", m))?,
-            )),
+            Some(dl) => {
+                let writer: Arc<dyn crate::pipeline::DeadLetterWriter> = Arc::new(
+                    DeadLetter::resolve(config, &self.connections, s, dl)
+                        .map_err(|m| named("deadLetter", m))?,
+                );
+                Some(writer)
+            }
         };
         Ok(Some((
             RouteSpec {
@@ -209,7 +212,10 @@ impl RouteBuilder {
                 filter,
                 statuses: self.statuses.clone(),
                 envelope: crate::envelope::resolve(s, &config.cloudevents),
-                spans: self.spans.clone(),
+                spans: self
+                    .spans
+                    .clone()
+                    .map(|s| s as Arc<dyn crate::pipeline::SpanExporter>),
             },
             queue,
         )))

@@ -28,7 +28,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracer, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Delivery, Event, Outcome};
+use crate::pipeline::{Delivery, Event, Outcome};
 
 /// `[tracing]`: OTLP/HTTP export of spans (off unless `otlp_endpoint` is set).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -144,10 +144,7 @@ fn parent_context(e: &Event, parent: u64) -> Context {
     ))
 }
 
-/// A fresh random span id (never zero).
-pub fn new_span_id() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0 | 1
-}
+pub use crate::pipeline::new_span_id;
 
 impl Spans {
     /// The exporter `c` asks for, or `None` when export is off. Must run inside the tokio runtime.
@@ -201,8 +198,24 @@ impl Spans {
         Ok(Some(Arc::new(Self { provider, tracer })))
     }
 
+    /// Export what is queued and stop; waits at most `within`.
+    pub async fn shutdown(&self, within: Duration) {
+        let provider = self.provider.clone();
+        // The SDK's shutdown blocks its caller until the batch task (on this runtime) has exported.
+        let done = tokio::task::spawn_blocking(move || provider.shutdown());
+        match tokio::time::timeout(within, done).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "span export did not finish"),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("span export did not finish within the grace period")
+            }
+        }
+    }
+}
+
+impl crate::pipeline::SpanExporter for Spans {
     /// The `ingress` span of an accepted event and its `enqueue` child.
-    pub fn ingress(
+    fn ingress(
         &self,
         e: &Event,
         path: &str,
@@ -251,7 +264,7 @@ impl Spans {
     }
 
     /// The `publish` span of a finished delivery.
-    pub fn publish(&self, d: &Delivery, outcome: &Outcome) {
+    fn publish(&self, d: &Delivery, outcome: &Outcome) {
         let (Some(parent_id), Some(own)) = (d.event.span_id, d.span) else {
             return;
         };
@@ -284,19 +297,5 @@ impl Spans {
             }
         }
         span.end_with_timestamp(end);
-    }
-
-    /// Export what is queued and stop; waits at most `within`.
-    pub async fn shutdown(&self, within: Duration) {
-        let provider = self.provider.clone();
-        // The SDK's shutdown blocks its caller until the batch task (on this runtime) has exported.
-        let done = tokio::task::spawn_blocking(move || provider.shutdown());
-        match tokio::time::timeout(within, done).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "span export did not finish"),
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!("span export did not finish within the grace period")
-            }
-        }
     }
 }

@@ -25,9 +25,9 @@ use hyper::body::Incoming;
 
 use crate::envelope::TraceContext;
 use crate::error::{ApiError, TrackingId};
-use crate::event::{Delivery, Event, Outcome};
 use crate::model::AckMode;
-use crate::queue::QueueFull;
+use crate::pipeline::queue::QueueFull;
+use crate::pipeline::{Delivery, Event, Outcome};
 use crate::router::{Lookup, Router};
 use crate::sinks::SinkError;
 
@@ -554,7 +554,7 @@ async fn route_request(
 
 /// The `ingress` span of an accepted event, exported (with the answer's status) when the request is answered.
 struct IngressSpan {
-    spans: Arc<crate::spans::Spans>,
+    spans: Arc<dyn crate::pipeline::SpanExporter>,
     event: Arc<Event>,
     path: String,
     status: u16,

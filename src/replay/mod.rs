@@ -399,7 +399,7 @@ struct Done {
     tracking_id: String,
     subscription_id: String,
     subscription_name: Option<String>,
-    result: Result<crate::event::Outcome, ReplayRefusal>,
+    result: Result<crate::pipeline::Outcome, ReplayRefusal>,
 }
 
 /// How long a delivery waits for queue room before it counts as failed.

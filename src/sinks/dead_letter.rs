@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::borrow::Cow;
 
 use crate::envelope::Binding;
-use crate::event::Delivery;
+use crate::pipeline::Delivery;
 use crate::sinks::SinkError;
 
 /// The longest a dead-letter write may take.
@@ -137,7 +137,7 @@ impl DeadLetter {
     }
 
     /// Write `d` with the reason it failed; count the result on the subscription's metrics.
-    pub async fn write(&self, d: &Delivery, e: &SinkError) {
+    async fn write_one(&self, d: &Delivery, e: &SinkError) {
         let result = tokio::time::timeout(WRITE_TIMEOUT, self.send(d, e))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())));
@@ -215,5 +215,15 @@ impl DeadLetter {
                 }
             }
         }
+    }
+}
+
+impl crate::pipeline::DeadLetterWriter for DeadLetter {
+    fn write<'a>(
+        &'a self,
+        d: &'a Delivery,
+        e: &'a SinkError,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(self.write_one(d, e))
     }
 }

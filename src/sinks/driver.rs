@@ -20,8 +20,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Delivery, Outcome};
-use crate::queue::QueueReceiver;
+use crate::pipeline::queue::QueueReceiver;
+use crate::pipeline::{Delivery, Outcome};
 use crate::sinks::{SinkError, SinkWorker};
 
 /// Deliveries finished by one in-flight send, each with its outcome.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ErrorSink, QueueConfig};
 use crate::model::{Subscription, SubscriptionType};
-use crate::queue::{self, Queue, QueueReceiver};
+use crate::pipeline::queue::{self, Queue, QueueReceiver};
 use crate::sinks::http::EgressPolicy;
 use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::{Readiness, SinkWorker, Target};

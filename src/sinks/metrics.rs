@@ -1,15 +1,9 @@
 //! Delivery metrics shared by every sink kind, registered in one place. Label values are bounded: `sink` is a
 //! configured sink name, `subscription` a configured subscription id, `reason` a [`SinkError::reason`].
 
-use std::time::Duration;
-
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-
-use crate::event::Outcome;
-use crate::sinks::SinkError;
 
 #[derive(Clone)]
 pub struct SinkMetrics {
@@ -174,41 +168,4 @@ impl SinkMetrics {
     }
 }
 
-/// One subscription's delivery counters.
-#[derive(Clone, Debug)]
-pub struct RouteMetrics {
-    sent: IntCounter,
-    failed: IntCounterVec,
-    dead_letter_written: IntCounter,
-    dead_letter_failed: IntCounter,
-    sink: String,
-    subscription: String,
-    latency: Histogram,
-}
-
-impl RouteMetrics {
-    pub fn record(&self, outcome: &Outcome, latency: Duration) {
-        match outcome {
-            Ok(()) => {
-                self.sent.inc();
-                self.latency.observe(latency.as_secs_f64());
-            }
-            Err(e) => self.failed_with(e),
-        }
-    }
-
-    /// A dead letter was written (`true`) or could not be.
-    pub fn dead_letter(&self, written: bool) {
-        if written {
-            self.dead_letter_written.inc()
-        } else {
-            self.dead_letter_failed.inc()
-        }
-    }
-
-    fn failed_with(&self, e: &SinkError) {
-        self.failed
-            .with_label_values(&[self.sink.as_str(), self.subscription.as_str(), e.reason()])
-            .inc();
-    }
-}
+pub use crate::pipeline::RouteMetrics;

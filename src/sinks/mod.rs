@@ -1,7 +1,7 @@
 //! Sinks: where events go. Each sink kind lives in its own module with the same shape (config, worker that
 //! batches and sends, metrics), after Vector's `src/sinks/*`.
 //!
-//! The seam: the router hands [`Delivery`](crate::event::Delivery)s to a sink's bounded queue; the sink worker
+//! The seam: the router hands [`Delivery`](crate::pipeline::Delivery)s to a sink's bounded queue; the sink worker
 //! ([`SinkWorker::run`]) takes them, sends them, and calls `Delivery::finish` with the outcome. Network sinks
 //! implement [`driver::Transport`] (start a batch, flush) and share one loop ([`driver::Driver`]) for the
 //! in-flight bound, dead letters and shutdown.
@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::model::KafkaKey;
-use crate::queue::QueueReceiver;
+use crate::pipeline::queue::QueueReceiver;
 
 pub mod dead_letter;
 pub mod discard;
@@ -48,75 +47,7 @@ pub(crate) static KINDS: &[&dyn SinkKind] = &[
     &discard::Kind,
 ];
 
-/// Why a delivery failed, as every sink reports it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
-    /// The destination refused the event for good (too large, not authorised, unknown topic...).
-    #[error("rejected by the destination: {0}")]
-    Rejected(String),
-    /// Larger than the destination accepts; sending again cannot help.
-    #[error("too large for the destination: {0}")]
-    TooLarge(String),
-    /// The destination could not be reached or answered with a transient error.
-    #[error("destination unavailable: {0}")]
-    Unavailable(String),
-    /// Retries ran out after `delivery_timeout_ms`.
-    #[error("not delivered within delivery_timeout_ms: {0}")]
-    TimedOut(String),
-    /// The relay stopped before the event could be delivered.
-    #[error("relay shut down before delivery")]
-    ShutDown,
-}
-
-impl SinkError {
-    /// Would sending again later possibly succeed?
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
-    }
-
-    /// A bounded label value for metrics.
-    /// Every [`SinkError::reason`] (the `reason` label's values).
-    pub const REASONS: [&'static str; 5] = [
-        "rejected",
-        "too_large",
-        "unavailable",
-        "timed_out",
-        "shut_down",
-    ];
-
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Rejected(_) => "rejected",
-            Self::TooLarge(_) => "too_large",
-            Self::Unavailable(_) => "unavailable",
-            Self::TimedOut(_) => "timed_out",
-            Self::ShutDown => "shut_down",
-        }
-    }
-}
-
-/// What a subscription's deliveries need to know about their destination, one variant per sink kind.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Kafka {
-        topic: String,
-        key: KafkaKey,
-    },
-    /// `subject` is the rendered template.
-    Nats {
-        subject: String,
-        jetstream: bool,
-        expected_stream: Option<String>,
-    },
-    EventBridge(eventbridge::EventBridgeTarget),
-    Http {
-        uri: ::http::Uri,
-        /// The `Authorization` header (marked sensitive), if the subscription authenticates.
-        auth: Option<::http::HeaderValue>,
-    },
-    Stdout,
-    Discard,
-}
+pub use crate::pipeline::{SinkError, Target};
 
 /// Whether a sink has reached its destination once and its worker is still running (readiness).
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::event::Delivery;
+use crate::pipeline::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 
 pub struct DiscardSink;

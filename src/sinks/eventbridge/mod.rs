@@ -18,10 +18,11 @@ mod sink;
 
 pub(crate) use kind::Kind;
 
+pub use crate::pipeline::EventBridgeTarget;
 pub(crate) use config::check_subscription;
 pub use config::{EventBridgeSinkConfig, DEFAULT_MAX_ENTRY_BYTES};
 pub use metrics::EventBridgeMetrics;
-pub use sink::{EventBridgeSink, EventBridgeTarget};
+pub use sink::EventBridgeSink;
 
 /// An EventBridge client for a region and an optional endpoint (moto, LocalStack), credentials from the
 /// standard chain. With `egress` (an endpoint an API caller set), the client connects only where the egress

@@ -10,37 +10,15 @@ use aws_sdk_eventbridge::Client;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounter;
 
-use crate::event::{Delivery, Outcome};
 use crate::model::EventBridgeMode;
+use crate::pipeline::EventBridgeTarget;
+use crate::pipeline::{Delivery, Outcome};
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::retry::Backoff;
 use crate::sinks::{SinkError, Target};
 
 /// Deliveries taken from the queue at once (split into calls of at most 10 or 20).
 const TAKE: usize = 200;
-
-/// Where one subscription's entries go: which client (region + endpoint), which API, bus and source.
-#[derive(Clone)]
-pub struct EventBridgeTarget {
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub client: Client,
-    pub mode: EventBridgeMode,
-    pub bus: String,
-    pub source: String,
-}
-
-impl std::fmt::Debug for EventBridgeTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBridgeTarget")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("mode", &self.mode)
-            .field("bus", &self.bus)
-            .field("source", &self.source)
-            .finish()
-    }
-}
 
 /// Entries that can share a call.
 type GroupKey = (String, Option<String>, EventBridgeMode, String, String);

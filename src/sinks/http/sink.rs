@@ -15,7 +15,7 @@ use prometheus::IntCounter;
 
 use super::egress::{EgressConnector, EgressPolicy, EgressRefused};
 use crate::envelope::Binding;
-use crate::event::Delivery;
+use crate::pipeline::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::retry::Backoff;
 use crate::sinks::{SinkError, Target};

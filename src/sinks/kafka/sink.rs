@@ -10,8 +10,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Binding;
-use crate::event::{Delivery, Outcome};
 use crate::model::KafkaKey;
+use crate::pipeline::{Delivery, Outcome};
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::{Readiness, SinkError, Target};
 

@@ -12,7 +12,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Binding;
-use crate::event::Delivery;
+use crate::pipeline::Delivery;
 use crate::sinks::driver::{InFlight, Transport};
 use crate::sinks::retry::Backoff;
 use crate::sinks::{Readiness, SinkError, Target};

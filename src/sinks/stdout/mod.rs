@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::QueueConfig;
-use crate::queue::QueueReceiver;
+use crate::pipeline::queue::QueueReceiver;
 use crate::sinks::{Readiness, SinkWorker};
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]

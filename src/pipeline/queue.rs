@@ -11,8 +11,35 @@ use std::sync::Arc;
 use prometheus::IntGauge;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::QueueConfig;
-use crate::event::Delivery;
+use serde::{Deserialize, Serialize};
+
+use super::Delivery;
+
+/// Queue capacity of one sink, in events and in bytes; whichever is reached first sheds load with 503.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default = "default_queue_events")]
+    pub max_events: usize,
+    #[serde(default = "default_queue_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_queue_events(),
+            max_bytes: default_queue_bytes(),
+        }
+    }
+}
+
+fn default_queue_events() -> usize {
+    10_000
+}
+fn default_queue_bytes() -> u64 {
+    64 * 1024 * 1024
+}
 
 /// Which capacity was exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -15,11 +15,8 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::envelope::{CloudEvents, TraceContext};
+use super::{CloudEvents, Reservation, Route, RouteEntry, SinkError, TraceContext};
 use crate::error::TrackingId;
-use crate::queue::Reservation;
-use crate::router::Route;
-use crate::sinks::SinkError;
 use crate::status::{InvocationKind, Status, StatusLog};
 
 #[derive(Debug)]
@@ -138,7 +135,7 @@ impl Delivery {
         reservation: Reservation,
     ) -> Self {
         let span = route.spans.as_ref().map(|_| DeliverySpan {
-            id: crate::spans::new_span_id(),
+            id: super::new_span_id(),
             started: SystemTime::now(),
         });
         let d = Self {
@@ -164,7 +161,7 @@ impl Delivery {
     /// caller answers that the event was not accepted.
     pub fn enqueue(
         event: Arc<Event>,
-        entry: &crate::router::RouteEntry,
+        entry: &RouteEntry,
         ack: Option<oneshot::Sender<Outcome>>,
         reservation: Reservation,
     ) -> bool {
