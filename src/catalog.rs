@@ -9,7 +9,19 @@ use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::CatalogEntryConfig;
+/// One `[[catalog.triggers]]` entry: a trigger the built-in catalog does not know yet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogEntryConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TriggerType,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub example_input: Option<serde_json::Value>,
+}
 
 const BUILTIN: &str = include_str!("catalog/triggers.json");
 

@@ -76,10 +76,10 @@ pub fn check_source(source: &str) -> Option<String> {
     }
 }
 
-/// A subscription's envelope settings that cannot work, as `(key under the subscription, message)`.
-pub fn check(s: &Subscription) -> Vec<(&'static str, String)> {
+/// A subscription's envelope settings that cannot work, as `(key under the subscription, message)`. `wraps`:
+/// whether its sink kind puts its messages in a CloudEvents envelope (`SinkKind::wraps_cloudevents`).
+pub fn check(s: &Subscription, wraps: bool) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let wraps = crate::sinks::kind_of(s.kind).is_some_and(|k| k.wraps_cloudevents());
     if !s.envelope.is_none() && !wraps {
         out.push((
             "envelope",
@@ -347,6 +347,7 @@ fn percent_encode<'a>(v: Cow<'a, str>) -> Cow<'a, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TrackingId;
 
     fn check(traceparent: &str, valid: bool) {
         let t = TraceContext::from_headers(

@@ -15,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod ingress;
 pub mod isc;
+pub(crate) mod keypath;
 pub mod model;
 pub mod pipeline;
 pub mod ratelimit;
@@ -28,6 +29,9 @@ pub mod spans;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+
+#[cfg(test)]
+mod layering;
 
 pub use config::Config;
 pub use relay::{Relay, ShutdownReport};

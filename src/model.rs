@@ -364,3 +364,37 @@ impl Subscription {
         }
     }
 }
+
+/// Kafka `options` whose name looks like a credential: `check-config --print` shows `***` for their values.
+pub fn is_credential_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("sasl.")
+        || n.starts_with("ssl.key")
+        || ["password", "secret", "token", "key", "credential"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// `scheme://user:***@host`: the password of every URL in `s` hidden.
+pub fn redact_url_password(s: &str) -> String {
+    // `scheme://user:password@host…` (also inside a comma-separated list of URLs).
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ',', ' ']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -198,7 +198,7 @@ impl Relay {
         let used: HashSet<SubscriptionType> = enabled.iter().map(|s| s.kind).collect();
         for kind in crate::sinks::KINDS {
             let ctx = StartContext {
-                config: &config,
+                config: config.sink_settings(),
                 registry: &registry,
                 sink_metrics: &sink_metrics,
                 stop: &worker_stop,

@@ -136,7 +136,7 @@ impl RouteBuilder {
 
     fn resolve_context(&self) -> ResolveContext<'_> {
         ResolveContext {
-            config: &self.config,
+            config: self.config.sink_settings(),
             connections: &self.connections,
         }
     }
@@ -192,7 +192,7 @@ impl RouteBuilder {
             None => None,
             Some(dl) => {
                 let writer: Arc<dyn crate::pipeline::DeadLetterWriter> = Arc::new(
-                    DeadLetter::resolve(config, &self.connections, s, dl)
+                    DeadLetter::resolve(&config.sinks, &self.connections, s, dl)
                         .map_err(|m| named("deadLetter", m))?,
                 );
                 Some(writer)

@@ -10,24 +10,26 @@
 //! `validate.rs` (the whole-config checks; each sink kind checks its own tables, `crate::sinks::SinkKind`),
 //! `redact.rs` (`check-config --print`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, TriggerType};
+use crate::catalog::Catalog;
 use crate::model::{AckMode, Subscription};
 
 mod api;
 mod env;
 mod ingress;
+mod isc;
 mod redact;
 mod validate;
 
+pub(crate) use crate::keypath::ErrorSink;
 pub use api::*;
 use env::{env_allow_list, interpolate};
 pub use env::{EnvConfig, DEFAULT_ENV_PREFIXES};
 pub use ingress::*;
+pub use isc::{Credential, IscConfig};
 pub use redact::{is_credential_option, redact_url_password};
 pub use validate::iso8601_duration;
 
@@ -68,7 +70,7 @@ pub struct Config {
     pub env: EnvConfig,
     /// The tenant the `isc` commands manage (`[isc]`, only read by them).
     #[serde(default)]
-    pub isc: Option<crate::isc::IscConfig>,
+    pub isc: Option<IscConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -150,28 +152,7 @@ fn default_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinksConfig {
-    /// Kafka clusters by name; subscriptions name one in `kafkaConfig.cluster`.
-    #[serde(default)]
-    pub kafka: BTreeMap<String, crate::sinks::kafka::KafkaClusterConfig>,
-    /// NATS connections by name; subscriptions name one in `natsConfig.connection`.
-    #[serde(default)]
-    pub nats: BTreeMap<String, crate::sinks::nats::NatsConnectionConfig>,
-    /// Settings of the sink every `EVENTBRIDGE` subscription goes through.
-    #[serde(default)]
-    pub eventbridge: crate::sinks::eventbridge::EventBridgeSinkConfig,
-    /// Settings of the sink every `HTTP` subscription goes through.
-    #[serde(default)]
-    pub http: crate::sinks::http::HttpSinkConfig,
-    /// The queue of the `DISCARD` sink.
-    #[serde(default)]
-    pub discard: crate::sinks::stdout::StdoutConfig,
-    /// The queue of the `STDOUT` sink.
-    #[serde(default)]
-    pub stdout: crate::sinks::stdout::StdoutConfig,
-}
+pub use crate::sinks::kind::SinksConfig;
 
 pub use crate::pipeline::QueueConfig;
 
@@ -186,18 +167,7 @@ pub struct CatalogConfig {
     pub triggers: Vec<CatalogEntryConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CatalogEntryConfig {
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: TriggerType,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub example_input: Option<serde_json::Value>,
-}
+pub use crate::catalog::CatalogEntryConfig;
 
 /// Every problem found in a config, each with its key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,12 +304,7 @@ impl Config {
         &'a self,
         k: &'a crate::model::KafkaSubscriptionConfig,
     ) -> Result<&'a str, String> {
-        pick_named(
-            "Kafka cluster",
-            "sinks.kafka",
-            self.sinks.kafka.keys(),
-            k.cluster.as_deref(),
-        )
+        self.sinks.kafka_cluster_for(k)
     }
 
     /// The name of the NATS connection a subscription publishes to.
@@ -347,84 +312,21 @@ impl Config {
         &'a self,
         n: &'a crate::model::NatsSubscriptionConfig,
     ) -> Result<&'a str, String> {
-        pick_named(
-            "NATS connection",
-            "sinks.nats",
-            self.sinks.nats.keys(),
-            n.connection.as_deref(),
-        )
+        self.sinks.nats_connection_for(n)
     }
-}
 
-/// The sink a subscription names, or the only one configured when it names none.
-fn pick_named<'a>(
-    what: &str,
-    table: &str,
-    names: impl Iterator<Item = &'a String> + Clone,
-    chosen: Option<&'a str>,
-) -> Result<&'a str, String> {
-    let list = || {
-        names
-            .clone()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match chosen {
-        Some(c) => names
-            .clone()
-            .find(|n| n.as_str() == c)
-            .map(String::as_str)
-            .ok_or_else(|| {
-                let l = list();
-                format!(
-                    "unknown {what} `{c}` (configured: {})",
-                    if l.is_empty() { "none" } else { &l }
-                )
-            }),
-        None => {
-            let mut it = names.clone();
-            match (it.next(), it.next()) {
-                (Some(only), None) => Ok(only.as_str()),
-                (None, _) => Err(format!("no {what} configured: add a [{table}.NAME] table")),
-                _ => Err(format!(
-                    "several {what}s are configured ({}): name one",
-                    list()
-                )),
-            }
+    /// What the sink kinds read of this config.
+    pub(crate) fn sink_settings(&self) -> crate::sinks::kind::Settings<'_> {
+        crate::sinks::kind::Settings {
+            sinks: &self.sinks,
+            delivery_timeout_ms: self.delivery.delivery_timeout_ms,
+            subscriptions: &self.subscriptions,
         }
     }
-}
-
-/// Check one queue's capacities.
-pub(crate) fn check_queue(path: &str, q: &QueueConfig, errors: &mut dyn ErrorSink) {
-    if q.max_events == 0 || q.max_events > 10_000_000 {
-        errors.error(
-            format!("{path}.max_events"),
-            "must be between 1 and 10000000".into(),
-        );
-    }
-    if q.max_bytes < 1024 || q.max_bytes > (u32::MAX as u64) {
-        errors.error(
-            format!("{path}.max_bytes"),
-            "must be between 1024 and 4294967295".into(),
-        );
-    }
-}
-
-/// Something that collects config errors (lets sink modules validate their own tables).
-pub(crate) trait ErrorSink {
-    fn error(&mut self, path: String, message: String);
 }
 
 impl ErrorSink for Errors {
     fn error(&mut self, path: String, message: String) {
         self.push(path, message)
-    }
-}
-
-impl<F: FnMut(String, String)> ErrorSink for F {
-    fn error(&mut self, path: String, message: String) {
-        self(path, message)
     }
 }

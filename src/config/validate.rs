@@ -149,10 +149,12 @@ impl Config {
             }
         }
         for kind in crate::sinks::KINDS {
-            kind.check_tables(self, &mut errors);
+            kind.check_tables(&self.sink_settings(), &mut errors);
         }
         // An event that can never fit in a queue would be answered 503 forever.
-        let queues = crate::sinks::KINDS.iter().flat_map(|k| k.queues(self));
+        let queues = crate::sinks::KINDS
+            .iter()
+            .flat_map(|k| k.queues(&self.sink_settings()));
         for (path, q) in queues {
             if q.max_bytes < self.ingress.max_body_bytes {
                 errors.push(
@@ -219,7 +221,8 @@ impl Config {
         if s.name.trim().is_empty() {
             errors.push(format!("{path}.name"), "must not be empty");
         }
-        for (key, m) in crate::envelope::check(s) {
+        let wraps = crate::sinks::kind_of(s.kind).is_some_and(|k| k.wraps_cloudevents());
+        for (key, m) in crate::envelope::check(s, wraps) {
             errors.push(format!("{path}.{key}"), m);
         }
         if !iso8601_duration(&s.response_deadline) {
@@ -291,7 +294,13 @@ impl Config {
         }
         let kind = crate::sinks::kind_of(s.kind);
         if let Some(dl) = &s.dead_letter {
-            crate::sinks::dead_letter::check(self, &format!("{path}.deadLetter"), s, dl, errors);
+            crate::sinks::dead_letter::check(
+                &self.sinks,
+                &format!("{path}.deadLetter"),
+                s,
+                dl,
+                errors,
+            );
             if kind.is_some_and(|k| !k.can_fail()) {
                 errors.push(
                     format!("{path}.deadLetter"),
@@ -303,7 +312,7 @@ impl Config {
             }
         }
         match kind {
-            Some(k) => k.check_subscription(self, path, s, errors),
+            Some(k) => k.check_subscription(&self.sink_settings(), path, s, errors),
             None => errors.push(
                 format!("{path}.type"),
                 format!(

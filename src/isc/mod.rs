@@ -11,7 +11,10 @@
 //! [`EXIT_FAILED`] and [`EXIT_UNREACHABLE`].
 
 pub mod client;
-pub mod config;
+/// `[isc]`, which lives with the rest of the config file (`config::isc`).
+pub mod config {
+    pub use crate::config::{Credential, IscConfig};
+}
 pub mod sync;
 pub mod test;
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 use serde::{Deserialize, Serialize};
 
 use super::Delivery;
+use crate::keypath::ErrorSink;
 
 /// Queue capacity of one sink, in events and in bytes; whichever is reached first sheds load with 503.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -39,6 +40,22 @@ fn default_queue_events() -> usize {
 }
 fn default_queue_bytes() -> u64 {
     64 * 1024 * 1024
+}
+
+/// Check one queue's capacities.
+pub(crate) fn check_queue(path: &str, q: &QueueConfig, errors: &mut dyn ErrorSink) {
+    if q.max_events == 0 || q.max_events > 10_000_000 {
+        errors.error(
+            format!("{path}.max_events"),
+            "must be between 1 and 10000000".into(),
+        );
+    }
+    if q.max_bytes < 1024 || q.max_bytes > (u32::MAX as u64) {
+        errors.error(
+            format!("{path}.max_bytes"),
+            "must be between 1024 and 4294967295".into(),
+        );
+    }
 }
 
 /// Which capacity was exhausted.

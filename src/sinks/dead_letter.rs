@@ -73,11 +73,11 @@ fn dead_letter_headers<'a>(
 /// Check a subscription's `deadLetter` (`path`): exactly one of a Kafka topic or a NATS subject, each checked
 /// as the subscription's own destination of that kind would be.
 pub(crate) fn check(
-    config: &crate::config::Config,
+    config: &crate::sinks::kind::SinksConfig,
     path: &str,
     s: &crate::model::Subscription,
     dl: &crate::model::DeadLetterConfig,
-    errors: &mut dyn crate::config::ErrorSink,
+    errors: &mut dyn crate::keypath::ErrorSink,
 ) {
     match (&dl.kafka_config, &dl.nats_config) {
         (Some(k), None) => {
@@ -103,7 +103,7 @@ pub(crate) fn check(
 impl DeadLetter {
     /// Where `s`'s dead letters go (`dl` is its `deadLetter`), on a connection the relay already has.
     pub(crate) fn resolve(
-        config: &crate::config::Config,
+        config: &crate::sinks::kind::SinksConfig,
         connections: &crate::sinks::kind::Connections,
         s: &crate::model::Subscription,
         dl: &crate::model::DeadLetterConfig,

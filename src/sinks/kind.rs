@@ -20,12 +20,92 @@ use futures_util::future::BoxFuture;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ErrorSink, QueueConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::keypath::{pick_named, ErrorSink};
 use crate::model::{Subscription, SubscriptionType};
 use crate::pipeline::queue::{self, Queue, QueueReceiver};
+use crate::pipeline::QueueConfig;
 use crate::sinks::http::EgressPolicy;
 use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::{Readiness, SinkWorker, Target};
+
+/// `[sinks]`: every kind's tables (the config file's field names, spelled out).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Kafka clusters by name; subscriptions name one in `kafkaConfig.cluster`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, super::kafka::KafkaClusterConfig>,
+    /// NATS connections by name; subscriptions name one in `natsConfig.connection`.
+    #[serde(default)]
+    pub nats: BTreeMap<String, super::nats::NatsConnectionConfig>,
+    /// Settings of the sink every `EVENTBRIDGE` subscription goes through.
+    #[serde(default)]
+    pub eventbridge: super::eventbridge::EventBridgeSinkConfig,
+    /// Settings of the sink every `HTTP` subscription goes through.
+    #[serde(default)]
+    pub http: super::http::HttpSinkConfig,
+    /// The queue of the `DISCARD` sink.
+    #[serde(default)]
+    pub discard: super::stdout::StdoutConfig,
+    /// The queue of the `STDOUT` sink.
+    #[serde(default)]
+    pub stdout: super::stdout::StdoutConfig,
+}
+
+impl SinksConfig {
+    /// The name of the Kafka cluster a subscription publishes to.
+    pub fn kafka_cluster_for<'a>(
+        &'a self,
+        k: &'a crate::model::KafkaSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        pick_named(
+            "Kafka cluster",
+            "sinks.kafka",
+            self.kafka.keys(),
+            k.cluster.as_deref(),
+        )
+    }
+
+    /// The name of the NATS connection a subscription publishes to.
+    pub fn nats_connection_for<'a>(
+        &'a self,
+        n: &'a crate::model::NatsSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        pick_named(
+            "NATS connection",
+            "sinks.nats",
+            self.nats.keys(),
+            n.connection.as_deref(),
+        )
+    }
+}
+
+/// What a kind reads of the config: the `[sinks]` tables, the delivery deadline, and the config file's
+/// subscriptions (an EventBridge endpoint one of them names is the operator's, not an API caller's).
+#[derive(Clone, Copy)]
+pub(crate) struct Settings<'a> {
+    pub sinks: &'a SinksConfig,
+    pub delivery_timeout_ms: u64,
+    pub subscriptions: &'a [Subscription],
+}
+
+impl Settings<'_> {
+    pub fn kafka_cluster_for<'a>(
+        &'a self,
+        k: &'a crate::model::KafkaSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        self.sinks.kafka_cluster_for(k)
+    }
+
+    pub fn nats_connection_for<'a>(
+        &'a self,
+        n: &'a crate::model::NatsSubscriptionConfig,
+    ) -> Result<&'a str, String> {
+        self.sinks.nats_connection_for(n)
+    }
+}
 
 /// Why a destination check did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +167,7 @@ pub(crate) struct Connections {
 
 /// What a subscription is resolved against: the config and the shared connections.
 pub(crate) struct ResolveContext<'a> {
-    pub config: &'a Config,
+    pub config: Settings<'a>,
     pub connections: &'a Connections,
 }
 
@@ -134,7 +214,7 @@ impl SinkSet {
 
 /// What a kind starts with, and where it puts what it started.
 pub(crate) struct StartContext<'a> {
-    pub config: &'a Config,
+    pub config: Settings<'a>,
     pub registry: &'a Registry,
     pub sink_metrics: &'a SinkMetrics,
     /// Cancelled when the grace period is over (and when start-up fails half way).
@@ -156,7 +236,7 @@ impl StartContext<'_> {
     }
 
     pub fn delivery_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.config.delivery.delivery_timeout_ms)
+        std::time::Duration::from_millis(self.config.delivery_timeout_ms)
     }
 }
 
@@ -170,15 +250,15 @@ pub(crate) trait SinkKind: Sync {
     fn config_field(&self, s: &Subscription) -> Option<(&'static str, bool)>;
 
     /// Check this kind's `[sinks.*]` tables.
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink);
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink);
 
     /// This kind's queues, by key path (`sinks.kafka.main.queue`).
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)>;
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)>;
 
     /// Check a subscription of this type; `path` is the subscription's (`subscriptions[3]`).
     fn check_subscription(
         &self,
-        config: &Config,
+        config: &Settings,
         path: &str,
         s: &Subscription,
         errors: &mut dyn ErrorSink,

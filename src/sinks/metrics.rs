@@ -114,7 +114,7 @@ impl SinkMetrics {
     }
 
     /// Depth gauges for a sink's queue; also publishes the queue's capacity, so depth can be read against it.
-    pub fn depth(&self, sink: &str, cap: &crate::config::QueueConfig) -> (IntGauge, IntGauge) {
+    pub fn depth(&self, sink: &str, cap: &crate::pipeline::QueueConfig) -> (IntGauge, IntGauge) {
         self.capacity_events
             .with_label_values(&[sink])
             .set(i64::try_from(cap.max_events).unwrap_or(i64::MAX));

@@ -39,8 +39,8 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
         max_events: 4,
         max_bytes: 1 << 20,
     };
-    let (de, db) = sm.depth("discard");
-    let (queue, mut rx) = trigger_relay::queue::bounded("discard", cap, de, db);
+    let (de, db) = sm.depth("discard", &cap);
+    let (queue, mut rx) = trigger_relay::pipeline::queue::bounded("discard", cap, de, db);
     rt.spawn(async move { while rx.recv().await.is_some() {} });
     let routes = [
         ("plain", "idn:identity-created", None),
@@ -62,11 +62,14 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
             trigger_id: trigger.into(),
             sink: "discard".into(),
             target: Target::Discard,
+            reads_payload: false,
             ack: AckMode::Accepted,
             filter: filter.map(|f| Filter::compile(f).expect("fuzz filter")),
             metrics: sm.route("discard", name),
             dead_letter: None,
             statuses: None,
+            envelope: None,
+            spans: None,
         };
         router.add(spec, queue.clone(), &rm);
     }

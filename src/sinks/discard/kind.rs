@@ -2,9 +2,12 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{check_queue, Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
 use crate::sinks::driver::Driver;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::Target;
 
@@ -24,15 +27,15 @@ impl SinkKind for Kind {
         None
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         check_queue("sinks.discard.queue", &config.sinks.discard.queue, errors);
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         vec![("sinks.discard.queue".into(), config.sinks.discard.queue)]
     }
 
-    fn check_subscription(&self, _: &Config, _: &str, _: &Subscription, _: &mut dyn ErrorSink) {}
+    fn check_subscription(&self, _: &Settings, _: &str, _: &Subscription, _: &mut dyn ErrorSink) {}
 
     fn can_fail(&self) -> bool {
         false

@@ -3,8 +3,10 @@
 
 use serde::Deserialize;
 
-use crate::config::{check_queue, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{EventBridgeConfig, EventBridgeMode};
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
 
 /// AWS's limit on one entry (Source + DetailType + Detail + Resources) and on one PutEvents request: 1 MiB
 /// since January 2026 (256 KiB before; set `max_entry_bytes = 262144` where that older quota applies).

@@ -3,9 +3,11 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
+use crate::pipeline::QueueConfig;
 use crate::sinks::driver::Driver;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Connections, Destination, ResolveContext, SinkKind, StartContext, Unresolved,
     DESTINATION_WAIT,
@@ -28,14 +30,14 @@ impl SinkKind for Kind {
         Some(("eventBridgeConfig", s.event_bridge_config.is_some()))
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         config
             .sinks
             .eventbridge
             .validate("sinks.eventbridge", errors);
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         vec![(
             "sinks.eventbridge.queue".into(),
             config.sinks.eventbridge.queue,
@@ -44,7 +46,7 @@ impl SinkKind for Kind {
 
     fn check_subscription(
         &self,
-        _config: &Config,
+        _config: &Settings,
         path: &str,
         s: &Subscription,
         errors: &mut dyn ErrorSink,
@@ -159,7 +161,7 @@ impl SinkKind for Kind {
 
 /// The client for `region` and `endpoint`: made once, then shared by every subscription that names them.
 async fn shared_client(
-    config: &Config,
+    config: Settings<'_>,
     connections: &Connections,
     region: &str,
     endpoint: Option<&str>,

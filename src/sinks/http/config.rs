@@ -4,8 +4,10 @@
 use http::{HeaderValue, Uri};
 use serde::Deserialize;
 
-use crate::config::{check_queue, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::HttpConfig;
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +87,7 @@ impl HttpSinkConfig {
 pub fn target(c: &HttpConfig) -> Result<(Uri, Option<HeaderValue>), String> {
     use base64::Engine as _;
     // Messages show the URL with any password masked: they reach API answers and logs.
-    let shown = crate::config::redact_url_password(&c.url);
+    let shown = crate::model::redact_url_password(&c.url);
     let uri: Uri = c
         .url
         .parse()

@@ -3,9 +3,11 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
+use crate::pipeline::QueueConfig;
 use crate::sinks::driver::Driver;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::Target;
 
@@ -25,17 +27,17 @@ impl SinkKind for Kind {
         Some(("httpConfig", s.http_config.is_some()))
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         config.sinks.http.validate("sinks.http", errors);
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         vec![("sinks.http.queue".into(), config.sinks.http.queue)]
     }
 
     fn check_subscription(
         &self,
-        _config: &Config,
+        _config: &Settings,
         path: &str,
         s: &Subscription,
         errors: &mut dyn ErrorSink,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use crate::config::{check_queue, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -85,7 +87,7 @@ fn redacted_options<S: serde::Serializer>(options: &toml::Table, s: S) -> Result
         flat.clear();
     }
     s.collect_map(flat.into_iter().map(|(k, v)| {
-        let v = if crate::config::is_credential_option(&k) {
+        let v = if crate::model::is_credential_option(&k) {
             "***".to_string()
         } else {
             v

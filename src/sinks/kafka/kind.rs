@@ -3,9 +3,11 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{KafkaKey, KafkaSubscriptionConfig, Subscription, SubscriptionType};
+use crate::pipeline::QueueConfig;
 use crate::sinks::driver::Driver;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Destination, ResolveContext, SinkKind, StartContext, Unresolved,
 };
@@ -17,7 +19,7 @@ pub(crate) struct Kind;
 
 /// Check a `kafkaConfig` (a subscription's or a dead letter's): `path` is the `kafkaConfig` key.
 pub(crate) fn check_config(
-    config: &Config,
+    config: &crate::sinks::kind::SinksConfig,
     path: &str,
     k: &KafkaSubscriptionConfig,
     errors: &mut dyn ErrorSink,
@@ -39,17 +41,17 @@ impl SinkKind for Kind {
         Some(("kafkaConfig", s.kafka_config.is_some()))
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         for (name, k) in &config.sinks.kafka {
             k.validate(
                 &format!("sinks.kafka.{name}"),
-                config.delivery.delivery_timeout_ms,
+                config.delivery_timeout_ms,
                 errors,
             );
         }
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         config
             .sinks
             .kafka
@@ -60,7 +62,7 @@ impl SinkKind for Kind {
 
     fn check_subscription(
         &self,
-        config: &Config,
+        config: &Settings,
         path: &str,
         s: &Subscription,
         errors: &mut dyn ErrorSink,
@@ -70,7 +72,7 @@ impl SinkKind for Kind {
                 format!("{path}.kafkaConfig"),
                 "required for type KAFKA".into(),
             ),
-            Some(k) => check_config(config, &format!("{path}.kafkaConfig"), k, errors),
+            Some(k) => check_config(config.sinks, &format!("{path}.kafkaConfig"), k, errors),
         }
     }
 
@@ -85,7 +87,7 @@ impl SinkKind for Kind {
             for (name, cluster) in &ctx.config.sinks.kafka {
                 let sink = format!("kafka.{name}");
                 let client = cluster
-                    .client_config(ctx.config.delivery.delivery_timeout_ms)
+                    .client_config(ctx.config.delivery_timeout_ms)
                     .map_err(|m| BuildError::sink(&sink, m))?;
                 let ready = Readiness::default();
                 let transport = KafkaSink::new(

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{check_queue, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::Secret;
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
 
 #[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +53,7 @@ impl std::fmt::Debug for NatsConnectionConfig {
         let servers: Vec<String> = self
             .servers
             .iter()
-            .map(|s| crate::config::redact_url_password(s))
+            .map(|s| crate::model::redact_url_password(s))
             .collect();
         f.debug_struct("NatsConnectionConfig")
             .field("servers", &servers)

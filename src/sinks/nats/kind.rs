@@ -3,9 +3,11 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{NatsSubscriptionConfig, Subscription, SubscriptionType};
+use crate::pipeline::QueueConfig;
 use crate::sinks::driver::Driver;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Destination, ResolveContext, SinkKind, StartContext, Unresolved, DESTINATION_WAIT,
 };
@@ -17,7 +19,7 @@ pub(crate) struct Kind;
 
 /// Check a `natsConfig` (a subscription's or a dead letter's) for `trigger`: `path` is the `natsConfig` key.
 pub(crate) fn check_config(
-    config: &Config,
+    config: &crate::sinks::kind::SinksConfig,
     path: &str,
     n: &NatsSubscriptionConfig,
     trigger: &str,
@@ -40,13 +42,13 @@ impl SinkKind for Kind {
         Some(("natsConfig", s.nats_config.is_some()))
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         for (name, n) in &config.sinks.nats {
             n.validate(&format!("sinks.nats.{name}"), errors);
         }
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         config
             .sinks
             .nats
@@ -57,7 +59,7 @@ impl SinkKind for Kind {
 
     fn check_subscription(
         &self,
-        config: &Config,
+        config: &Settings,
         path: &str,
         s: &Subscription,
         errors: &mut dyn ErrorSink,
@@ -69,7 +71,7 @@ impl SinkKind for Kind {
             ),
             Some(n) => {
                 let p = format!("{path}.natsConfig");
-                check_config(config, &p, n, &s.trigger_id, errors);
+                check_config(config.sinks, &p, n, &s.trigger_id, errors);
                 if n.expected_stream.is_some() && !n.jetstream {
                     errors.error(
                         format!("{p}.expectedStream"),

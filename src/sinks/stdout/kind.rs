@@ -2,8 +2,11 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{check_queue, Config, ErrorSink, QueueConfig};
+use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
+use crate::pipeline::queue::check_queue;
+use crate::pipeline::QueueConfig;
+use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::{Readiness, Target};
 
@@ -23,15 +26,15 @@ impl SinkKind for Kind {
         None
     }
 
-    fn check_tables(&self, config: &Config, errors: &mut dyn ErrorSink) {
+    fn check_tables(&self, config: &Settings, errors: &mut dyn ErrorSink) {
         check_queue("sinks.stdout.queue", &config.sinks.stdout.queue, errors);
     }
 
-    fn queues(&self, config: &Config) -> Vec<(String, QueueConfig)> {
+    fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)> {
         vec![("sinks.stdout.queue".into(), config.sinks.stdout.queue)]
     }
 
-    fn check_subscription(&self, _: &Config, _: &str, _: &Subscription, _: &mut dyn ErrorSink) {}
+    fn check_subscription(&self, _: &Settings, _: &str, _: &Subscription, _: &mut dyn ErrorSink) {}
 
     fn can_fail(&self) -> bool {
         false

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::QueueConfig;
 use crate::pipeline::queue::QueueReceiver;
+use crate::pipeline::QueueConfig;
 use crate::sinks::{Readiness, SinkWorker};
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]

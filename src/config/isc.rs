@@ -1,5 +1,6 @@
 //! `[isc]`: how `trigger-relay isc …` reaches the tenant that sends the relay its events, and what it hands
-//! that tenant. Only the `isc` commands read it; the relay itself runs the same with or without it.
+//! that tenant. Only the `isc` commands read it; the relay itself runs the same with or without it. It lives with
+//! the config file's other tables (`isc` re-exports it), so the config imports nothing of the commands.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +68,7 @@ const MAX_INSTANCE: usize = 64;
 impl IscConfig {
     /// What cannot work, as `(key under [isc], message)`. `ingress_auth` is the relay's ingress credentials,
     /// checked for the one `credential` names.
-    pub fn check(
-        &self,
-        ingress_auth: Option<&crate::config::AuthConfig>,
-    ) -> Vec<(&'static str, String)> {
+    pub fn check(&self, ingress_auth: Option<&super::AuthConfig>) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for (key, url) in [
             ("tenant_url", Some(&self.tenant_url)),
