@@ -1,16 +1,21 @@
 //! The ingress: the URL an ISC tenant's HTTP subscription posts to.
 //!
-//! `POST /events/{triggerId}` or `POST /events` (trigger id then from `_metadata.triggerId`). Checks, in order:
-//! path, per-IP rate limit (before auth: it is cheap and shields the auth path), method, auth, per-credential
-//! rate limit, content type, size, JSON object, trigger; then the router picks the subscriptions, the ingress
-//! reserves room in every matched sink's queue (all or nothing: a full queue answers 503 and nothing is
-//! enqueued), hands the deliveries over and answers 200 with an empty body, at once in `accepted` mode or once
-//! every `delivered`-mode subscription's broker acknowledged. The body is forwarded as the exact bytes received.
+//! `POST /events/{triggerId}` or `POST /events` (trigger id then from `_metadata.triggerId`). One function per
+//! step, in order (`route_request`): the path's trigger; `admit` (per-IP rate limit, before auth: it is cheap
+//! and shields the auth path; method; a loop through this relay's own webhook); `authenticate` (credentials,
+//! per-credential rate limit); `read_body` (content type, size, read timeout); `metadata` (a JSON object,
+//! `_metadata`); `choose_trigger`; the routing table's lookup; `deliver` (the router picks the subscriptions,
+//! room is reserved in every matched sink's queue, all or nothing: a full queue answers 503 and nothing is
+//! enqueued; the deliveries are handed over); `answer` (at once in `accepted` mode, or once every
+//! `delivered`-mode subscription's broker acknowledged). A step refuses with a typed [`refusal::Refusal`],
+//! which alone turns into the metric label and ISC's error body. The body is forwarded as the exact bytes
+//! received.
 
 pub mod auth;
 pub mod limits;
 pub mod metrics;
 pub mod probe;
+mod refusal;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -19,14 +24,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::envelope::TraceContext;
 use crate::error::{ApiError, TrackingId};
 use crate::model::AckMode;
-use crate::pipeline::queue::QueueFull;
 use crate::pipeline::{Delivery, Event, Outcome};
 use crate::router::{Lookup, Router};
 use crate::sinks::SinkError;
@@ -34,6 +38,7 @@ use crate::sinks::SinkError;
 pub use auth::{Authenticator, Credential};
 pub use limits::{IngressLimits, Scope};
 pub use metrics::IngressMetrics;
+use refusal::Refusal;
 
 pub struct IngressState {
     pub router: Arc<ArcSwap<Router>>,
@@ -48,9 +53,6 @@ pub struct IngressState {
     /// `trigger-relay-<instance>`: the token this relay's webhooks put in `Via`; a request carrying it is a loop.
     pub loop_token: Arc<str>,
 }
-
-/// The answer to a request shed because a queue is full (logged at debug level: the metric counts them).
-const SHED_MESSAGE: &str = "the relay is at capacity; retry later";
 
 /// Counts a request in flight for as long as its handler lives (also when the connection is dropped). Borrows
 /// the gauge from the state the handler holds: no reference count to take and give back per request.
@@ -131,88 +133,131 @@ fn accepted() -> Response<Full<Bytes>> {
     Response::new(Full::new(Bytes::new()))
 }
 
-fn refuse(m: &IngressMetrics, reason: &str, e: ApiError) -> ApiError {
-    m.rejected.with_label_values(&[reason]).inc();
-    e
-}
-
-/// A 429 from an `[ingress.rate_limit]` limit, counted by scope; its cause names the limit.
-fn rate_limited(state: &IngressState, scope: Scope, retry_after_s: u64) -> ApiError {
-    state
-        .metrics
-        .rate_limited
-        .with_label_values(&[scope.label()])
-        .inc();
-    let what = match scope {
-        Scope::Ip => "source IP",
-        Scope::Credential => "credential",
-    };
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("rate limit exceeded for this {what}; retry after {retry_after_s} s"),
-    )
-    .cause(format!(
-        "ingress.rate_limit.{} allows {} requests per {} ms",
-        scope.key(),
-        state.limits.limit(scope),
-        state.limits.window_ms()
-    ))
-    .retry_after(retry_after_s)
-    .dto_body()
-}
-
+/// One request through the ingress's steps: the path's trigger → admit (per-IP limit, method, loop) →
+/// authenticate (and the per-credential limit) → read the body → its metadata (JSON object, trigger id) →
+/// resolve the routes → reserve and enqueue → answer (at once, or after every `delivered` acknowledgement).
+/// Each step refuses with a [`Refusal`]; the trigger named so far labels the answer's metric.
 async fn route_request(
     state: &IngressState,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> (Named, Result<(), ApiError>) {
-    let m = &state.metrics;
     // Split once: the trigger id borrows from the path (no allocation unless it is percent-encoded).
     let (req, body) = req.into_parts();
-    let path = req.uri.path();
-    let path_trigger: Option<Cow<'_, str>> = if path == "/events" || path == "/events/" {
-        None
-    } else if let Some(t) = path.strip_prefix("/events/") {
-        // Most ids have no `%` (ISC does not encode the `:`): borrowed as they are, without the decoder's pass.
-        Some(if t.contains('%') {
-            percent_encoding::percent_decode_str(t).decode_utf8_lossy()
-        } else {
-            Cow::Borrowed(t)
-        })
-    } else {
-        let e = ApiError::new(StatusCode::NOT_FOUND, format!("no such path `{path}`"))
-            .cause("POST events to /events/{triggerId} or /events");
-        return (Named::None, Err(refuse(m, "path", e)));
+    let path_trigger = match trigger_in_path(req.uri.path()) {
+        Ok(t) => t,
+        Err(r) => return (Named::None, Err(r.answer(state))),
     };
-    macro_rules! fail {
-        ($reason:expr, $e:expr) => {
-            return (
-                path_trigger
-                    .as_ref()
-                    .map_or(Named::None, |t| Named::Raw(t.to_string())),
-                Err(refuse(m, $reason, $e)),
-            )
-        };
+    let before_lookup = |r: Refusal| {
+        let named = path_trigger
+            .as_ref()
+            .map_or(Named::None, |t| Named::Raw(t.to_string()));
+        (named, Err(r.answer(state)))
+    };
+    if let Err(r) = admit(state, &req, peer).and_then(|()| authenticate(state, &req)) {
+        return before_lookup(r);
     }
+    let body = match read_body(state, &req, body).await {
+        Ok(b) => b,
+        Err(r) => return before_lookup(r),
+    };
+    let received = Instant::now();
+    let (body_trigger, invocation_id) = match metadata(&body) {
+        Ok(m) => (m.trigger_id, m.invocation_id),
+        Err(r) => return before_lookup(r),
+    };
+    let trigger_id = match choose_trigger(&path_trigger, &body_trigger) {
+        Ok(t) => t,
+        Err(r) => return before_lookup(r),
+    };
+    // The table is loaded only now, so a slow client holds no queue (and no shutdown) hostage.
+    let router = state.router.load_full();
+    let routes = match router.lookup(trigger_id) {
+        Lookup::Known(r) => r,
+        Lookup::Unrouted(info) => {
+            state
+                .metrics
+                .unrouted
+                .with_label_values(&[info.id.as_str()])
+                .inc();
+            return (Named::Known(info.id.as_str().into()), Ok(()));
+        }
+        Lookup::RequestResponse(info) => {
+            let named = Named::Known(info.id.as_str().into());
+            return (
+                named,
+                Err(Refusal::RequestResponse(trigger_id.to_string()).answer(state)),
+            );
+        }
+        Lookup::Unknown => {
+            return (
+                Named::None,
+                Err(Refusal::UnknownTrigger(trigger_id.to_string()).answer(state)),
+            )
+        }
+    };
+    // From here on a failure is labelled with the routed trigger, and (with span export on) the accepted event's
+    // `ingress` span carries the answer's status.
+    let mut span: Option<Box<IngressSpan>> = None;
+    let invocation_id = invocation_id.map(|s| s.into_owned().into_boxed_str());
+    let body = body.clone();
+    let result = deliver(
+        state,
+        &req,
+        routes,
+        body,
+        received,
+        invocation_id,
+        &mut span,
+    )
+    .await;
+    match result {
+        Ok(Some(accepted)) => (Named::Accepted(accepted), Ok(())),
+        Ok(None) => (Named::Known(routes.id.clone()), Ok(())),
+        Err(r) => {
+            let e = r.answer(state);
+            if let Some(s) = span.as_mut() {
+                s.status = e.status.as_u16();
+            }
+            (Named::Known(routes.id.clone()), Err(e))
+        }
+    }
+}
+
+/// The trigger id in the path (`/events/{triggerId}`), `None` for `/events`.
+fn trigger_in_path(path: &str) -> Result<Option<Cow<'_, str>>, Refusal> {
+    if path == "/events" || path == "/events/" {
+        return Ok(None);
+    }
+    match path.strip_prefix("/events/") {
+        // Most ids have no `%` (ISC does not encode the `:`): borrowed as they are, without the decoder's pass.
+        Some(t) if t.contains('%') => Ok(Some(
+            percent_encoding::percent_decode_str(t).decode_utf8_lossy(),
+        )),
+        Some(t) => Ok(Some(Cow::Borrowed(t))),
+        None => Err(Refusal::Path(path.to_string())),
+    }
+}
+
+/// Before the credentials are read: the per-IP limit (cheap, and it shields the auth path), the method, a loop.
+fn admit(
+    state: &IngressState,
+    req: &http::request::Parts,
+    peer: SocketAddr,
+) -> Result<(), Refusal> {
     if state.limits.per_ip.is_some() {
         let ip = limits::source_ip(&req.headers, peer, state.limits.trusted_proxies());
-        if let Err(l) = limits::admit(state.limits.per_ip.as_ref(), &ip, m, Scope::Ip) {
-            fail!(
-                "rate_limited",
-                rate_limited(state, Scope::Ip, l.retry_after_s)
-            );
+        if let Err(l) = limits::admit(state.limits.per_ip.as_ref(), &ip, &state.metrics, Scope::Ip)
+        {
+            return Err(Refusal::RateLimited {
+                scope: Scope::Ip,
+                retry_after_s: l.retry_after_s,
+                credential: None,
+            });
         }
     }
     if req.method != Method::POST {
-        fail!(
-            "method",
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {} is not allowed", req.method)
-            )
-            .cause("ISC delivers events with POST")
-            .with_header(header::ALLOW, HeaderValue::from_static("POST"))
-        );
+        return Err(Refusal::Method(req.method.clone()));
     }
     // A webhook subscription that points back at this relay (directly or through a load balancer) would loop.
     if !state.loop_token.is_empty()
@@ -222,36 +267,34 @@ async fn route_request(
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| v.contains(&*state.loop_token)))
     {
-        fail!(
-            "loop",
-            ApiError::new(
-                StatusCode::LOOP_DETECTED,
-                "this event was sent by this relay's own webhook delivery"
-            )
-            .cause("an HTTP subscription points at this relay's ingress: change its URL")
-        );
+        return Err(Refusal::Loop);
     }
-    let credential = match state.auth.check(req.headers.get(header::AUTHORIZATION)) {
-        Ok(c) => c,
-        Err(e) => {
-            let challenge = HeaderValue::from_static(state.auth.challenge());
-            fail!(
-                "auth",
-                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-                    .with_header(header::WWW_AUTHENTICATE, challenge)
-            );
-        }
-    };
-    if let Err(l) = limits::admit(
-        state.limits.per_credential.as_ref(),
-        &credential,
-        m,
-        Scope::Credential,
-    ) {
-        let e = rate_limited(state, Scope::Credential, l.retry_after_s)
-            .cause(format!("credential: {}", state.auth.name(credential)));
-        fail!("rate_limited", e);
+    Ok(())
+}
+
+/// The credentials, and the per-credential limit.
+fn authenticate(state: &IngressState, req: &http::request::Parts) -> Result<(), Refusal> {
+    let credential = state
+        .auth
+        .check(req.headers.get(header::AUTHORIZATION))
+        .map_err(|e| Refusal::Unauthorized(e.to_string()))?;
+    let limit = state.limits.per_credential.as_ref();
+    if let Err(l) = limits::admit(limit, &credential, &state.metrics, Scope::Credential) {
+        return Err(Refusal::RateLimited {
+            scope: Scope::Credential,
+            retry_after_s: l.retry_after_s,
+            credential: Some(state.auth.name(credential).to_string()),
+        });
     }
+    Ok(())
+}
+
+/// The body: JSON by its content type, within `max_body_bytes` (declared or read) and `body_read_timeout_ms`.
+async fn read_body(
+    state: &IngressState,
+    req: &http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, Refusal> {
     let json = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -265,160 +308,76 @@ async fn route_request(
         })
         .unwrap_or(false);
     if !json {
-        fail!(
-            "content_type",
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body must be application/json"
-            )
-            .cause("set Content-Type: application/json")
-        );
+        return Err(Refusal::ContentType);
     }
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", state.max_body_bytes),
-        )
-        .cause("ingress.max_body_bytes limits the size of one event")
-    };
     let declared = req
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes) {
-        fail!("too_large", too_large());
+        return Err(Refusal::TooLarge);
     }
     let read = Limited::new(body, state.max_body_bytes as usize).collect();
     let body = match tokio::time::timeout(state.body_read_timeout, read).await {
-        Err(_) => fail!(
-            "body_timeout",
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} ms",
-                    state.body_read_timeout.as_millis()
-                )
-            )
-            .cause("ingress.body_read_timeout_ms limits how long one request body may take")
-        ),
+        Err(_) => return Err(Refusal::BodyTimeout),
         Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => fail!("too_large", too_large()),
-        Ok(Err(e)) => fail!(
-            "body",
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read"
-            )
-            .cause(e.to_string())
-        ),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(Refusal::TooLarge),
+        Ok(Err(e)) => return Err(Refusal::Body(e.to_string())),
     };
-    m.bytes.inc_by(body.len() as u64);
-    let received = Instant::now();
+    state.metrics.bytes.inc_by(body.len() as u64);
+    Ok(body)
+}
 
+/// `_metadata.triggerId` and `_metadata.invocationId` of a body that must be a JSON object.
+fn metadata(body: &Bytes) -> Result<probe::Metadata<'_>, Refusal> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        fail!(
-            "not_object",
-            ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")
-                .cause("ISC trigger payloads are JSON objects")
-        );
+        return Err(Refusal::NotObject);
     }
-    let text = match std::str::from_utf8(&body) {
-        Ok(t) => t,
-        Err(e) => fail!(
-            "invalid_json",
-            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
-                .cause(format!("not UTF-8: {e}"))
-        ),
-    };
-    let (body_trigger, invocation_id) = match probe::probe(text) {
-        Ok(meta) => (meta.trigger_id, meta.invocation_id),
-        Err(e) => fail!(
-            "invalid_json",
-            ApiError::new(StatusCode::BAD_REQUEST, "the body is not valid JSON")
-                .cause(e.to_string())
-        ),
-    };
-    // The table is loaded only now, so a slow client holds no queue (and no shutdown) hostage.
-    let router = state.router.load_full();
-    let trigger_id: &str = match (&path_trigger, &body_trigger) {
-        (Some(p), Some(b)) if p != b => fail!(
-            "trigger_mismatch",
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "the trigger id in the path and in _metadata.triggerId differ"
-            )
-            .cause(format!("path: {p}; _metadata.triggerId: {b}"))
-        ),
-        (Some(p), _) => p,
-        (None, Some(b)) => b,
-        (None, None) => fail!(
-            "no_trigger",
-            ApiError::new(StatusCode::BAD_REQUEST, "no trigger id")
-                .cause("POST to /events/{triggerId}, or include _metadata.triggerId in the body")
-        ),
-    };
-    // The metric label of a failure from here on: the trigger once looked up (`unknown` while the catalog lacks
-    // it), named (its id's reference taken) only when the request fails.
-    let mut trigger: Option<&Arc<str>> = None;
-    // With span export on: the accepted event's `ingress` span, exported when this function returns.
-    let mut span: Option<Box<IngressSpan>> = None;
-    macro_rules! fail_t {
-        ($reason:expr, $e:expr) => {{
-            let e = $e;
-            if let Some(s) = span.as_mut() {
-                s.status = e.status.as_u16();
-            }
-            return (
-                trigger.map_or(Named::None, |t| Named::Known(t.clone())),
-                Err(refuse(m, $reason, e)),
-            );
-        }};
+    let text =
+        std::str::from_utf8(body).map_err(|e| Refusal::InvalidJson(format!("not UTF-8: {e}")))?;
+    probe::probe(text).map_err(|e| Refusal::InvalidJson(e.to_string()))
+}
+
+/// The trigger id: the path's and the body's, which must agree when both are there.
+fn choose_trigger<'a>(
+    path: &'a Option<Cow<'a, str>>,
+    body: &'a Option<Cow<'a, str>>,
+) -> Result<&'a str, Refusal> {
+    match (path, body) {
+        (Some(p), Some(b)) if p != b => Err(Refusal::TriggerMismatch {
+            path: p.to_string(),
+            body: b.to_string(),
+        }),
+        (Some(p), _) => Ok(p),
+        (None, Some(b)) => Ok(b),
+        (None, None) => Err(Refusal::NoTrigger),
     }
-    let routes = match router.lookup(trigger_id) {
-        Lookup::Unknown => fail_t!(
-            "unknown_trigger",
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("unknown trigger `{trigger_id}`")
-            )
-            .cause("add it to [[catalog.triggers]] in the config if your tenant has it")
-        ),
-        Lookup::RequestResponse(info) => {
-            let id: Arc<str> = info.id.as_str().into();
-            trigger = Some(&id);
-            fail_t!(
-            "request_response",
-            ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("`{trigger_id}` is a REQUEST_RESPONSE trigger; trigger-relay relays FIRE_AND_FORGET triggers only")
-            )
-        )
-        }
-        Lookup::Unrouted(info) => {
-            m.unrouted.with_label_values(&[info.id.as_str()]).inc();
-            return (Named::Known(info.id.as_str().into()), Ok(()));
-        }
-        Lookup::Known(r) => r,
-    };
-    trigger = Some(&routes.id);
+}
+
+/// Select the routes, reserve room in every matched queue (all or nothing), hand the deliveries over, and wait
+/// for the `delivered`-mode ones. `Ok(Some(counter))`: accepted and routed; `Ok(None)`: no filter matched.
+async fn deliver(
+    state: &IngressState,
+    req: &http::request::Parts,
+    routes: &crate::router::TriggerRoutes,
+    body: Bytes,
+    received: Instant,
+    invocation_id: Option<Box<str>>,
+    span: &mut Option<Box<IngressSpan>>,
+) -> Result<Option<prometheus::IntCounter>, Refusal> {
     let tracking_id = TrackingId::new();
     let (selected, json) = match routes.select(&body, &tracking_id) {
         Ok(s) => (s.routes, s.json),
-        Err(why) => fail_t!(
-            "unreadable_json",
-            ApiError::tracked(
-                StatusCode::BAD_REQUEST,
-                "the body is JSON this trigger's subscriptions cannot read",
-                tracking_id.to_string(),
-            )
-            .cause(why)
-            .cause("nesting deeper than 128, a number beyond ±1.8e308 (or an integer of hundreds of digits), or an unpaired \\u surrogate")
-        ),
+        Err(why) => return Err(Refusal::UnreadableJson { why, tracking_id }),
     };
     if selected.is_empty() {
-        m.unrouted.with_label_values(&[&routes.id]).inc();
-        return (Named::Known(routes.id.clone()), Ok(()));
+        state
+            .metrics
+            .unrouted
+            .with_label_values(&[&routes.id])
+            .inc();
+        return Ok(None);
     }
     // All or nothing: reserve room in every matched queue before handing anything over.
     let mut reservations = Vec::with_capacity(selected.len());
@@ -426,29 +385,16 @@ async fn route_request(
         match entry.queue.try_reserve(body.len()) {
             Ok(r) => reservations.push(r),
             Err(full) => {
-                m.shed.with_label_values(&[entry.queue.name()]).inc();
-                let msg = match full {
-                    QueueFull::Closed => format!(
-                        "sink `{}` is stopped (the relay is shutting down)",
-                        entry.queue.name()
-                    ),
-                    other => format!("sink `{}`: {other}", entry.queue.name()),
-                };
-                fail_t!(
-                    "shed",
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SHED_MESSAGE)
-                        .shed()
-                        .cause(msg)
-                        .retry_after(state.retry_after_s)
-                );
+                let sink = entry.queue.name().to_string();
+                return Err(Refusal::Shed { sink, full });
             }
         }
     }
     let mut event = Event::new(
         routes.id.clone(),
-        invocation_id.map(|s| s.into_owned().into_boxed_str()),
+        invocation_id,
         tracking_id,
-        body.clone(),
+        body,
         received,
     );
     if let Some(doc) = json {
@@ -459,7 +405,7 @@ async fn route_request(
     }
     let spans = selected.first().and_then(|e| e.route.spans.clone());
     if spans.is_some() {
-        event.span_id = Some(crate::spans::new_span_id());
+        event.span_id = Some(crate::pipeline::new_span_id());
         if !event.trace.remote {
             // The relay's own trace is recorded (its root is the `ingress` span).
             event.trace.flags = 1;
@@ -482,7 +428,7 @@ async fn route_request(
         handed_over &= Delivery::enqueue(event.clone(), entry, ack, reservation);
     }
     if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
-        span = Some(Box::new(IngressSpan {
+        *span = Some(Box::new(IngressSpan {
             spans,
             event: event.clone(),
             path: req.uri.path().to_string(),
@@ -494,61 +440,38 @@ async fn route_request(
         }));
     }
     if !handed_over {
-        let e = ApiError::tracked(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the relay is shutting down; retry later",
-            event.tracking_id.to_string(),
-        )
-        .cause("a destination's sink is stopped")
-        .retry_after(state.retry_after_s);
-        fail_t!("sink_stopped", e);
+        return Err(Refusal::SinkStopped(event.tracking_id));
     }
-    if waits.is_empty() {
-        return (Named::Accepted(routes.accepted.clone()), Ok(()));
+    if !waits.is_empty() {
+        answer(state, &event, waits).await?;
     }
-    let outcome =
-        tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits)).await;
-    let unavailable = |cause: String| {
-        ApiError::tracked(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the event was not acknowledged by its destination",
-            event.tracking_id.to_string(),
-        )
-        .cause(cause)
-        .retry_after(state.retry_after_s)
-    };
-    match outcome {
-        Err(_) => fail_t!(
-            "ack_timeout",
-            unavailable(format!(
-                "no acknowledgement within delivery.ack_timeout_ms ({} ms)",
-                state.ack_timeout.as_millis()
-            ))
-        ),
-        Ok(results) => {
-            let mut worst: Option<SinkError> = None;
-            for r in results {
-                let r = r.unwrap_or(Err(SinkError::ShutDown));
-                if let Err(e) = r {
-                    if !matches!(worst, Some(SinkError::Rejected(_) | SinkError::TooLarge(_))) {
-                        worst = Some(e);
-                    }
-                }
-            }
-            match worst {
-                None => (Named::Accepted(routes.accepted.clone()), Ok(())),
-                Some(e @ (SinkError::Rejected(_) | SinkError::TooLarge(_))) => {
-                    let e = ApiError::tracked(
-                        StatusCode::BAD_GATEWAY,
-                        "the destination rejected the event",
-                        event.tracking_id.to_string(),
-                    )
-                    .cause(e.to_string());
-                    fail_t!("destination_rejected", e)
-                }
-                Some(other) => fail_t!("not_delivered", unavailable(other.to_string())),
+    Ok(Some(routes.accepted.clone()))
+}
+
+/// Wait (at most `ack_timeout_ms`) for every `delivered`-mode acknowledgement; the worst failure answers: a
+/// rejection (502) before an unavailable destination (503).
+async fn answer(
+    state: &IngressState,
+    event: &Event,
+    waits: Vec<tokio::sync::oneshot::Receiver<Outcome>>,
+) -> Result<(), Refusal> {
+    let results = tokio::time::timeout(state.ack_timeout, futures_util::future::join_all(waits))
+        .await
+        .map_err(|_| Refusal::AckTimeout(event.tracking_id))?;
+    let mut worst: Option<SinkError> = None;
+    for r in results {
+        if let Err(e) = r.unwrap_or(Err(SinkError::ShutDown)) {
+            if !matches!(worst, Some(SinkError::Rejected(_) | SinkError::TooLarge(_))) {
+                worst = Some(e);
             }
         }
+    }
+    match worst {
+        None => Ok(()),
+        Some(e @ (SinkError::Rejected(_) | SinkError::TooLarge(_))) => {
+            Err(Refusal::DestinationRejected(event.tracking_id, e))
+        }
+        Some(other) => Err(Refusal::NotDelivered(event.tracking_id, other)),
     }
 }
 
