@@ -91,22 +91,6 @@ pub(crate) struct Settings<'a> {
     pub subscriptions: &'a [Subscription],
 }
 
-impl Settings<'_> {
-    pub fn kafka_cluster_for<'a>(
-        &'a self,
-        k: &'a crate::model::KafkaSubscriptionConfig,
-    ) -> Result<&'a str, String> {
-        self.sinks.kafka_cluster_for(k)
-    }
-
-    pub fn nats_connection_for<'a>(
-        &'a self,
-        n: &'a crate::model::NatsSubscriptionConfig,
-    ) -> Result<&'a str, String> {
-        self.sinks.nats_connection_for(n)
-    }
-}
-
 /// Why a destination check did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Destination {
@@ -230,6 +214,29 @@ pub(crate) struct StartContext<'a> {
 }
 
 impl StartContext<'_> {
+    /// Run `transport` in the shared [`Driver`](crate::sinks::driver::Driver) loop as sink `name`, behind a
+    /// queue of `cap`. `ready`: set by the transport once it reached its destination; `None` for a sink with no
+    /// connection to wait for (ready at once, failures show per event).
+    pub fn add_driver<T: crate::sinks::driver::Transport>(
+        &mut self,
+        name: &str,
+        transport: T,
+        cap: QueueConfig,
+        ready: Option<Readiness>,
+    ) {
+        let worker = Box::new(crate::sinks::driver::Driver::new(
+            name,
+            transport,
+            self.sink_metrics.batch(name),
+        ));
+        match ready {
+            Some(ready) => self.sinks.add(name, cap, worker, ready, self.sink_metrics),
+            None => self
+                .sinks
+                .add_connectionless(name, cap, worker, self.sink_metrics),
+        }
+    }
+
     /// Whether subscriptions of `ty` can be routed here: the config file has one, or the API may add one.
     pub fn needed(&self, ty: SubscriptionType) -> bool {
         self.used.contains(&ty) || (self.api_on && ty.is_isc())

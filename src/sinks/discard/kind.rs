@@ -6,7 +6,6 @@ use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
 use crate::pipeline::queue::check_queue;
 use crate::pipeline::QueueConfig;
-use crate::sinks::driver::Driver;
 use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::Target;
@@ -41,15 +40,10 @@ impl SinkKind for Kind {
         false
     }
 
-    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         if ctx.needed(SubscriptionType::Discard) {
-            let worker = Driver::new(SINK, DiscardSink, ctx.sink_metrics.batch(SINK));
-            ctx.sinks.add_connectionless(
-                SINK,
-                ctx.config.sinks.discard.queue,
-                Box::new(worker),
-                ctx.sink_metrics,
-            );
+            let cap = ctx.config.sinks.discard.queue;
+            ctx.add_driver(SINK, DiscardSink, cap, None);
         }
         Box::pin(std::future::ready(Ok(())))
     }

@@ -6,7 +6,6 @@ use futures_util::future::BoxFuture;
 use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
 use crate::pipeline::QueueConfig;
-use crate::sinks::driver::Driver;
 use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Connections, Destination, ResolveContext, SinkKind, StartContext, Unresolved,
@@ -60,7 +59,7 @@ impl SinkKind for Kind {
         }
     }
 
-    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
             let metrics = EventBridgeMetrics::register(ctx.registry)?;
             if !ctx.needed(SubscriptionType::Eventbridge) {
@@ -72,13 +71,8 @@ impl SinkKind for Kind {
                 metrics.retries.clone(),
                 metrics.throttled.clone(),
             );
-            let worker = Driver::new(SINK, transport, ctx.sink_metrics.batch(SINK));
-            ctx.sinks.add_connectionless(
-                SINK,
-                ctx.config.sinks.eventbridge.queue,
-                Box::new(worker),
-                ctx.sink_metrics,
-            );
+            let cap = ctx.config.sinks.eventbridge.queue;
+            ctx.add_driver(SINK, transport, cap, None);
             Ok(())
         })
     }

@@ -6,7 +6,6 @@ use futures_util::future::BoxFuture;
 use crate::keypath::ErrorSink;
 use crate::model::{Subscription, SubscriptionType};
 use crate::pipeline::QueueConfig;
-use crate::sinks::driver::Driver;
 use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::Target;
@@ -55,7 +54,7 @@ impl SinkKind for Kind {
         true
     }
 
-    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
             let metrics = HttpMetrics::register(ctx.registry)?;
             if !ctx.needed(SubscriptionType::Http) {
@@ -69,13 +68,8 @@ impl SinkKind for Kind {
                 ctx.instance,
             )
             .map_err(|m| BuildError::sink(SINK, m))?;
-            let worker = Driver::new(SINK, transport, ctx.sink_metrics.batch(SINK));
-            ctx.sinks.add_connectionless(
-                SINK,
-                ctx.config.sinks.http.queue,
-                Box::new(worker),
-                ctx.sink_metrics,
-            );
+            let cap = ctx.config.sinks.http.queue;
+            ctx.add_driver(SINK, transport, cap, None);
             Ok(())
         })
     }

@@ -6,7 +6,6 @@ use futures_util::future::BoxFuture;
 use crate::keypath::ErrorSink;
 use crate::model::{KafkaKey, KafkaSubscriptionConfig, Subscription, SubscriptionType};
 use crate::pipeline::QueueConfig;
-use crate::sinks::driver::Driver;
 use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Destination, ResolveContext, SinkKind, StartContext, Unresolved,
@@ -80,7 +79,7 @@ impl SinkKind for Kind {
         true
     }
 
-    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
             let metrics = KafkaMetrics::register(ctx.registry)?;
             // Every configured cluster: dead letters and the API's Kafka store may use one no subscription names.
@@ -104,14 +103,7 @@ impl SinkKind for Kind {
                 ctx.connections
                     .kafka
                     .insert(name.clone(), transport.producer());
-                let worker = Driver::new(&sink, transport, ctx.sink_metrics.batch(&sink));
-                ctx.sinks.add(
-                    &sink,
-                    cluster.queue,
-                    Box::new(worker),
-                    ready,
-                    ctx.sink_metrics,
-                );
+                ctx.add_driver(&sink, transport, cluster.queue, Some(ready));
             }
             Ok(())
         })
@@ -129,6 +121,7 @@ impl SinkKind for Kind {
                 .ok_or(("kafkaConfig", "required".to_string()))?;
             let cluster = ctx
                 .config
+                .sinks
                 .kafka_cluster_for(k)
                 .map_err(|m| ("kafkaConfig.cluster", m))?;
             Ok((

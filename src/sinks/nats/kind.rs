@@ -6,7 +6,6 @@ use futures_util::future::BoxFuture;
 use crate::keypath::ErrorSink;
 use crate::model::{NatsSubscriptionConfig, Subscription, SubscriptionType};
 use crate::pipeline::QueueConfig;
-use crate::sinks::driver::Driver;
 use crate::sinks::kind::Settings;
 use crate::sinks::kind::{
     BuildError, Destination, ResolveContext, SinkKind, StartContext, Unresolved, DESTINATION_WAIT,
@@ -86,7 +85,7 @@ impl SinkKind for Kind {
         true
     }
 
-    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
             let metrics = NatsMetrics::register(ctx.registry)?;
             // Every configured connection: dead letters and the API's NATS store may use one no subscription names.
@@ -107,9 +106,7 @@ impl SinkKind for Kind {
                 ctx.connections
                     .nats
                     .insert(name.clone(), transport.client());
-                let worker = Driver::new(&sink, transport, ctx.sink_metrics.batch(&sink));
-                ctx.sinks
-                    .add(&sink, conn.queue, Box::new(worker), ready, ctx.sink_metrics);
+                ctx.add_driver(&sink, transport, conn.queue, Some(ready));
             }
             Ok(())
         })
@@ -127,6 +124,7 @@ impl SinkKind for Kind {
                 .ok_or(("natsConfig", "required".to_string()))?;
             let connection = ctx
                 .config
+                .sinks
                 .nats_connection_for(n)
                 .map_err(|m| ("natsConfig.connection", m))?;
             let subject =
