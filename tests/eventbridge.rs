@@ -123,8 +123,8 @@ async fn a_failed_entry_is_retried_alone_and_a_throttled_call_whole() {
     assert_eq!(
         metric(
             &relay,
-            "trigger_relay_eventbridge_retried_entries_total",
-            &[]
+            "trigger_relay_sink_retries_total",
+            &["sink=\"eventbridge\""]
         )
         .await,
         1.0

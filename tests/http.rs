@@ -150,7 +150,12 @@ deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
     assert_eq!(got.len(), 3, "503, 429, then 200");
     assert!(got.iter().all(|r| r.body == body));
     assert_eq!(
-        metric(&relay, "trigger_relay_http_retried_requests_total", &[]).await,
+        metric(
+            &relay,
+            "trigger_relay_sink_retries_total",
+            &["sink=\"http\""]
+        )
+        .await,
         2.0
     );
 

@@ -59,10 +59,6 @@ const NO_DATA_LIVE: &[(&str, &str)] = &[
         "no Kafka sink in the live test",
     ),
     (
-        "trigger_relay_nats_publish_retries_total",
-        "no NATS sink in the live test",
-    ),
-    (
         "trigger_relay_tls_handshake_failures_total",
         "no TLS listener in the live test",
     ),

@@ -12,6 +12,7 @@ pub struct SinkMetrics {
     dead_letters: IntCounterVec,
     latency: HistogramVec,
     batch: HistogramVec,
+    retries: IntCounterVec,
     pub connected: IntGaugeVec,
     depth_events: IntGaugeVec,
     depth_bytes: IntGaugeVec,
@@ -64,6 +65,14 @@ impl SinkMetrics {
                 ]),
                 &["sink"],
             )?,
+            retries: IntCounterVec::new(
+                Opts::new(
+                    "trigger_relay_sink_retries_total",
+                    "Delivery attempts that failed transiently and were made again, per sink: webhook requests, \
+                     JetStream publishes, EventBridge entries (Kafka retries inside librdkafka)",
+                ),
+                &["sink"],
+            )?,
             connected: IntGaugeVec::new(
                 Opts::new(
                     "trigger_relay_sink_connected",
@@ -105,12 +114,18 @@ impl SinkMetrics {
         r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(m.latency.clone()))?;
         r.register(Box::new(m.batch.clone()))?;
+        r.register(Box::new(m.retries.clone()))?;
         r.register(Box::new(m.connected.clone()))?;
         r.register(Box::new(m.depth_events.clone()))?;
         r.register(Box::new(m.depth_bytes.clone()))?;
         r.register(Box::new(m.capacity_events.clone()))?;
         r.register(Box::new(m.capacity_bytes.clone()))?;
         Ok(m)
+    }
+
+    /// The retry counter of one sink (`sinks::retry::Backoff`'s loops count each attempt made again).
+    pub fn retries(&self, sink: &str) -> prometheus::IntCounter {
+        self.retries.with_label_values(&[sink])
     }
 
     /// Depth gauges for a sink's queue; also publishes the queue's capacity, so depth can be read against it.

@@ -6,7 +6,8 @@
 //! implement [`driver::Transport`] (start a batch, flush) and share one loop ([`driver::Driver`]) for the
 //! in-flight bound, dead letters and shutdown.
 //!
-//! A kind is one folder (`config.rs`, `metrics.rs`, `sink.rs`, `kind.rs`, `mod.rs`) and one line in [`KINDS`]:
+//! A kind is one folder (`config.rs`, `sink.rs`, `kind.rs`, `mod.rs`, and `metrics.rs` for metrics of its own)
+//! and one line in [`KINDS`]:
 //! its `kind.rs` implements [`SinkKind`], which is all that config validation, the routing table and start-up
 //! know of it. What a new kind adds outside its folder is the wire format's: its [`Target`] variant, and for a
 //! new subscription `type` its `SubscriptionType` variant and config field (ARCHITECTURE.md, "How to add a

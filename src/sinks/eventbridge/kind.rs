@@ -68,7 +68,7 @@ impl SinkKind for Kind {
             let transport = EventBridgeSink::new(
                 &ctx.config.sinks.eventbridge,
                 ctx.delivery_timeout(),
-                metrics.retries.clone(),
+                ctx.sink_metrics.retries(SINK),
                 metrics.throttled.clone(),
             );
             let cap = ctx.config.sinks.eventbridge.queue;

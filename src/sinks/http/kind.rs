@@ -10,7 +10,7 @@ use crate::sinks::kind::Settings;
 use crate::sinks::kind::{BuildError, ResolveContext, SinkKind, StartContext, Unresolved};
 use crate::sinks::Target;
 
-use super::{check_subscription, target, HttpMetrics, HttpSink};
+use super::{check_subscription, target, HttpSink};
 
 pub(crate) struct Kind;
 
@@ -56,14 +56,13 @@ impl SinkKind for Kind {
 
     fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let metrics = HttpMetrics::register(ctx.registry)?;
             if !ctx.needed(SubscriptionType::Http) {
                 return Ok(());
             }
             let transport = HttpSink::new(
                 &ctx.config.sinks.http,
                 ctx.delivery_timeout(),
-                metrics.retries.clone(),
+                ctx.sink_metrics.retries(SINK),
                 ctx.connections.egress.clone(),
                 ctx.instance,
             )

@@ -12,7 +12,6 @@
 
 mod config;
 mod kind;
-mod metrics;
 mod sink;
 
 pub(crate) use kind::Kind;
@@ -22,5 +21,4 @@ pub mod egress;
 
 pub use config::{target, HttpSinkConfig};
 pub use egress::{EgressConfig, EgressPolicy, EgressRefused, EgressResolver};
-pub use metrics::HttpMetrics;
 pub use sink::HttpSink;

@@ -12,7 +12,7 @@ use crate::sinks::kind::{
 };
 use crate::sinks::{Readiness, Target};
 
-use super::{render_subject, NatsMetrics, NatsSink};
+use super::{render_subject, NatsSink};
 
 pub(crate) struct Kind;
 
@@ -87,7 +87,6 @@ impl SinkKind for Kind {
 
     fn start<'a>(&'a self, mut ctx: StartContext<'a>) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let metrics = NatsMetrics::register(ctx.registry)?;
             // Every configured connection: dead letters and the API's NATS store may use one no subscription names.
             for (name, conn) in &ctx.config.sinks.nats {
                 let sink = format!("nats.{name}");
@@ -98,7 +97,7 @@ impl SinkKind for Kind {
                     ctx.delivery_timeout(),
                     ready.clone(),
                     ctx.sink_metrics,
-                    &metrics,
+                    ctx.sink_metrics.retries(&sink),
                     ctx.stop.clone(),
                 )
                 .await

@@ -9,12 +9,10 @@
 
 mod config;
 mod kind;
-mod metrics;
 mod sink;
 
 pub(crate) use kind::check_config;
 pub(crate) use kind::Kind;
 
 pub use config::{render_subject, NatsConnectionConfig};
-pub use metrics::NatsMetrics;
 pub use sink::NatsSink;

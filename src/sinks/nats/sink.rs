@@ -40,7 +40,7 @@ impl NatsSink {
         delivery_timeout: Duration,
         ready: Readiness,
         sink_metrics: &crate::sinks::metrics::SinkMetrics,
-        metrics: &super::NatsMetrics,
+        retries: IntCounter,
         stop: CancellationToken,
     ) -> Result<Self, String> {
         let options = config
@@ -71,7 +71,7 @@ impl NatsSink {
         Ok(Self {
             js: async_nats::jetstream::new(client.clone()),
             client,
-            retries: metrics.retries.with_label_values(&[name]),
+            retries,
             max_in_flight: config.max_in_flight,
             delivery_timeout,
         })
