@@ -144,7 +144,6 @@ fn parent_context(e: &Event, parent: u64) -> Context {
     ))
 }
 
-pub use crate::pipeline::new_span_id;
 
 impl Spans {
     /// The exporter `c` asks for, or `None` when export is off. Must run inside the tokio runtime.
