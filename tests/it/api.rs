@@ -1430,6 +1430,7 @@ async fn token_requests_in_every_encoding() {
 /// (the others get 429 with `Retry-After`), so the peak resident memory of the process stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_large_filter_validations_are_bounded_in_memory() {
+    let _measured = support::MEASURED.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let relay = support::reliability::RelayProcess::start(&format!(
         "[ingress.auth]\nnone = true\n[api]\nenabled = true\nstore_path = \"{}\"\nrate_limit_requests = 100000\n\

@@ -497,6 +497,7 @@ type = "DISCARD"
 /// closed (counted, logged) past its share, and a cheap subscription among them still gets the event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_filters_share_one_budget_per_event() {
+    let _measured = support::MEASURED.lock().await;
     // For each of 700 elements, `in` walks the whole list again: ~490,000 steps, a quarter of one filter's
     // budget, five times a twenty-first share of the event's.
     let hostile = |i: usize| format!("$.x[?(@.v in $.x[*].v && @.v != {})]", 100_000 + i);

@@ -9,6 +9,7 @@ mod payloads;
 
 #[test]
 fn short_mode_produces_every_row() {
+    let _measured = crate::support::MEASURED.blocking_lock();
     let mut opts = harness::Options::from_env();
     opts.short = true;
     opts.connections = 16;

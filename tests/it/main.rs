@@ -10,7 +10,8 @@
 //! - the log subscriber: `support::start` installs it once, always with the same config;
 //! - SIGHUP: `listener::certificates_reload_on_change_and_on_sighup_without_dropping_connections` sends one to this
 //!   process; it reloads the certificates of every relay in it with a TLS listener, and only `listener::` tests
-//!   start those (none of them counts successful reloads exactly).
+//!   start those (none of them counts successful reloads exactly);
+//! - the machine: tests that measure under load hold [`support::MEASURED`], so they do not overlap each other.
 
 mod support;
 

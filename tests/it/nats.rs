@@ -202,6 +202,7 @@ fn subject_templates() {
 /// stream afterwards, once (the retries after the restart are deduplicated by `Nats-Msg-Id`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_restart_mid_stream_loses_nothing_answered_200() {
+    let _measured = support::MEASURED.lock().await;
     let store = tempfile::tempdir().unwrap();
     let mut server = PrivateNats::start(store.path());
     let client = async_nats::connect(server.url()).await.unwrap();

@@ -135,6 +135,7 @@ fn check_no_loss(name: &str, scenario: &str, a: &Answers, ids: &[String], rss: O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
+    let _measured = support::MEASURED.lock().await;
     let mut broker = PrivateKafka::start_persistent();
     let topic = unique("kill-delivered");
     create_topic(&broker.bootstrap(), &topic).await;
@@ -183,6 +184,7 @@ async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeout() {
+    let _measured = support::MEASURED.lock().await;
     let mut broker = PrivateKafka::start_persistent();
     let topic = unique("kill-accepted");
     create_topic(&broker.bootstrap(), &topic).await;
@@ -222,6 +224,7 @@ async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeo
 /// topic are exactly those counted as failed (`timed_out`) plus those the shutdown report counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_beyond_delivery_timeout_drops_exactly_what_is_counted() {
+    let _measured = support::MEASURED.lock().await;
     let mut broker = PrivateKafka::start_persistent();
     let topic = unique("kill-timeout");
     create_topic(&broker.bootstrap(), &topic).await;
@@ -369,6 +372,7 @@ async fn slow_webhook(
 /// bounded, every accepted event is delivered, and afterwards the relay accepts a full queue again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_at_twice_capacity_sheds_with_503_and_recovers() {
+    let _measured = support::MEASURED.lock().await;
     // Capacity: 2 requests in flight × 10 ms each ≈ 200 events/s. Offered: 400/s, open loop.
     let (hook, got) = slow_webhook(Duration::from_millis(10)).await;
     let queue = 50;

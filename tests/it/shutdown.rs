@@ -11,6 +11,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_nothing_that_was_answered_200() {
+    let _measured = support::MEASURED.lock().await;
     let bootstrap = kafka();
     let topic = unique("sigterm");
     create_topic(&bootstrap, &topic).await;

@@ -16,6 +16,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_rss_and_fds_stay_flat() {
+    let _measured = support::MEASURED.lock().await;
     let minutes: Option<f64> = std::env::var("TRIGGER_RELAY_SOAK_MINUTES")
         .ok()
         .map(|m| m.parse().expect("TRIGGER_RELAY_SOAK_MINUTES is a number"));

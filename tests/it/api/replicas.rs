@@ -575,6 +575,7 @@ async fn if_match_across_replicas() {
 /// store, events still flow, `/readyz` stays 200 and says so; when it returns, writes work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_outage_keeps_reads_and_events_and_refuses_writes() {
+    let _measured = crate::support::MEASURED.lock().await;
     for kind in KINDS {
         let mut engine = Engine::start_persistent(*kind);
         let hook = Webhook::start().await;
@@ -698,6 +699,7 @@ fn kind_name(k: Kind) -> &'static str {
 /// Kill A (SIGKILL) in the middle of a burst of writes: every write A answered 2xx is on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_burst_loses_no_answered_write() {
+    let _measured = crate::support::MEASURED.lock().await;
     for kind in KINDS {
         let engine = Engine::start(*kind);
         let hook = Webhook::start().await;

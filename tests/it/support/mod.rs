@@ -46,6 +46,15 @@ pub fn nats() -> String {
     })
 }
 
+/// Held for its whole run by every test that measures under load: each test that writes a `RELIABILITY.md` row
+/// (`reliability::Row`) and the load harness, so no two of them overlap. They used to run in separate test
+/// binaries, one binary after another; in the one shared binary they would meet (`shutdown::` and `soak::` sort
+/// next to each other, as do `reliability::` and `replay::`), and their loads, timings, 503 counts and published
+/// rows would then measure each other. Light tests still run beside them. A failing test does not poison it.
+///
+/// `let _measured = support::MEASURED.lock().await;` (or `.blocking_lock()` in a plain `#[test]`).
+pub static MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
