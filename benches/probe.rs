@@ -1,6 +1,6 @@
 //! `cargo bench --bench probe`: the ingress's JSON check (`trigger_relay::ingress::probe`) per body, against
 //! serde_json doing the same job (its `IgnoredAny` probe, which the ingress used before; the oracle of
-//! `tests/probe.rs`), over the load bench's bodies (ISC's examples grown to 0.5–8 KB). Reported as a ratio
+//! `tests/it/probe.rs`), over the load bench's bodies (ISC's examples grown to 0.5–8 KB). Reported as a ratio
 //! measured in the same run; the best of several rounds, so a noisy neighbour costs rounds, not the result. The
 //! baseline is the oracle's verdict, which also copies the two ids into `String`s: tens of nanoseconds of its
 //! ~2.3 µs per body, so the ratio flatters the probe by about 1%.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 mod payloads;
 
 #[allow(dead_code)] // only the verdict is used here; the tests use the rest
-#[path = "../tests/support/probe_oracle.rs"]
+#[path = "../tests/it/support/probe_oracle.rs"]
 mod probe_oracle;
 
 /// Nanoseconds per body: the best round of `rounds`, each a pass over every body `reps` times.

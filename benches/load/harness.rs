@@ -1,4 +1,4 @@
-//! The load harness behind `cargo bench --bench load` (and, in short mode, `tests/load_harness.rs`).
+//! The load harness behind `cargo bench --bench load` (and, in short mode, `tests/it/load_harness.rs`).
 //!
 //! - The relay runs as its own process (the binary Cargo built for this profile), pinned with `taskset` to the
 //!   last core when the machine has two or more, so its peak RSS and CPU seconds come from `/proc/<pid>`.
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::payloads::{Payloads, MIX};
+// A sibling module both in the bench (`benches/load/main.rs`) and in `tests/it/load_harness.rs`.
+use super::payloads::{Payloads, MIX};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

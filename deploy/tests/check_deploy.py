@@ -11,7 +11,7 @@ Dockerfile is checked statically; its health check script runs against a live re
 
     python3 deploy/tests/check_deploy.py [GROUP ...]     # groups: chart schema wiring isc config compose docker
 
-TRIGGER_RELAY_BIN names the relay binary (tests/deploy.rs passes cargo's). Exit 0 when every check passes, 1 with
+TRIGGER_RELAY_BIN names the relay binary (tests/it/deploy.rs passes cargo's). Exit 0 when every check passes, 1 with
 every failure listed otherwise, 2 when a tool is missing (the message says how to install it). Offline.
 """
 
@@ -90,7 +90,7 @@ def relay_bin() -> str:
         sys.exit(
             "check_deploy: set TRIGGER_RELAY_BIN to the trigger-relay binary "
             "(`cargo build`, then TRIGGER_RELAY_BIN=target/debug/trigger-relay); "
-            "`cargo test --test deploy` does this for you"
+            "`cargo test --test it deploy::` does this for you"
         )
     return b
 

@@ -104,7 +104,7 @@
 //! per-token state across deep scans (`$..[*].x`) that can drop results,
 //! which is not reproduced (only its stateless part is, see `eval.rs`).
 //!
-//! These claims are measured, not reasoned: `tests/filter_conformance.rs`
+//! These claims are measured, not reasoned: `conformance.rs` (its unit tests)
 //! holds the relay to a corpus of 4,710 filter/payload pairs with Jayway
 //! 2.9.0's own verdicts (`tests/fixtures/jayway/`), and lists every pair on
 //! which they still differ: 7 today, all regexes (`$` before a final line
@@ -132,6 +132,10 @@ mod parser;
 pub mod set;
 
 pub use set::FilterSet;
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;
 

@@ -19,7 +19,7 @@
 //!
 //! The contract every later sharing rule (common path prefixes, hash-indexed equality) must keep: the verdict of
 //! each member is the verdict [`Filter::evaluate_in`] gives alone, including its errors (fail closed). A
-//! differential property test (`tests/filter_props.rs`) and the `filter_set` fuzz target hold the set to the
+//! differential property test (`props.rs`) and the `filter_set` fuzz target hold the set to the
 //! per-filter evaluator (the oracle) on generated documents and generated sets with repeats. The one deliberate
 //! difference is the budget: a set whose copies would have split it gives each distinct filter more, so a
 //! filter that ran out of its share alone may get a verdict in the set.
