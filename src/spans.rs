@@ -144,7 +144,6 @@ fn parent_context(e: &Event, parent: u64) -> Context {
     ))
 }
 
-
 impl Spans {
     /// The exporter `c` asks for, or `None` when export is off. Must run inside the tokio runtime.
     pub fn start(c: &TracingConfig) -> Result<Option<Arc<Self>>, String> {
