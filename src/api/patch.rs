@@ -3,7 +3,7 @@
 //! [`apply_patch`] takes the request body and the current subscription and gives the patched subscription,
 //! validated as a PUT is, or the API error to answer. The handler calls it after the content type, the lookup and
 //! the read-only check, and then only counts subscriptions per trigger and commits. It is public so that the
-//! `json_patch` fuzz target (`fuzz/fuzz_targets/json_patch.rs`) and `tests/fuzz_regressions.rs` drive exactly the
+//! `json_patch` fuzz target (`fuzz/fuzz_targets/json_patch.rs`) and `tests/it/fuzz_regressions.rs` drive exactly the
 //! code the API runs, without a listener, a token and a store on disk.
 
 use json_patch::PatchOperation;
