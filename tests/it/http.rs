@@ -22,10 +22,7 @@ async fn check_auth(hook: &Webhook, c: AuthCase) {
     let path = format!("/{}", c.name);
     let relay = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 ack = "delivered"
 [[subscriptions]]
@@ -121,10 +118,7 @@ async fn server_errors_and_429_are_retried_400_is_not() {
     client.flush().await.unwrap();
     let relay = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 ack = "delivered"
 [sinks.nats.main]

@@ -986,10 +986,7 @@ async fn live_prometheus_scrapes_a_relay_with_a_failing_destination_dashboard_qu
         .unwrap();
     let relay = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [ingress.limits]
 header_read_timeout_ms = 500
 [ingress.rate_limit]
@@ -1391,10 +1388,7 @@ async fn ready_gauge_is_what_readyz_answers_waiting_ready_and_draining() {
     let nowhere = format!("127.0.0.1:{}", free_port());
     let waiting = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 shutdown_grace_ms = 200
 [sinks.kafka.main]
@@ -1427,10 +1421,7 @@ kafkaConfig = {{ topic = "monitoring-ready" }}
     };
     let relay = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 shutdown_grace_ms = 6000
 [[subscriptions]]

@@ -22,6 +22,19 @@ use std::time::Duration;
 use support::reliability::*;
 use support::*;
 
+/// A private tansu whose data survives SIGKILL, and a fresh topic on it.
+async fn persistent_topic(prefix: &str) -> (PrivateKafka, String) {
+    let broker = PrivateKafka::start_persistent();
+    let topic = unique(prefix);
+    create_topic(&broker.bootstrap(), &topic).await;
+    (broker, topic)
+}
+
+/// The ids in `topic`, read until at least `n` arrived or 60 s passed.
+fn consume_answered(broker: &PrivateKafka, topic: &str, n: usize) -> Vec<String> {
+    consume_ids(&broker.bootstrap(), topic, n, Duration::from_secs(60))
+}
+
 fn kafka_toml(bootstrap: &str, topic: &str, delivery: &str) -> String {
     format!(
         r#"
@@ -136,9 +149,7 @@ fn check_no_loss(name: &str, scenario: &str, a: &Answers, ids: &[String], rss: O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
     let _measured = support::MEASURED.lock().await;
-    let mut broker = PrivateKafka::start_persistent();
-    let topic = unique("kill-delivered");
-    create_topic(&broker.bootstrap(), &topic).await;
+    let (mut broker, topic) = persistent_topic("kill-delivered").await;
     let relay = RelayProcess::start(&kafka_toml(
         &broker.bootstrap(),
         &topic,
@@ -155,12 +166,7 @@ async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
     );
     settle(&relay, a.sent()).await;
     let rss = rss_kb(relay.pid());
-    let ids = consume_ids(
-        &broker.bootstrap(),
-        &topic,
-        a.ok.len(),
-        Duration::from_secs(60),
-    );
+    let ids = consume_answered(&broker, &topic, a.ok.len());
     let row = check_no_loss(
         "kafka-sigkill-delivered",
         "Kafka broker SIGKILLed mid-load and restarted, `delivered` mode, 4 connections",
@@ -185,9 +191,7 @@ async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeout() {
     let _measured = support::MEASURED.lock().await;
-    let mut broker = PrivateKafka::start_persistent();
-    let topic = unique("kill-accepted");
-    create_topic(&broker.bootstrap(), &topic).await;
+    let (mut broker, topic) = persistent_topic("kill-accepted").await;
     let relay = RelayProcess::start(&kafka_toml(
         &broker.bootstrap(),
         &topic,
@@ -199,12 +203,7 @@ async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeo
     assert!(a.unavailable.is_empty(), "accepted mode queues: no 503");
     settle(&relay, a.ok.len()).await;
     let rss = rss_kb(relay.pid());
-    let ids = consume_ids(
-        &broker.bootstrap(),
-        &topic,
-        a.ok.len(),
-        Duration::from_secs(60),
-    );
+    let ids = consume_answered(&broker, &topic, a.ok.len());
     check_no_loss(
         "kafka-sigkill-accepted",
         "Kafka broker SIGKILLed mid-load and restarted within `delivery_timeout_ms`, `accepted` mode",
@@ -225,9 +224,7 @@ async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_beyond_delivery_timeout_drops_exactly_what_is_counted() {
     let _measured = support::MEASURED.lock().await;
-    let mut broker = PrivateKafka::start_persistent();
-    let topic = unique("kill-timeout");
-    create_topic(&broker.bootstrap(), &topic).await;
+    let (mut broker, topic) = persistent_topic("kill-timeout").await;
     let relay = start(&kafka_toml(
         &broker.bootstrap(),
         &topic,
@@ -296,7 +293,7 @@ async fn kafka_outage_beyond_delivery_timeout_drops_exactly_what_is_counted() {
         "the shutdown report counts the second outage's events"
     );
     tokio::task::block_in_place(|| broker.restart());
-    let ids = consume_ids(&broker.bootstrap(), &topic, 40, Duration::from_secs(60));
+    let ids = consume_answered(&broker, &topic, 40);
     let (seen, duplicated) = tally(&ids);
     let missing: Vec<&String> = acknowledged.iter().filter(|i| !seen.contains(*i)).collect();
     let row = Row {
@@ -378,10 +375,7 @@ async fn overload_at_twice_capacity_sheds_with_503_and_recovers() {
     let queue = 50;
     let relay = RelayProcess::start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 ack = "accepted"
 [sinks.http]

@@ -70,6 +70,36 @@ httpConfig = {{ url = "{url}" }}
     c
 }
 
+/// The relay that meets the failures: [`config`] with `gone`, started and ready.
+async fn start_original(
+    kafka: &str,
+    nats: &str,
+    hook: &Webhook,
+    dead_letter: &str,
+) -> trigger_relay::Relay {
+    let relay = start(&config(kafka, nats, hook, dead_letter, true)).await;
+    wait_ready(&relay).await;
+    relay
+}
+
+/// The replay's config file ([`config`] without `gone`, with `other`), in a directory the caller keeps.
+fn replay_config(
+    kafka: &str,
+    nats: &str,
+    hook: &Webhook,
+    dead_letter: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.toml");
+    std::fs::write(&file, config(kafka, nats, hook, dead_letter, false)).unwrap();
+    (dir, file)
+}
+
+/// The replay's report says `what`.
+fn says(r: &Run, what: &str) {
+    assert!(r.stdout.contains(what), "{}", r.stdout);
+}
+
 /// One event posted and refused: its invocation id, trigger, body and the tracking id of the 502 answer.
 #[derive(Debug, Clone)]
 struct Posted {
@@ -168,8 +198,7 @@ async fn kafka_dead_letters_are_replayed_once_by_reason_and_time() {
         (413, &[]),
         (413, &[]),
     ]);
-    let relay = start(&config(&bootstrap, &nats_url, &hook, &dead_letter, true)).await;
-    wait_ready(&relay).await;
+    let relay = start_original(&bootstrap, &nats_url, &hook, &dead_letter).await;
     let mut rejected = Vec::new();
     for _ in 0..3 {
         rejected.push(post_refused(&relay, CREATED).await);
@@ -211,13 +240,7 @@ async fn kafka_dead_letters_are_replayed_once_by_reason_and_time() {
     assert_eq!(originals, 6);
 
     // The replay's config: `gone` was removed, `other` added.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("relay.toml");
-    std::fs::write(
-        &file,
-        config(&bootstrap, &nats_url, &hook, &dead_letter, false),
-    )
-    .unwrap();
+    let (_dir, file) = replay_config(&bootstrap, &nats_url, &hook, &dead_letter);
     let from = format!("kafka.main:{dlq}");
     let (since, until) = (rfc3339(between), rfc3339(between));
 
@@ -284,22 +307,14 @@ async fn kafka_dead_letters_are_replayed_once_by_reason_and_time() {
     )
     .await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("sent 2, failed 0, orphaned 0"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "sent 2, failed 0, orphaned 0");
     let r = replay(&file, &["--from", &from, "--until", &until, "--rate", "50"]).await;
     assert_eq!(
         r.code, 1,
         "the orphan makes it incomplete\n{}\n{}",
         r.stdout, r.stderr
     );
-    assert!(
-        r.stdout.contains("sent 3, failed 0, orphaned 1"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "sent 3, failed 0, orphaned 1");
     assert!(
         r.stdout.contains(&format!(
             "orphaned  partition 0 offset 3  tracking-id {}",
@@ -389,8 +404,7 @@ async fn jetstream_dead_letters_are_replayed_once() {
     let dead_letter =
         format!(r#"{{ natsConfig = {{ subject = "{subject}", jetstream = true }} }}"#);
     hook.script(&[(400, &[]), (400, &[]), (400, &[])]);
-    let relay = start(&config(&bootstrap, &nats_url, &hook, &dead_letter, true)).await;
-    wait_ready(&relay).await;
+    let relay = start_original(&bootstrap, &nats_url, &hook, &dead_letter).await;
     let mut posted = Vec::new();
     for _ in 0..3 {
         posted.push(post_refused(&relay, CREATED).await);
@@ -399,40 +413,22 @@ async fn jetstream_dead_letters_are_replayed_once() {
     relay.wait().await;
     let originals = hook.received().len();
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("relay.toml");
-    std::fs::write(
-        &file,
-        config(&bootstrap, &nats_url, &hook, &dead_letter, false),
-    )
-    .unwrap();
+    let (_dir, file) = replay_config(&bootstrap, &nats_url, &hook, &dead_letter);
     let from = format!("nats.main:{subject}");
     let r = replay(&file, &["--from", &from, "--dry-run"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("read 3, selected 3, would send 3"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "read 3, selected 3, would send 3");
     let later = rfc3339(SystemTime::now() + Duration::from_secs(3600));
     let r = replay(&file, &["--from", &from, "--since", &later]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("read 0, selected 0, sent 0"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "read 0, selected 0, sent 0");
     assert_eq!(hook.received().len(), originals, "nothing sent yet");
 
     // A replay the webhook rejects again: reported and counted, not written to the dead letter a second time.
     hook.script(&[(400, &[])]);
     let r = replay(&file, &["--from", &from, "--limit", "1"]).await;
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("sent 0, failed 1, orphaned 0"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "sent 0, failed 1, orphaned 0");
     assert!(
         r.stdout.contains(&format!(
             "failed    stream {stream} sequence 1  tracking-id {}",
@@ -441,21 +437,12 @@ async fn jetstream_dead_letters_are_replayed_once() {
         "{}",
         r.stdout
     );
-    assert!(
-        r.stdout.contains("failed by reason: rejected 1"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "failed by reason: rejected 1");
     let originals = hook.received().len();
 
     let r = replay(&file, &["--from", &from, "--reason", "rejected"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .contains("read 3, selected 3, sent 3, failed 0, orphaned 0"),
-        "{}",
-        r.stdout
-    );
+    says(&r, "read 3, selected 3, sent 3, failed 0, orphaned 0");
     let got = hook.received();
     assert_eq!(
         replays_of(&got, originals, "/hook", &posted),

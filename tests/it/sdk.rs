@@ -17,10 +17,7 @@ async fn sailpoints_python_sdk_manages_relay_subscriptions() {
     let digest = sha256_hex(secret);
     let relay = start(&format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [api]
 enabled = true
 store_path = "{store}"

@@ -97,10 +97,7 @@ fn replica_toml(engine: &Engine, signing: &str, verifying: &[&str]) -> String {
     let verifying: Vec<String> = verifying.iter().map(|k| format!("\"{k}\"")).collect();
     format!(
         r#"
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[ingress.auth]
-none = true
+{LOOPBACK_HOOKS}
 [delivery]
 ack = "delivered"
 [api]
@@ -147,6 +144,17 @@ async fn call(
 
 async fn admin(r: &RelayProcess, method: &str, path: &str, body: Option<Value>) -> Response {
     call(r, method, path, ADMIN_TOKEN, &[], body).await
+}
+
+/// `POST /beta/trigger-subscriptions` of [`subscription`], as the admin.
+async fn create(r: &RelayProcess, name: &str, trigger: &str, url: &str) -> Response {
+    admin(
+        r,
+        "POST",
+        "/beta/trigger-subscriptions",
+        Some(subscription(name, trigger, url)),
+    )
+    .await
 }
 
 fn subscription(name: &str, trigger: &str, url: &str) -> Value {
@@ -251,13 +259,7 @@ async fn replicas_share_subscriptions_tokens_and_routing() {
 
         // Create on A; B routes it.
         let trigger = "idn:identity-created";
-        let r = admin(
-            &a,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(subscription("shared", trigger, &hook.url("/shared"))),
-        )
-        .await;
+        let r = create(&a, "shared", trigger, &hook.url("/shared")).await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let created = Instant::now();
         let id = r.json()["id"].as_str().unwrap().to_string();
@@ -419,21 +421,9 @@ async fn concurrent_creates_across_replicas_hold_the_limit() {
         );
         // The same name twice on one trigger, on two replicas: the second is a 409.
         let name_trigger = "idn:source-deleted";
-        let first = admin(
-            &a,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(subscription("one name", name_trigger, &hook.url("/n"))),
-        )
-        .await;
+        let first = create(&a, "one name", name_trigger, &hook.url("/n")).await;
         assert_eq!(first.status, 201);
-        let second = admin(
-            &b,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(subscription("one name", name_trigger, &hook.url("/n"))),
-        )
-        .await;
+        let second = create(&b, "one name", name_trigger, &hook.url("/n")).await;
         assert_eq!(
             second.status,
             409,
@@ -581,13 +571,7 @@ async fn engine_outage_keeps_reads_and_events_and_refuses_writes() {
         let hook = Webhook::start().await;
         let a = replica(&engine).await;
         let trigger = "idn:identity-created";
-        let r = admin(
-            &a,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(subscription("outage", trigger, &hook.url("/outage"))),
-        )
-        .await;
+        let r = create(&a, "outage", trigger, &hook.url("/outage")).await;
         assert_eq!(r.status, 201);
         let id = r.json()["id"].as_str().unwrap().to_string();
 
@@ -602,13 +586,7 @@ async fn engine_outage_keeps_reads_and_events_and_refuses_writes() {
             ids_on(&a).await.contains(&id),
             "{kind:?}: reads answer from the last view"
         );
-        let w = admin(
-            &a,
-            "POST",
-            "/beta/trigger-subscriptions",
-            Some(subscription("during", trigger, &hook.url("/x"))),
-        )
-        .await;
+        let w = create(&a, "during", trigger, &hook.url("/x")).await;
         assert_eq!(w.status, 503, "{}", String::from_utf8_lossy(&w.body));
         assert!(w.headers.get("retry-after").is_some());
         let j = w.json();
@@ -656,13 +634,7 @@ async fn engine_outage_keeps_reads_and_events_and_refuses_writes() {
             "writes work again after the engine returns",
             Duration::from_secs(30),
             || async {
-                let r = admin(
-                    &a,
-                    "POST",
-                    "/beta/trigger-subscriptions",
-                    Some(subscription("after", trigger, &hook.url("/y"))),
-                )
-                .await;
+                let r = create(&a, "after", trigger, &hook.url("/y")).await;
                 r.status == 201
             },
         )

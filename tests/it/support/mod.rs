@@ -55,6 +55,13 @@ pub fn nats() -> String {
 /// `let _measured = support::MEASURED.lock().await;` (or `.blocking_lock()` in a plain `#[test]`).
 pub static MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The head of a config whose relay takes events without ingress auth and may post to webhooks on loopback
+/// (`[sinks.http.egress]` allows 127.0.0.0/8): `format!("{LOOPBACK_HOOKS}\n[delivery]\n…")`.
+pub const LOOPBACK_HOOKS: &str = r#"[sinks.http.egress]
+allow_cidrs = ["127.0.0.0/8"]
+[ingress.auth]
+none = true"#;
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
