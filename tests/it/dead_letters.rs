@@ -18,10 +18,7 @@ async fn a_refused_event_lands_in_the_kafka_dead_letter_topic_with_its_reason() 
     let subject = unique("nostream");
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [sinks.kafka.main]
 bootstrap_servers = "{bootstrap}"
 [sinks.nats.main]

@@ -166,10 +166,7 @@ async fn an_event_too_large_for_eventbridge_goes_to_the_dead_letter() {
     client.flush().await.unwrap();
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [sinks.eventbridge]
 max_entry_bytes = 2048
 [sinks.nats.main]
@@ -241,10 +238,7 @@ async fn put_partner_events_from_a_partner_event_source() {
     let bus = BusToQueue::create("default", &source).await;
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [[subscriptions]]
 name = "partner"
 triggerId = "idn:identity-created"

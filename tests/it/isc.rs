@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use support::*;
 
@@ -44,65 +43,49 @@ struct Server {
 
 impl Server {
     async fn start(upstream: Option<SocketAddr>, handler: Handler) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
-        tokio::spawn(async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        // The task is not aborted when the server is dropped: it serves until the test ends.
+        let (addr, _task) = serve(move |req: http::Request<hyper::body::Incoming>| {
+            let (log, handler, client) = (log.clone(), handler.clone(), client.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                let s = Seen {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    authorization: parts
+                        .headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                    body: body.clone(),
                 };
-                let (log, handler, client) = (log.clone(), handler.clone(), client.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (log, handler, client) = (log.clone(), handler.clone(), client.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.unwrap().to_bytes();
-                            let s = Seen {
-                                method: parts.method.to_string(),
-                                uri: parts.uri.to_string(),
-                                authorization: parts
-                                    .headers
-                                    .get("authorization")
-                                    .map(|v| v.to_str().unwrap().to_string()),
-                                body: body.clone(),
-                            };
-                            log.lock().unwrap().push(s.clone());
-                            if let Some(a) = handler(&s) {
-                                return Ok::<_, hyper::Error>(a);
-                            }
-                            let Some(up) = upstream else {
-                                return Ok(answer(
-                                    404,
-                                    include_str!("../fixtures/isc/not-found.json"),
-                                ));
-                            };
-                            let mut b = http::Request::builder()
-                                .method(parts.method)
-                                .uri(format!("http://{up}{}", parts.uri));
-                            for (k, v) in &parts.headers {
-                                if k != "host" {
-                                    b = b.header(k, v);
-                                }
-                            }
-                            let r = client
-                                .request(b.body(Full::new(body)).unwrap())
-                                .await
-                                .unwrap();
-                            let (p, body) = r.into_parts();
-                            let body = body.collect().await.unwrap().to_bytes();
-                            Ok(http::Response::from_parts(p, Full::new(body)))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
+                log.lock().unwrap().push(s.clone());
+                if let Some(a) = handler(&s) {
+                    return a;
+                }
+                let Some(up) = upstream else {
+                    return answer(404, include_str!("../fixtures/isc/not-found.json"));
+                };
+                let mut b = http::Request::builder()
+                    .method(parts.method)
+                    .uri(format!("http://{up}{}", parts.uri));
+                for (k, v) in &parts.headers {
+                    if k != "host" {
+                        b = b.header(k, v);
+                    }
+                }
+                let r = client
+                    .request(b.body(Full::new(body)).unwrap())
+                    .await
+                    .unwrap();
+                let (p, body) = r.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                http::Response::from_parts(p, Full::new(body))
             }
-        });
+        })
+        .await;
         Self { addr, seen }
     }
 

@@ -120,10 +120,7 @@ async fn keys_and_fan_out() {
     }
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [sinks.kafka.main]
 bootstrap_servers = "{bootstrap}"
 [[subscriptions]]
@@ -174,10 +171,7 @@ async fn filters_select_events_per_subscription() {
     create_topic(&bootstrap, &all).await;
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [sinks.kafka.main]
 bootstrap_servers = "{bootstrap}"
 [[subscriptions]]

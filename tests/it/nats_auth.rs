@@ -81,10 +81,7 @@ async fn check(c: Case) {
     // The relay starts first: it must choose the process's TLS provider itself (it cannot rely on a caller).
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [sinks.nats.main]
 servers = ["{url}"]
 {relay_conf}

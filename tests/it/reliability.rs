@@ -329,39 +329,21 @@ async fn slow_webhook(
     delay: Duration,
 ) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));
     let g = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let g = g.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let g = g.clone();
-                        async move {
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            tokio::time::sleep(delay).await;
-                            let v: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            if let Some(id) = v["_metadata"]["invocationId"].as_str() {
-                                g.lock().unwrap().push(id.to_string());
-                            }
-                            Ok::<_, std::convert::Infallible>(http::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::new()),
-                            ))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+    let (addr, _task) = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let g = g.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            tokio::time::sleep(delay).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(id) = v["_metadata"]["invocationId"].as_str() {
+                g.lock().unwrap().push(id.to_string());
+            }
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::new()))
         }
-    });
+    })
+    .await;
     (addr, got)
 }
 

@@ -23,10 +23,7 @@ const DELETED: &str = "idn:identity-deleted";
 fn config(kafka: &str, nats: &str, hook: &Webhook, dead_letter: &str, original: bool) -> String {
     let mut c = format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 delivery_timeout_ms = 5000
 [sinks.http.egress]
 allow_cidrs = ["127.0.0.0/8"]

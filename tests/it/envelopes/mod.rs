@@ -131,10 +131,7 @@ async fn cloudevents_envelopes_decode_with_the_sdk_on_every_bus_and_carry_the_tr
     };
     let mut toml = format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [cloudevents]
 source = "{TENANT}"
 [sinks.kafka.main]
@@ -426,10 +423,7 @@ async fn spans_are_exported_over_otlp_with_their_parents() {
     let collector = Webhook::start().await;
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 [tracing]
 otlp_endpoint = "{}"
 otlp_protocol = "http/json"

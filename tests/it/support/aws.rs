@@ -2,16 +2,14 @@
 //! read back what the relay published, and a fault proxy between the relay and moto that fails chosen
 //! entries or whole calls the way EventBridge does (moto itself never throttles).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 pub const REGION: &str = "us-east-1";
 /// moto's default account.
@@ -190,28 +188,14 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     pub async fn start() -> Self {
         let upstream: http::Uri = moto().parse().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Mutex::new(Faults::default()));
         let f = faults.clone();
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (f, client, upstream) = (f.clone(), client.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (f, client, upstream) = (f.clone(), client.clone(), upstream.clone());
-                        async move { Ok::<_, Infallible>(proxy(req, &f, &client, &upstream).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = super::serve(move |req: http::Request<hyper::body::Incoming>| {
+            let (f, client, upstream) = (f.clone(), client.clone(), upstream.clone());
+            async move { proxy(req, &f, &client, &upstream).await }
+        })
+        .await;
         Self { addr, faults, task }
     }
 

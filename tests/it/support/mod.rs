@@ -62,6 +62,13 @@ allow_cidrs = ["127.0.0.0/8"]
 [ingress.auth]
 none = true"#;
 
+/// The head of a config whose relay takes events without ingress auth and answers once they are delivered:
+/// `format!("{OPEN_DELIVERED}\n[sinks.kafka.main]\n…")`.
+pub const OPEN_DELIVERED: &str = r#"[ingress.auth]
+none = true
+[delivery]
+ack = "delivered""#;
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -230,6 +237,36 @@ impl Drop for PrivateNats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A loopback HTTP server (HTTP/1.1 and h2c) that answers every request with what `handle` makes of it: the
+/// accept loop of the test webhooks, proxies and fake tenants. Returns its address and its task (abort it to
+/// stop the server; dropping the handle leaves it running).
+pub async fn serve<F, Fut>(handle: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let answer = handle(req);
+                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// Create a one-partition topic.

@@ -2,15 +2,12 @@
 //! (status and headers per request, then 200), so tests can see what the relay sent and how it retried.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -41,49 +38,34 @@ impl Drop for Webhook {
 
 impl Webhook {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let arrived = Arc::new(Notify::new());
         let (st, ar) = (state.clone(), arrived.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (st, ar) = (st.clone(), ar.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (st, ar) = (st.clone(), ar.clone());
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let headers = req.headers().clone();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let (status, extra) = {
-                                let mut s = st.lock().unwrap();
-                                s.received.push(Received {
-                                    path,
-                                    headers,
-                                    body,
-                                });
-                                s.script.pop_front().unwrap_or((200, Vec::new()))
-                            };
-                            ar.notify_waiters();
-                            let mut resp =
-                                http::Response::new(Full::new(Bytes::from_static(b"{}")));
-                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                            for (k, v) in extra {
-                                resp.headers_mut().insert(k, v.parse().unwrap());
-                            }
-                            Ok::<_, Infallible>(resp)
-                        }
+        let (addr, task) = super::serve(move |req: http::Request<hyper::body::Incoming>| {
+            let (st, ar) = (st.clone(), ar.clone());
+            async move {
+                let path = req.uri().path().to_string();
+                let headers = req.headers().clone();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let (status, extra) = {
+                    let mut s = st.lock().unwrap();
+                    s.received.push(Received {
+                        path,
+                        headers,
+                        body,
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                    s.script.pop_front().unwrap_or((200, Vec::new()))
+                };
+                ar.notify_waiters();
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                for (k, v) in extra {
+                    resp.headers_mut().insert(k, v.parse().unwrap());
+                }
+                resp
             }
-        });
+        })
+        .await;
         Self {
             addr,
             state,
