@@ -111,6 +111,30 @@ async fn settle(relay: &RelayProcess, accepted: usize) {
     .await;
 }
 
+/// [`settle`] until `outcomes` events have one, read the topic, and [`check_no_loss`] (writing the row).
+async fn settle_and_check(
+    (relay, broker, topic): (&RelayProcess, &PrivateKafka, &str),
+    a: &Answers,
+    outcomes: usize,
+    name: &str,
+    scenario: &str,
+) -> Row {
+    settle(relay, outcomes).await;
+    let rss = rss_kb(relay.pid());
+    let ids = consume_answered(broker, topic, a.ok.len());
+    check_no_loss(name, scenario, a, &ids, rss)
+}
+
+/// The sink counted no event as failed.
+async fn assert_nothing_failed(relay: &RelayProcess) {
+    assert_eq!(
+        relay
+            .metric("trigger_relay_sink_events_failed_total", &[SINK])
+            .await,
+        0.0
+    );
+}
+
 fn check_no_loss(name: &str, scenario: &str, a: &Answers, ids: &[String], rss: Option<u64>) -> Row {
     assert!(
         a.other.is_empty(),
@@ -164,28 +188,21 @@ async fn kafka_sigkill_mid_load_delivered_mode_loses_nothing_answered_2xx() {
         "the outage answered 503: {}",
         a.unavailable.len()
     );
-    settle(&relay, a.sent()).await;
-    let rss = rss_kb(relay.pid());
-    let ids = consume_answered(&broker, &topic, a.ok.len());
-    let row = check_no_loss(
+    let row = settle_and_check(
+        (&relay, &broker, &topic),
+        &a,
+        a.sent(),
         "kafka-sigkill-delivered",
         "Kafka broker SIGKILLed mid-load and restarted, `delivered` mode, 4 connections",
-        &a,
-        &ids,
-        rss,
-    );
+    )
+    .await;
     // In delivered mode a 503 means "not acknowledged yet": the event stays queued and is delivered later.
     assert_eq!(
         row.delivered,
         a.sent(),
         "every event sent arrives in the end"
     );
-    assert_eq!(
-        relay
-            .metric("trigger_relay_sink_events_failed_total", &[SINK])
-            .await,
-        0.0
-    );
+    assert_nothing_failed(&relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,22 +218,15 @@ async fn kafka_sigkill_mid_load_accepted_mode_outage_shorter_than_delivery_timeo
     // Killed after 150 accepted events, restarted after 150 more were accepted while it was down.
     let a = load_with_outage(&relay, &mut broker, "ka", 100, 150, |(ok, _)| *ok >= 300).await;
     assert!(a.unavailable.is_empty(), "accepted mode queues: no 503");
-    settle(&relay, a.ok.len()).await;
-    let rss = rss_kb(relay.pid());
-    let ids = consume_answered(&broker, &topic, a.ok.len());
-    check_no_loss(
+    settle_and_check(
+        (&relay, &broker, &topic),
+        &a,
+        a.ok.len(),
         "kafka-sigkill-accepted",
         "Kafka broker SIGKILLed mid-load and restarted within `delivery_timeout_ms`, `accepted` mode",
-        &a,
-        &ids,
-        rss,
-    );
-    assert_eq!(
-        relay
-            .metric("trigger_relay_sink_events_failed_total", &[SINK])
-            .await,
-        0.0
-    );
+    )
+    .await;
+    assert_nothing_failed(&relay).await;
 }
 
 /// Outage longer than `delivery_timeout_ms`, then a second outage across shutdown: the events missing from the
