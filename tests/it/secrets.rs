@@ -73,6 +73,12 @@ fn load(text: &str) -> Result<Config, trigger_relay::config::ConfigErrors> {
     Config::from_toml_with_env(text, |k| env.get(k).map(|v| v.to_string()))
 }
 
+/// `text` does not load, and the errors say `says`.
+fn assert_refused(text: &str, says: &str) {
+    let e = load(text).unwrap_err().to_string();
+    assert!(e.contains(says), "{e}");
+}
+
 fn assert_no_secret(what: &str, text: &str) {
     for s in SECRET_VALUES {
         assert!(!text.contains(s), "{what} shows the secret `{s}`:\n{text}");
@@ -145,36 +151,24 @@ fn interpolation_reads_only_allowed_variables() {
         c.ingress.auth.unwrap().bearer_tokens[1].expose(),
         "relay-client-0123456789abcdef012345"
     );
-    let e = load(&format!("{ok}[log]\nlevel = \"${{ISC_BEARER_TOKEN}}\"\n"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("log.level: environment variable `ISC_BEARER_TOKEN` is not in the allow-list"),
-        "{e}"
+    assert_refused(
+        &format!("{ok}[log]\nlevel = \"${{ISC_BEARER_TOKEN}}\"\n"),
+        "log.level: environment variable `ISC_BEARER_TOKEN` is not in the allow-list",
     );
     // `[env]` itself is taken literally, and checked.
-    let e = load("[env]\nallow_prefixes = [\"\"]\nallow = \"X\"\n[ingress.auth]\nnone = true\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("env.allow"), "{e}");
-    let e = load("[env]\nallow_prefixes = [\"\"]\n[ingress.auth]\nnone = true\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("env.allow_prefixes[0]: an empty prefix"), "{e}");
-    let e = load("[env]\nallow = [\"${EXTRA_NAME}\"]\n[ingress.auth]\nnone = true\n[log]\nlevel = \"${EXTRA_NAME}\"\n")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("log.level: environment variable `EXTRA_NAME` is not in the allow-list"),
-        "{e}"
+    assert_refused(
+        "[env]\nallow_prefixes = [\"\"]\nallow = \"X\"\n[ingress.auth]\nnone = true\n",
+        "env.allow",
     );
+    assert_refused(
+        "[env]\nallow_prefixes = [\"\"]\n[ingress.auth]\nnone = true\n",
+        "env.allow_prefixes[0]: an empty prefix",
+    );
+    assert_refused("[env]\nallow = [\"${EXTRA_NAME}\"]\n[ingress.auth]\nnone = true\n[log]\nlevel = \"${EXTRA_NAME}\"\n", "log.level: environment variable `EXTRA_NAME` is not in the allow-list");
     // An allowed variable that is not set is still its own error.
-    let e = load("[ingress.auth]\nbearer_tokens = [\"${ISC_UNSET}\"]\n")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("environment variable `ISC_UNSET` is not set"),
-        "{e}"
+    assert_refused(
+        "[ingress.auth]\nbearer_tokens = [\"${ISC_UNSET}\"]\n",
+        "environment variable `ISC_UNSET` is not set",
     );
 }
 
