@@ -18,10 +18,7 @@ async fn a_blocked_destination_does_not_hold_up_another() {
     client.flush().await.unwrap();
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "accepted"
+{OPEN_ACCEPTED}
 shutdown_grace_ms = 200
 [sinks.kafka.blocked]
 bootstrap_servers = "{nowhere}"

@@ -213,10 +213,7 @@ async fn events_left_at_the_end_of_grace_are_counted_not_dropped() {
     let dead = format!("127.0.0.1:{}", free_port());
     let relay = start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "accepted"
+{OPEN_ACCEPTED}
 shutdown_grace_ms = 1000
 [sinks.kafka.main]
 bootstrap_servers = "{dead}"

@@ -29,10 +29,7 @@ async fn soak_rss_and_fds_stay_flat() {
     create_topic(&bootstrap, &topic).await;
     let relay = RelayProcess::start(&format!(
         r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "accepted"
+{OPEN_ACCEPTED}
 [sinks.kafka.main]
 bootstrap_servers = "{bootstrap}"
 [[subscriptions]]

@@ -69,6 +69,12 @@ none = true
 [delivery]
 ack = "delivered""#;
 
+/// [`OPEN_DELIVERED`], but answering once events are queued (`ack = "accepted"`).
+pub const OPEN_ACCEPTED: &str = r#"[ingress.auth]
+none = true
+[delivery]
+ack = "accepted""#;
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
