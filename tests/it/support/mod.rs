@@ -89,6 +89,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Wait (checking every `poll`, at most 20 s) until the broker process `what` just started accepts connections
+/// on loopback `port`.
+fn wait_listening(what: &str, port: u16, poll: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 20 s"
+        );
+        std::thread::sleep(poll);
+    }
+}
+
 /// A tansu broker owned by one test, so the test can stop and restart it.
 pub struct PrivateKafka {
     pub port: u16,
@@ -147,14 +160,7 @@ impl PrivateKafka {
             .unwrap_or_else(|e| {
                 panic!("cannot start tansu ({bin}): {e}. Run the suite with `scripts/test`, which installs it")
             });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {port} within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening("tansu", port, Duration::from_millis(50));
         Self {
             port,
             child: Some(child),
@@ -219,15 +225,7 @@ impl PrivateNats {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start nats-server ({bin}): {e}. Run the suite with `scripts/test`, which installs it"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {} within 20 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening("nats-server", self.port, Duration::from_millis(20));
         self.child = Some(child);
     }
 
