@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A secret string: never printed by `Debug` or `Display`, never serialised back (ISC answers `null`).
+/// A secret string: never printed by `Debug` or `Display`, and serialised only as `"***"` (what a printed config
+/// and a log show). It has no other serialised form: the API's answers carry [`Withheld`] in its place (ISC
+/// answers `null`) and the store carries [`Sealed`] (see [`Subscription::try_map_secrets`]), each an explicit
+/// conversion of the whole subscription.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -15,7 +18,7 @@ impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
-    /// The secret itself; call only where it is used (auth checks, sink connections).
+    /// The secret itself; call only where it is used (auth checks, sink connections, sealing).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -29,30 +32,25 @@ impl std::fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if REDACTED_STARS.get() {
-            s.serialize_str("***")
-        } else {
-            s.serialize_none()
-        }
+        s.serialize_str("***")
     }
 }
 
-thread_local! {
-    static REDACTED_STARS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// A secret left out of an API answer: serialised as `null`, as ISC answers (secrets are write-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Withheld;
+
+impl Serialize for Withheld {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
 }
 
-/// Run `f` (a serialisation) with every `Secret` written as `"***"` instead of `null`, so a printed config
-/// shows which secrets are set without showing them (`check-config --print`).
-pub fn with_redacted_secrets<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            REDACTED_STARS.set(self.0);
-        }
-    }
-    let _reset = Reset(REDACTED_STARS.replace(true));
-    f()
-}
+/// A secret as the subscription store holds it: sealed with the store key (or in clear without one); the
+/// store's `Sealer` makes and opens it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(pub String);
 
 /// ISC's `SubscriptionType`, plus the relay's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,16 +107,16 @@ pub enum AckMode {
 /// ISC's `HttpConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpConfig {
+pub struct HttpConfig<S = Secret> {
     pub url: String,
     #[serde(default = "default_dispatch")]
     pub http_dispatch_mode: String,
     #[serde(default)]
     pub http_authentication_type: Option<String>,
     #[serde(default)]
-    pub basic_auth_config: Option<BasicAuthConfig>,
+    pub basic_auth_config: Option<BasicAuthConfig<S>>,
     #[serde(default)]
-    pub bearer_token_auth_config: Option<BearerTokenAuthConfig>,
+    pub bearer_token_auth_config: Option<BearerTokenAuthConfig<S>>,
 }
 
 fn default_dispatch() -> String {
@@ -127,17 +125,17 @@ fn default_dispatch() -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BasicAuthConfig {
+pub struct BasicAuthConfig<S = Secret> {
     pub user_name: String,
     #[serde(default)]
-    pub password: Option<Secret>,
+    pub password: Option<S>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BearerTokenAuthConfig {
+pub struct BearerTokenAuthConfig<S = Secret> {
     #[serde(default)]
-    pub bearer_token: Option<Secret>,
+    pub bearer_token: Option<S>,
 }
 
 /// ISC's `EventBridgeConfig` (`awsAccount`, `awsRegion`), plus what a self-hosted relay needs: the bus, the
@@ -255,10 +253,11 @@ pub struct NatsSubscriptionConfig {
     pub expected_stream: Option<String>,
 }
 
-/// ISC's `Subscription` (as written in a config file or sent to the API).
+/// ISC's `Subscription` (as written in a config file or sent to the API). `S` is how its secrets are held:
+/// [`Secret`] in memory, [`Withheld`] in an API answer, [`Sealed`] in the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Subscription {
+pub struct Subscription<S = Secret> {
     /// Left out in a config file, it is derived from `name` (a stable UUID v5), so it survives restarts.
     #[serde(default)]
     pub id: Option<String>,
@@ -281,7 +280,7 @@ pub struct Subscription {
     #[serde(default)]
     pub ack_mode: Option<AckMode>,
     #[serde(default)]
-    pub http_config: Option<HttpConfig>,
+    pub http_config: Option<HttpConfig<S>>,
     #[serde(default)]
     pub event_bridge_config: Option<EventBridgeConfig>,
     #[serde(default)]
@@ -355,12 +354,105 @@ fn yes() -> bool {
 /// The namespace of ids derived from subscription names.
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_35c8_2b7e_4b0a_9d4e_1c3a_5f7b_8e90);
 
-impl Subscription {
+impl<S> Subscription<S> {
     /// The subscription id: the one given, or a stable UUID derived from the name.
     pub fn effective_id(&self) -> String {
         match &self.id {
             Some(id) => id.clone(),
             None => uuid::Uuid::new_v5(&ID_NAMESPACE, self.name.as_bytes()).to_string(),
+        }
+    }
+
+    /// The same subscription with each secret `s` replaced by `f(s)`, in a fixed order (the basic-auth password,
+    /// then the bearer token): the one place that knows where a subscription's secrets are. Every struct on the way
+    /// is taken apart without `..`, so a field added to one of them does not compile until it is placed here; a
+    /// new secret field is a new `Option<S>`, which is then converted like the others.
+    pub fn try_map_secrets<'a, T, E>(
+        &'a self,
+        mut f: impl FnMut(&'a S) -> Result<T, E>,
+    ) -> Result<Subscription<T>, E> {
+        let Subscription {
+            id,
+            name,
+            description,
+            trigger_id,
+            trigger_name,
+            kind,
+            response_deadline,
+            enabled,
+            filter,
+            ack_mode,
+            http_config,
+            event_bridge_config,
+            kafka_config,
+            nats_config,
+            dead_letter,
+            envelope,
+            cloud_events,
+            inline_config,
+            script_config,
+            workflow_config,
+        } = self;
+        let http_config = match http_config {
+            None => None,
+            Some(HttpConfig {
+                url,
+                http_dispatch_mode,
+                http_authentication_type,
+                basic_auth_config,
+                bearer_token_auth_config,
+            }) => Some(HttpConfig {
+                url: url.clone(),
+                http_dispatch_mode: http_dispatch_mode.clone(),
+                http_authentication_type: http_authentication_type.clone(),
+                basic_auth_config: match basic_auth_config {
+                    None => None,
+                    Some(BasicAuthConfig {
+                        user_name,
+                        password,
+                    }) => Some(BasicAuthConfig {
+                        user_name: user_name.clone(),
+                        password: password.as_ref().map(&mut f).transpose()?,
+                    }),
+                },
+                bearer_token_auth_config: match bearer_token_auth_config {
+                    None => None,
+                    Some(BearerTokenAuthConfig { bearer_token }) => Some(BearerTokenAuthConfig {
+                        bearer_token: bearer_token.as_ref().map(&mut f).transpose()?,
+                    }),
+                },
+            }),
+        };
+        Ok(Subscription {
+            id: id.clone(),
+            name: name.clone(),
+            description: description.clone(),
+            trigger_id: trigger_id.clone(),
+            trigger_name: trigger_name.clone(),
+            kind: *kind,
+            response_deadline: response_deadline.clone(),
+            enabled: *enabled,
+            filter: filter.clone(),
+            ack_mode: *ack_mode,
+            http_config,
+            event_bridge_config: event_bridge_config.clone(),
+            kafka_config: kafka_config.clone(),
+            nats_config: nats_config.clone(),
+            dead_letter: dead_letter.clone(),
+            envelope: *envelope,
+            cloud_events: cloud_events.clone(),
+            inline_config: inline_config.clone(),
+            script_config: script_config.clone(),
+            workflow_config: workflow_config.clone(),
+        })
+    }
+
+    /// The subscription as the API shows it: every secret [`Withheld`] (`null`).
+    pub fn withheld(&self) -> Subscription<Withheld> {
+        let withheld = self.try_map_secrets(|_| Ok::<_, std::convert::Infallible>(Withheld));
+        match withheld {
+            Ok(s) => s,
+            Err(never) => match never {},
         }
     }
 }

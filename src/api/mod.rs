@@ -1131,7 +1131,7 @@ impl ApiState {
 /// A subscription as the API shows it, without `triggerName` (which needs the catalog): ISC's shape, the
 /// effective id, secrets `null`; the relay's own fields only when set (ISC's clients know ISC's fields).
 fn document(s: &Subscription) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
+    let mut v = serde_json::to_value(s.withheld()).unwrap_or_default();
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), s.effective_id().into());
         for k in ["kafkaConfig", "natsConfig", "ackMode", "deadLetter"] {

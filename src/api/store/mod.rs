@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::model::{Secret, Subscription};
+use crate::model::{Sealed, Secret, Subscription};
 use sealed::Sealer;
 
 /// One trigger's API-created subscriptions, as of `revision`.
@@ -86,66 +86,26 @@ impl StoreError {
     }
 }
 
-/// Where a subscription's secrets are, by JSON pointer: the one place that knows. The model's `Serialize` writes
-/// each as `null` (the API never shows them); the store puts them back, sealed. `every_secret_field_is_stored`
-/// fails when a new `Secret` field is not listed here.
-const SECRET_POINTERS: [&str; 2] = [
-    "/httpConfig/basicAuthConfig/password",
-    "/httpConfig/bearerTokenAuthConfig/bearerToken",
-];
-
-/// The values at [`SECRET_POINTERS`], in that order.
-fn secret_values(s: &Subscription) -> [Option<&Secret>; 2] {
-    let http = s.http_config.as_ref();
-    [
-        http.and_then(|h| h.basic_auth_config.as_ref())
-            .and_then(|b| b.password.as_ref()),
-        http.and_then(|h| h.bearer_token_auth_config.as_ref())
-            .and_then(|b| b.bearer_token.as_ref()),
-    ]
-}
-
 /// A digest of all a subscription holds, secrets included: its `ETag`, the same on every replica.
 pub fn etag(s: &Subscription) -> String {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(s).unwrap_or_default());
-    for v in secret_values(s) {
-        match v {
-            Some(v) => {
-                h.update([1]);
-                h.update(v.expose().as_bytes());
-                h.update([0]);
-            }
-            None => h.update([0]),
-        }
-    }
-    let d = h.finalize();
+    let exposed = s.try_map_secrets(|secret| Ok::<_, std::convert::Infallible>(secret.expose()));
+    let bytes = exposed.map_or_else(|never| match never {}, |s| serde_json::to_vec(&s));
+    let d = Sha256::digest(bytes.unwrap_or_default());
     let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
 
-/// A subscription as stored: the model's JSON with each secret sealed (or in clear without a key).
+/// A subscription as stored: the model's JSON with each secret [`Sealed`] (or in clear without a key).
 pub fn stored_form(s: &Subscription, sealer: &Sealer) -> Result<Value, String> {
-    let mut v = serde_json::to_value(s).map_err(|e| e.to_string())?;
-    for (pointer, secret) in SECRET_POINTERS.into_iter().zip(secret_values(s)) {
-        if let (Some(secret), Some(slot)) = (secret, v.pointer_mut(pointer)) {
-            *slot = sealer.seal(secret.expose())?.into();
-        }
-    }
-    Ok(v)
+    let sealed = s.try_map_secrets(|secret| sealer.seal(secret.expose()).map(Sealed))?;
+    serde_json::to_value(sealed).map_err(|e| e.to_string())
 }
 
 /// The inverse of [`stored_form`].
-pub fn from_stored(mut v: Value, sealer: &Sealer) -> Result<Subscription, String> {
-    for pointer in SECRET_POINTERS {
-        if let Some(slot) = v.pointer_mut(pointer) {
-            if let Some(text) = slot.as_str() {
-                *slot = sealer.open(text)?.into();
-            }
-        }
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
+pub fn from_stored(v: Value, sealer: &Sealer) -> Result<Subscription, String> {
+    let sealed: Subscription<Sealed> = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    sealed.try_map_secrets(|Sealed(text)| sealer.open(text).map(Secret::new))
 }
 
 /// A record's bytes in a shared engine: `{"triggerId": …, "subscriptions": […]}`.
@@ -297,40 +257,70 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// Every `Secret` of a subscription is put back by [`stored_form`]: a secret field missing from
-    /// [`SECRET_POINTERS`] would be stored as `null` and lost.
+    /// Every secret of a subscription survives the store, sealed: stored, it is neither in clear nor `***` nor
+    /// `null`; read back, it is what was written. (A new secret field is an `Option<S>` in the model, which
+    /// [`Subscription::try_map_secrets`] must place before it compiles; this holds the conversions to that.)
     #[test]
     fn every_secret_field_is_stored() {
         let s: Subscription = serde_json::from_value(serde_json::json!({
             "name": "s", "triggerId": "idn:identity-created", "type": "HTTP",
             "httpConfig": {"url": "https://example.com/", "httpAuthenticationType": "BEARER_TOKEN",
-                "basicAuthConfig": {"userName": "u", "password": "p"},
-                "bearerTokenAuthConfig": {"bearerToken": "t"}},
+                "basicAuthConfig": {"userName": "u", "password": "pw-secret"},
+                "bearerTokenAuthConfig": {"bearerToken": "token-secret"}},
         }))
         .unwrap();
-        let redacted = crate::model::with_redacted_secrets(|| serde_json::to_value(&s).unwrap());
-        let mut starred = Vec::new();
-        fn walk(v: &Value, at: String, out: &mut Vec<String>) {
-            match v {
-                Value::String(s) if s == "***" => out.push(at),
-                Value::Object(m) => m
-                    .iter()
-                    .for_each(|(k, v)| walk(v, format!("{at}/{k}"), out)),
-                Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, v)| walk(v, format!("{at}/{i}"), out)),
-                _ => {}
-            }
-        }
-        walk(&redacted, String::new(), &mut starred);
-        let mut listed: Vec<String> = SECRET_POINTERS.iter().map(|p| p.to_string()).collect();
-        starred.sort();
-        listed.sort();
-        assert_eq!(starred, listed);
         let sealer = Sealer::for_tests(Some("k".repeat(32).as_str()));
         let stored = stored_form(&s, &sealer).unwrap();
-        assert!(!stored.to_string().contains("\"p\""), "sealed: {stored}");
+        let text = stored.to_string();
+        for absent in ["pw-secret", "token-secret", "***"] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        for pointer in [
+            "/httpConfig/basicAuthConfig/password",
+            "/httpConfig/bearerTokenAuthConfig/bearerToken",
+        ] {
+            let slot = stored.pointer(pointer).and_then(Value::as_str);
+            assert!(
+                slot.is_some_and(|v| v.starts_with("sealed:")),
+                "{pointer} in {text}"
+            );
+        }
         assert_eq!(from_stored(stored, &sealer).unwrap(), s);
+        // Without a key the store holds them in clear (the documented choice), still not lost.
+        let clear = Sealer::for_tests(None);
+        assert_eq!(
+            from_stored(stored_form(&s, &clear).unwrap(), &clear).unwrap(),
+            s
+        );
+        // The API's form withholds both; a log or a printed config shows `***`.
+        let shown = serde_json::to_value(s.withheld()).unwrap();
+        assert_eq!(
+            shown["httpConfig"]["basicAuthConfig"]["password"],
+            Value::Null
+        );
+        assert_eq!(
+            shown["httpConfig"]["bearerTokenAuthConfig"]["bearerToken"],
+            Value::Null
+        );
+        let logged = serde_json::to_string(&s).unwrap();
+        assert!(
+            !logged.contains("secret") && logged.matches("***").count() == 2,
+            "{logged}"
+        );
+    }
+
+    /// A change of a secret alone changes the `ETag` (a PUT that only rotates a token is a new version).
+    #[test]
+    fn the_etag_covers_the_secrets() {
+        let with = |token: &str| -> Subscription {
+            serde_json::from_value(serde_json::json!({
+                "name": "s", "triggerId": "idn:identity-created", "type": "HTTP",
+                "httpConfig": {"url": "https://example.com/", "httpAuthenticationType": "BEARER_TOKEN",
+                    "bearerTokenAuthConfig": {"bearerToken": token}},
+            }))
+            .unwrap()
+        };
+        assert_eq!(etag(&with("a")), etag(&with("a")));
+        assert_ne!(etag(&with("a")), etag(&with("b")));
     }
 }
