@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use crate::envelope::TraceContext;
 use crate::error::{ApiError, TrackingId};
 use crate::model::AckMode;
+use crate::pipeline::RouteEntry;
 use crate::pipeline::{Delivery, Event, Outcome};
 use crate::router::{Lookup, Router};
 use crate::sinks::SinkError;
@@ -379,13 +380,15 @@ async fn deliver(
             .inc();
         return Ok(None);
     }
-    // All or nothing: reserve room in every matched queue before handing anything over.
-    let mut reservations = Vec::with_capacity(selected.len());
-    for entry in &selected {
-        match entry.queue.try_reserve(body.len()) {
+    // All or nothing: reserve room in every matched queue before handing anything over, once per queue.
+    let groups = by_queue(selected);
+    let mut reservations = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let queue = &group[0].queue;
+        match queue.try_reserve_many(group.len(), body.len()) {
             Ok(r) => reservations.push(r),
             Err(full) => {
-                let sink = entry.queue.name().to_string();
+                let sink = queue.name().to_string();
                 return Err(Refusal::Shed { sink, full });
             }
         }
@@ -403,7 +406,7 @@ async fn deliver(
     if let Some(trace) = TraceContext::from_request(&req.headers) {
         event.trace = trace;
     }
-    let spans = selected.first().and_then(|e| e.route.spans.clone());
+    let spans = groups[0][0].route.spans.clone();
     if spans.is_some() {
         event.span_id = Some(crate::pipeline::new_span_id());
         if !event.trace.remote {
@@ -416,16 +419,29 @@ async fn deliver(
     let enqueue_began = spans.as_ref().map(|_| SystemTime::now());
     let mut waits = Vec::new();
     let mut handed_over = true;
-    for (entry, reservation) in selected.into_iter().zip(reservations) {
-        let ack = if entry.route.ack == AckMode::Delivered {
+    let mut ack = |entry: &RouteEntry| {
+        (entry.route.ack == AckMode::Delivered).then(|| {
             let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
             waits.push(rx);
-            Some(tx)
-        } else {
-            None
-        };
+            tx
+        })
+    };
+    for (group, reservation) in groups.into_iter().zip(reservations) {
         // Refused only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
-        handed_over &= Delivery::enqueue(event.clone(), entry, ack, reservation);
+        handed_over &= match group.as_slice() {
+            [entry] => Delivery::enqueue(event.clone(), entry, ack(entry), reservation),
+            [first, ..] => {
+                let deliveries = group
+                    .iter()
+                    .map(|entry| {
+                        let (route, a) = (entry.route.clone(), ack(entry));
+                        Delivery::new(event.clone(), route, a, reservation.clone())
+                    })
+                    .collect();
+                Delivery::enqueue_group(&first.queue, deliveries)
+            }
+            [] => true,
+        };
     }
     if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
         *span = Some(Box::new(IngressSpan {
@@ -446,6 +462,22 @@ async fn deliver(
         answer(state, &event, waits).await?;
     }
     Ok(Some(routes.accepted.clone()))
+}
+
+/// The matched routes by sink queue, in route order within each: the deliveries of one event to one queue share
+/// one reservation and one channel item. One route (the common case) costs no further allocation.
+fn by_queue(selected: Vec<&RouteEntry>) -> Vec<Vec<&RouteEntry>> {
+    if selected.len() == 1 {
+        return vec![selected];
+    }
+    let mut groups: Vec<Vec<&RouteEntry>> = Vec::new();
+    for entry in selected {
+        match groups.iter_mut().find(|g| g[0].queue.same(&entry.queue)) {
+            Some(g) => g.push(entry),
+            None => groups.push(vec![entry]),
+        }
+    }
+    groups
 }
 
 /// Wait (at most `ack_timeout_ms`) for every `delivered`-mode acknowledgement; the worst failure answers: a

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{CloudEvents, Reservation, Route, RouteEntry, SinkError, TraceContext};
+use super::{CloudEvents, Queue, Reservation, Route, RouteEntry, SinkError, TraceContext};
 use crate::error::TrackingId;
 use crate::status::{InvocationKind, Status, StatusLog};
 
@@ -170,8 +170,20 @@ impl Delivery {
             .send(Self::new(event, entry.route.clone(), ack, reservation))
         {
             Ok(()) => true,
-            Err(d) => {
-                d.refuse();
+            Err(unsent) => {
+                unsent.refuse();
+                false
+            }
+        }
+    }
+
+    /// [`enqueue`](Self::enqueue) for the deliveries of one event to several routes of one queue (fan-out):
+    /// they share one reservation and travel as one item. `false` as for `enqueue`, every one refused.
+    pub fn enqueue_group(queue: &Queue, group: Vec<Delivery>) -> bool {
+        match queue.send_group(group) {
+            Ok(()) => true,
+            Err(unsent) => {
+                unsent.refuse();
                 false
             }
         }

@@ -4,7 +4,13 @@
 //! it until the sink has finished with it (acknowledged or dropped), so the bound covers what sits in the
 //! channel *and* what is in flight to the broker. Reservation never waits: when either capacity is used up the
 //! ingress answers 503 at once (fail fast), which is the relay's back-pressure on ISC.
+//!
+//! Fan-out: the deliveries of one event to one queue (several subscriptions on the same sink) travel as one
+//! channel item and share one reservation of their total, taken once and given back once, when the last of
+//! them is done. The worker still sees deliveries one by one ([`QueueReceiver::recv_many`] splits a group
+//! across batches, keeping its rest for the next call), so nothing downstream of the queue knows of groups.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -69,10 +75,17 @@ pub enum QueueFull {
     Closed,
 }
 
+/// What the channel carries: one delivery, or the deliveries of one event to this queue (fan-out).
+#[derive(Debug)]
+enum Item {
+    One(Delivery),
+    Group(Vec<Delivery>),
+}
+
 /// The sending side, held by the routing table.
 #[derive(Clone, Debug)]
 pub struct Queue {
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Item>,
     stats: QueueStats,
 }
 
@@ -107,43 +120,88 @@ impl QueueStats {
     }
 }
 
-/// The receiving side, owned by the sink worker. `recv` yields `None` once every sender is gone and the
+/// The receiving side, owned by the sink worker. `recv_many` yields 0 once every sender is gone and the
 /// channel is empty.
 pub struct QueueReceiver {
-    rx: mpsc::Receiver<Delivery>,
+    rx: mpsc::Receiver<Item>,
+    /// The rest of a group that a batch's limit cut (at most one group: fewer deliveries than the trigger has
+    /// subscriptions).
+    rest: VecDeque<Delivery>,
 }
 
 impl QueueReceiver {
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+    /// Up to `limit` deliveries that are ready, appended to `buf` in queue order, waiting for at least one;
+    /// 0 means closed and empty. Cancel-safe: the only wait is before anything is taken.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
+        let start = buf.len();
+        if limit == 0 {
+            return 0;
+        }
+        self.take_rest(buf, start + limit);
+        if buf.len() == start {
+            match self.rx.recv().await {
+                Some(item) => self.place(item, buf, start + limit),
+                None => return 0,
+            }
+        }
+        while buf.len() < start + limit {
+            match self.rx.try_recv() {
+                Ok(item) => self.place(item, buf, start + limit),
+                Err(_) => break,
+            }
+        }
+        buf.len() - start
     }
 
-    /// Up to `limit` deliveries that are ready, waiting for at least one; 0 means closed and empty.
-    pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
+    fn take_rest(&mut self, buf: &mut Vec<Delivery>, until: usize) {
+        while buf.len() < until {
+            match self.rest.pop_front() {
+                Some(d) => buf.push(d),
+                None => break,
+            }
+        }
+    }
+
+    fn place(&mut self, item: Item, buf: &mut Vec<Delivery>, until: usize) {
+        match item {
+            Item::One(d) => buf.push(d),
+            Item::Group(group) => {
+                let room = until.saturating_sub(buf.len());
+                let mut group = group.into_iter();
+                buf.extend(group.by_ref().take(room));
+                self.rest.extend(group);
+            }
+        }
     }
 }
 
-/// A share of a queue's capacity: one event and `bytes` bytes, given back on drop.
-#[derive(Debug)]
+/// A share of a queue's capacity: `events` events and `bytes` bytes, given back when the last delivery holding
+/// it drops (one delivery, or the deliveries of one event to this queue).
+#[derive(Debug, Clone)]
 pub struct Reservation {
+    held: Arc<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
     shared: Arc<Shared>,
+    events: u32,
     bytes: u32,
 }
 
 impl Reservation {
-    /// The delivery holding this reservation was accepted and will never be delivered.
+    /// A delivery holding this reservation was accepted and will never be delivered.
     pub fn mark_lost(&self) {
-        self.shared.lost.fetch_add(1, Ordering::AcqRel);
+        self.held.shared.lost.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-impl Drop for Reservation {
+impl Drop for Held {
     fn drop(&mut self) {
         let s = &self.shared;
-        s.depth_events.dec();
+        s.depth_events.sub(self.events as i64);
         s.depth_bytes.sub(self.bytes as i64);
-        s.events.add_permits(1);
+        s.events.add_permits(self.events as usize);
         s.bytes.add_permits(self.bytes as usize);
     }
 }
@@ -169,7 +227,13 @@ pub fn bounded(
         }),
         cap,
     };
-    (Queue { tx, stats }, QueueReceiver { rx })
+    (
+        Queue { tx, stats },
+        QueueReceiver {
+            rx,
+            rest: VecDeque::new(),
+        },
+    )
 }
 
 impl Queue {
@@ -181,31 +245,204 @@ impl Queue {
         self.stats.clone()
     }
 
+    /// The same queue (another sender of it).
+    pub fn same(&self, other: &Queue) -> bool {
+        Arc::ptr_eq(&self.stats.shared, &other.stats.shared)
+    }
+
     /// Reserve room for one event of `bytes` bytes, or say at once which capacity is used up.
     pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, QueueFull> {
+        self.try_reserve_many(1, bytes)
+    }
+
+    /// Reserve room for `events` deliveries of `bytes` bytes each (one event to several subscriptions on this
+    /// queue: each is counted, as each may be copied downstream), all or none.
+    pub fn try_reserve_many(&self, events: usize, bytes: usize) -> Result<Reservation, QueueFull> {
         if self.tx.is_closed() {
             return Err(QueueFull::Closed);
         }
-        let n = u32::try_from(bytes.max(1)).map_err(|_| QueueFull::Bytes)?;
+        let events = u32::try_from(events.max(1)).map_err(|_| QueueFull::Events)?;
+        let n = u32::try_from(bytes.max(1))
+            .ok()
+            .and_then(|b| b.checked_mul(events))
+            .ok_or(QueueFull::Bytes)?;
         let s = &self.stats.shared;
-        let events = s.events.try_acquire().map_err(|_| QueueFull::Events)?;
-        // If the bytes are short, the event permit goes back as it drops.
+        let events_permit = s
+            .events
+            .try_acquire_many(events)
+            .map_err(|_| QueueFull::Events)?;
+        // If the bytes are short, the event permits go back as they drop.
         let bytes_permit = s.bytes.try_acquire_many(n).map_err(|_| QueueFull::Bytes)?;
         // From here the reservation gives both back when it drops.
-        events.forget();
+        events_permit.forget();
         bytes_permit.forget();
-        s.depth_events.inc();
+        s.depth_events.add(events as i64);
         s.depth_bytes.add(n as i64);
         Ok(Reservation {
-            shared: s.clone(),
-            bytes: n,
+            held: Arc::new(Held {
+                shared: s.clone(),
+                events,
+                bytes: n,
+            }),
         })
     }
 
     /// Hand a delivery (holding a reservation of this queue) to the sink worker.
-    pub fn send(&self, d: Delivery) -> Result<(), Delivery> {
-        self.tx.try_send(d).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+    pub fn send(&self, d: Delivery) -> Result<(), Unsent> {
+        self.send_item(Item::One(d))
+    }
+
+    /// Hand the deliveries of one event to this queue (sharing one reservation) to the sink worker as one item.
+    pub fn send_group(&self, group: Vec<Delivery>) -> Result<(), Unsent> {
+        self.send_item(Item::Group(group))
+    }
+
+    fn send_item(&self, item: Item) -> Result<(), Unsent> {
+        self.tx.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => Unsent(i),
         })
+    }
+}
+
+/// Deliveries the worker could not take (it is gone: shutdown, a failed worker). Reservations bound the channel
+/// to its capacity, so a full channel does not happen.
+#[derive(Debug)]
+pub struct Unsent(Item);
+
+impl Unsent {
+    /// Refuse each of them: nothing was accepted (see [`Delivery::refuse`]).
+    pub fn refuse(self) {
+        match self.0 {
+            Item::One(d) => d.refuse(),
+            Item::Group(g) => g.into_iter().for_each(Delivery::refuse),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Event, FilterCounters, Route, RouteMetrics, Target};
+    use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
+
+    fn route() -> Arc<Route> {
+        let counter = || IntCounter::new("c", "c").unwrap();
+        Arc::new(Route {
+            subscription_id: "s".into(),
+            subscription_name: "s".into(),
+            sink: "discard".into(),
+            target: Target::Discard,
+            ack: crate::model::AckMode::Accepted,
+            filter: None,
+            metrics: RouteMetrics {
+                sent: counter(),
+                failed: IntCounterVec::new(Opts::new("f", "f"), &["a", "b", "c"]).unwrap(),
+                dead_letter_written: counter(),
+                dead_letter_failed: counter(),
+                sink: "discard".into(),
+                subscription: "s".into(),
+                latency: Histogram::with_opts(HistogramOpts::new("l", "l")).unwrap(),
+            },
+            dead_letter: None,
+            statuses: None,
+            envelope: None,
+            spans: None,
+            filter_metrics: FilterCounters {
+                matched: counter(),
+                not_matched: counter(),
+                error: counter(),
+            },
+        })
+    }
+
+    fn queue(max_events: usize, max_bytes: u64) -> (Queue, QueueReceiver) {
+        let gauge = || IntGauge::new("g", "g").unwrap();
+        bounded(
+            "q",
+            QueueConfig {
+                max_events,
+                max_bytes,
+            },
+            gauge(),
+            gauge(),
+        )
+    }
+
+    fn event(n: u8) -> Arc<Event> {
+        let body = bytes::Bytes::from(vec![n; 100]);
+        let tracking = crate::error::TrackingId::new();
+        Arc::new(Event::new(
+            "t".into(),
+            None,
+            tracking,
+            body,
+            std::time::Instant::now(),
+        ))
+    }
+
+    /// A fan-out group: reserved all or none, split across batches in order, its room given back once, when the
+    /// last of its deliveries is done.
+    #[tokio::test]
+    async fn a_group_is_reserved_whole_split_in_order_and_released_by_its_last_delivery() {
+        let (q, mut rx) = queue(10, 2048);
+        let stats = q.stats();
+        // Events short: nothing taken. Bytes short: the event permits go back too.
+        assert_eq!(q.try_reserve_many(11, 1).unwrap_err(), QueueFull::Events);
+        assert_eq!(q.try_reserve_many(3, 1000).unwrap_err(), QueueFull::Bytes);
+        assert_eq!(stats.outstanding_events(), 0);
+
+        let r = q.try_reserve_many(3, 100).unwrap();
+        assert_eq!(stats.outstanding_events(), 3);
+        let e = event(1);
+        let group = (0..3)
+            .map(|_| Delivery::new(e.clone(), route(), None, r.clone()))
+            .collect();
+        drop(r);
+        assert!(Delivery::enqueue_group(&q, group));
+        let single = q.try_reserve(100).unwrap();
+        q.send(Delivery::new(event(2), route(), None, single))
+            .unwrap();
+
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv_many(&mut buf, 2).await, 2);
+        assert_eq!(rx.recv_many(&mut buf, 2).await, 2);
+        let bodies: Vec<u8> = buf.iter().map(|d| d.event.body[0]).collect();
+        assert_eq!(
+            bodies,
+            [1, 1, 1, 2],
+            "the group's rest comes before what was sent after it"
+        );
+        assert_eq!(stats.outstanding_events(), 4);
+
+        let single = buf.pop().unwrap();
+        single.finish(Ok(()));
+        assert_eq!(stats.outstanding_events(), 3);
+        buf.pop().unwrap().finish(Ok(()));
+        buf.pop().unwrap().finish(Ok(()));
+        assert_eq!(
+            stats.outstanding_events(),
+            3,
+            "held until the group's last delivery"
+        );
+        buf.pop().unwrap().finish(Ok(()));
+        assert_eq!(stats.outstanding_events(), 0);
+        assert_eq!(stats.lost_events(), 0);
+    }
+
+    /// A group the worker can no longer take is refused whole, its room given back, nothing counted as lost.
+    #[tokio::test]
+    async fn a_group_sent_to_a_stopped_worker_is_refused_whole() {
+        let (q, rx) = queue(10, 4096);
+        let stats = q.stats();
+        let r = q.try_reserve_many(2, 100).unwrap();
+        drop(rx);
+        let e = event(1);
+        let group = (0..2)
+            .map(|_| Delivery::new(e.clone(), route(), None, r.clone()))
+            .collect();
+        drop(r);
+        assert!(!Delivery::enqueue_group(&q, group));
+        assert_eq!(stats.outstanding_events(), 0);
+        assert_eq!(stats.lost_events(), 0);
     }
 }
