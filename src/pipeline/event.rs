@@ -214,8 +214,13 @@ impl Delivery {
     }
 
     /// Finish this delivery: count it, tell a waiting ingress, release its queue capacity.
-    pub fn finish(mut self, outcome: Outcome) {
-        self.complete(outcome);
+    pub fn finish(self, outcome: Outcome) {
+        self.finish_at(outcome, Instant::now());
+    }
+
+    /// [`finish`](Self::finish) with the time it finished, read once by a sink for a batch that finished together.
+    pub fn finish_at(mut self, outcome: Outcome, now: Instant) {
+        self.complete(outcome, now);
     }
 
     /// The ingress could not hand this delivery over (the sink is stopped) and answers the request with an
@@ -230,9 +235,9 @@ impl Delivery {
         }
     }
 
-    fn complete(&mut self, outcome: Outcome) {
+    fn complete(&mut self, outcome: Outcome, now: Instant) {
         self.finished = true;
-        let latency = self.event.received.elapsed();
+        let latency = now.saturating_duration_since(self.event.received);
         self.route.metrics.record(&outcome, latency);
         if let Some(spans) = &self.route.spans {
             spans.publish(self, &outcome);
@@ -267,7 +272,7 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         if !self.finished {
-            self.complete(Err(SinkError::ShutDown));
+            self.complete(Err(SinkError::ShutDown), Instant::now());
         }
     }
 }

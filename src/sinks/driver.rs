@@ -74,7 +74,12 @@ enum Step {
 type Pending = Pin<Box<dyn Future<Output = Step> + Send>>;
 
 /// What to do with a finished send: finish it, or write it to its dead letter first.
-fn settle(d: Delivery, outcome: Outcome, inflight: &FuturesUnordered<Pending>) -> bool {
+fn settle(
+    d: Delivery,
+    outcome: Outcome,
+    now: std::time::Instant,
+    inflight: &FuturesUnordered<Pending>,
+) -> bool {
     match (&outcome, d.route.dead_letter.clone()) {
         // A replay (`trigger-relay replay`) that fails again is not written a second time: its original is
         // still in the dead letter (a replay never deletes), and the replay reports the failure itself.
@@ -87,7 +92,7 @@ fn settle(d: Delivery, outcome: Outcome, inflight: &FuturesUnordered<Pending>) -
             false
         }
         _ => {
-            d.finish(outcome);
+            d.finish_at(outcome, now);
             true
         }
     }
@@ -117,8 +122,10 @@ impl<T: Transport> SinkWorker for Driver<T> {
                     _ = stop.cancelled() => break true,
                     Some(step) = inflight.next(), if !inflight.is_empty() => match step {
                         Step::Sent(done) => {
+                            // One clock read for what finished together (a batch's answer).
+                            let now = std::time::Instant::now();
                             for (d, outcome) in done {
-                                if settle(d, outcome, &inflight) {
+                                if settle(d, outcome, now, &inflight) {
                                     outstanding -= 1;
                                 }
                             }
