@@ -261,6 +261,10 @@ pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
 
 /// The body of `d`'s message: the request's bytes, or in structured mode the CloudEvents JSON envelope.
 pub fn payload(d: &Delivery) -> Bytes {
+    if let Some(sent) = &d.sent {
+        // Given back by the sink after it released the event's body (see `Delivery::restore_body`).
+        return sent.clone();
+    }
     match &d.route.envelope {
         Some(c) if c.structured => d.event.structured_envelope(c, || structured(&d.event, c)),
         _ => d.event.body.clone(),

@@ -34,6 +34,16 @@ use hyper_util::rt::TokioIo;
 /// The relay binary Cargo built next to this bench or test (release for `cargo bench`, debug for `cargo test`).
 pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_trigger-relay");
 
+/// The relay binary to run: `$TRIGGER_RELAY_BENCH_RELAY` (another build, for a before/after comparison in
+/// one sitting), else [`RELAY_BIN`].
+pub fn relay_bin() -> String {
+    std::env::var("TRIGGER_RELAY_BENCH_RELAY").unwrap_or_else(|_| RELAY_BIN.to_string())
+}
+
+/// The relay's default `linger_ms` (src/sinks/kafka/config.rs), used by the direct producers of the Kafka rows
+/// unless `--kafka-linger-ms` sets both sides.
+pub const RELAY_DEFAULT_LINGER_MS: u64 = 5;
+
 const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
 const AUTHORIZATION: &str = "Bearer bench-token-0123456789abcdef0123456789";
 
@@ -42,6 +52,8 @@ pub const SCENARIOS: &[&str] = &[
     "blackhole",
     "kafka-accepted",
     "kafka-delivered",
+    "kafka-latency",
+    "kafka-memory",
     "nats-core",
     "nats-jetstream",
     "fanout",
@@ -62,6 +74,12 @@ pub struct Options {
     /// Kafka bootstrap servers and NATS URL (`TRIGGER_RELAY_BENCH_KAFKA`/`_NATS`, else the test ones).
     pub kafka: Option<String>,
     pub nats: Option<String>,
+    /// `--kafka-linger-ms N`: the relay's `linger_ms` in every Kafka scenario (and the direct producer's
+    /// `linger.ms` where it stands for the same settings); `None`: the relay's default.
+    pub kafka_linger_ms: Option<u64>,
+    /// `--kafka-option name=value`: librdkafka properties added to the relay's `[sinks.kafka.bench.options]`
+    /// and to the direct producers.
+    pub kafka_options: Vec<(String, String)>,
 }
 
 impl Options {
@@ -74,7 +92,13 @@ impl Options {
             skip_missing_brokers: false,
             kafka: env("TRIGGER_RELAY_BENCH_KAFKA", "TRIGGER_RELAY_TEST_KAFKA"),
             nats: env("TRIGGER_RELAY_BENCH_NATS", "TRIGGER_RELAY_TEST_NATS"),
+            kafka_linger_ms: None,
+            kafka_options: Vec::new(),
         }
+    }
+
+    fn linger_ms(&self) -> u64 {
+        self.kafka_linger_ms.unwrap_or(RELAY_DEFAULT_LINGER_MS)
     }
 
     fn selected(&self, name: &str) -> bool {
@@ -503,10 +527,10 @@ impl RelayProc {
         let mut cmd = match core {
             Some(c) => {
                 let mut cmd = Command::new("taskset");
-                cmd.args(["-c", &c.to_string(), RELAY_BIN]);
+                cmd.args(["-c", &c.to_string(), &relay_bin()]);
                 cmd
             }
-            None => Command::new(RELAY_BIN),
+            None => Command::new(relay_bin()),
         };
         let child = cmd
             .arg("--config")
@@ -514,7 +538,7 @@ impl RelayProc {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start {RELAY_BIN}: {e}"))?;
+            .map_err(|e| format!("cannot start {}: {e}", relay_bin()))?;
         let mut me = Self {
             child,
             ingress,
@@ -655,18 +679,26 @@ fn baseline_hyper(
     (r, per_event)
 }
 
-fn kafka_config(bootstrap: &str) -> rdkafka::ClientConfig {
-    // The relay's defaults (see sinks/kafka/config.rs): acks=all, idempotence, lz4, linger 5 ms, batch 1 MB.
+fn kafka_config(
+    bootstrap: &str,
+    linger_ms: u64,
+    options: &[(String, String)],
+) -> rdkafka::ClientConfig {
+    // The relay's defaults (see sinks/kafka/config.rs): acks=all, idempotence, lz4, batch 1 MB; `linger_ms` is
+    // the relay's (`--kafka-linger-ms`, else its default) or 0 where the producer measures the broker's floor.
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("batch.size", "1000000")
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "100000")
         .set("queue.buffering.max.kbytes", "1048576");
+    for (k, v) in options {
+        c.set(k, v);
+    }
     c
 }
 
@@ -685,15 +717,17 @@ fn baseline_kafka(
     topic: &str,
     payloads: &Arc<Payloads>,
     rate: Option<f64>,
+    linger_ms: u64,
 ) -> Result<Direct, String> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let (bootstrap, topic, payloads) = (bootstrap.to_string(), topic.to_string(), payloads.clone());
+    let options = opts.kafka_options.clone();
     let (warmup, measure) = (opts.warmup(), opts.measure());
     on_thread(pins.map(|p| p.1), move || {
         Box::pin(async move {
             // Created on the pinned thread: librdkafka's threads inherit its affinity.
-            let producer: FutureProducer = kafka_config(&bootstrap)
+            let producer: FutureProducer = kafka_config(&bootstrap, linger_ms, &options)
                 .create()
                 .map_err(|e| format!("kafka producer: {e}"))?;
             // Connected and holding a producer id before the clock starts, as the relay is when /readyz
@@ -903,10 +937,30 @@ fn discard_config(subs_per_trigger: usize, triggers: &[&str]) -> String {
     s
 }
 
-fn kafka_relay_config(bootstrap: &str, topic: &str, ack: &str, queue_bytes: u64) -> String {
+fn kafka_relay_config(
+    opts: &Options,
+    bootstrap: &str,
+    topic: &str,
+    ack: &str,
+    queue: (usize, u64),
+) -> String {
+    let (max_events, max_bytes) = queue;
     let mut s = format!(
-        "[delivery]\nack = \"{ack}\"\n[sinks.kafka.bench]\nbootstrap_servers = \"{bootstrap}\"\n[sinks.kafka.bench.queue]\nmax_events = 10000\nmax_bytes = {queue_bytes}\n"
+        "[delivery]\nack = \"{ack}\"\n[sinks.kafka.bench]\nbootstrap_servers = \"{bootstrap}\"\n"
     );
+    if let Some(l) = opts.kafka_linger_ms {
+        let _ = writeln!(s, "linger_ms = {l}");
+    }
+    let _ = writeln!(
+        s,
+        "[sinks.kafka.bench.queue]\nmax_events = {max_events}\nmax_bytes = {max_bytes}"
+    );
+    if !opts.kafka_options.is_empty() {
+        s.push_str("[sinks.kafka.bench.options]\n");
+        for (k, v) in &opts.kafka_options {
+            let _ = writeln!(s, "{k:?} = {v:?}");
+        }
+    }
     for t in MIX {
         let _ = writeln!(
             s,
@@ -1101,6 +1155,82 @@ const NATS_HELP: &str =
     "needs nats-server with JetStream: run `scripts/bench` (starts it on a free port), or run \
      `nats-server -js -p 4222` and set TRIGGER_RELAY_BENCH_NATS=nats://127.0.0.1:4222";
 
+/// A tansu broker (in-memory storage) owned by the harness, so a scenario can stop it (SIGSTOP: connections
+/// stay open, nothing is answered) and let it go on (SIGCONT). `$TRIGGER_RELAY_BENCH_TANSU`, else `tansu` on
+/// the PATH (scripts/test installs it).
+struct PausableBroker {
+    child: Child,
+    addr: String,
+    paused: bool,
+}
+
+impl PausableBroker {
+    fn start() -> Result<Self, String> {
+        let bin = std::env::var("TRIGGER_RELAY_BENCH_TANSU").unwrap_or_else(|_| "tansu".into());
+        let addr = format!("127.0.0.1:{}", free_port());
+        let url = format!("tcp://{addr}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+            ])
+            .arg(&url)
+            .arg("--advertised-listener-url")
+            .arg(&url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start {bin} (run scripts/test once to install it): {e}")
+            })?;
+        let mut me = Self {
+            child,
+            addr,
+            paused: false,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // No readiness signal from tansu but its listening socket: poll it.
+        while !broker_up(&me.addr) {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                return Err(format!("{bin} exited ({status}) during start-up"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{bin} did not listen on {} within 20 s", me.addr));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(me)
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of a child this process spawned and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+        self.paused = sig == libc::SIGSTOP;
+    }
+
+    fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+}
+
+impl Drop for PausableBroker {
+    fn drop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn create_topic(bootstrap: &str, topic: &str) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
@@ -1184,7 +1314,8 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let mix = Arc::new(Payloads::new(MIX));
     let (min, max) = mix.sizes();
     progress(&format!(
-        "relay {RELAY_BIN}; {} payloads of {min}..{max} bytes (mean {}); {} connections; pinned: {}",
+        "relay {}; {} payloads of {min}..{max} bytes (mean {}); {} connections; pinned: {}",
+        relay_bin(),
         mix.len(),
         mix.mean_size(),
         opts.connections,
@@ -1252,7 +1383,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         let topic = format!("bench-{run_id}-{ack}");
         create_topic(&bootstrap, &topic)?;
         progress(&format!("{name}: baseline (direct rdkafka producer)"));
-        let base = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, None)?;
+        let base = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, None, opts.linger_ms())?;
         progress(&format!("{name}: relay"));
         // `delivered` answers only after the broker's ack: its rate is connections / latency, so it gets 4×
         // the connections (ISC's own concurrency is not documented; 256 is within what a tenant sends).
@@ -1264,7 +1395,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         let mut r = measure_relay(
             opts,
             pins,
-            &kafka_relay_config(&bootstrap, &topic, ack, 64 << 20),
+            &kafka_relay_config(opts, &bootstrap, &topic, ack, (10_000, 64 << 20)),
             &mix,
             None,
             conns,
@@ -1281,11 +1412,19 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             progress(&format!(
                 "{name}: half the maximum, {half:.0} ev/s: direct producer, then relay"
             ));
-            let mut base = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, Some(half))?;
+            let mut base = baseline_kafka(
+                opts,
+                pins,
+                &bootstrap,
+                &topic,
+                &mix,
+                Some(half),
+                opts.linger_ms(),
+            )?;
             let mut r = measure_relay(
                 opts,
                 pins,
-                &kafka_relay_config(&bootstrap, &topic, ack, 64 << 20),
+                &kafka_relay_config(opts, &bootstrap, &topic, ack, (10_000, 64 << 20)),
                 &mix,
                 Some(half),
                 conns,
@@ -1306,6 +1445,113 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             report.rows.push(row);
         }
         delete_topic(&bootstrap, &topic);
+    }
+
+    if opts.selected("kafka-latency") {
+        if let Some(bootstrap) = need(&opts.kafka, KAFKA_HELP, "kafka-latency", &mut report.rows)? {
+            let topic = format!("bench-{run_id}-latency");
+            create_topic(&bootstrap, &topic)?;
+            progress("kafka-latency: baseline (hyper, 204)");
+            let (hyper, _) = baseline_hyper(opts, pins, &mix);
+            progress(&format!(
+                "kafka-latency: relay (delivered, {} connections)",
+                opts.connections
+            ));
+            let mut r = measure_relay(
+                opts,
+                pins,
+                &kafka_relay_config(opts, &bootstrap, &topic, "delivered", (10_000, 64 << 20)),
+                &mix,
+                None,
+                opts.connections,
+            )?;
+            let rate = r.result.ok_rate().max(1.0);
+            progress(&format!(
+                "kafka-latency: direct producer at {rate:.0} ev/s, linger.ms=0 (the broker's produce → ack)"
+            ));
+            let mut floor = baseline_kafka(opts, pins, &bootstrap, &topic, &mix, Some(rate), 0)?;
+            let mut row = row_from(
+                &format!("Kafka (delivered), {} connections", opts.connections),
+                &mut r,
+                hyper.ok_rate(),
+                "hyper 204",
+            );
+            let (p50, p99) = (r.result.ok_latency.pct(0.5), r.result.ok_latency.pct(0.99));
+            let (b50, b99) = (floor.latency.pct(0.5), floor.latency.pct(0.99));
+            row.note = format!(
+                "relay linger_ms {}; added p50 {:.2} ms, p99 {:.2} ms over the broker's produce → ack (direct producer, linger.ms=0, same rate: {}); relay {}",
+                opts.linger_ms(),
+                p50 - b50,
+                p99 - b99,
+                floor.latency.summary(),
+                row.note
+            );
+            report.rows.push(row);
+            delete_topic(&bootstrap, &topic);
+        }
+    }
+
+    if opts.selected("kafka-memory") {
+        // The relay's own broker, so it can be held back (SIGSTOP): nothing is acknowledged, the queue fills to
+        // its byte capacity and every accepted payload stays in the relay and/or librdkafka.
+        match PausableBroker::start() {
+            Err(e) if opts.skip_missing_brokers => report.rows.push(Row {
+                scenario: "kafka-memory".into(),
+                skipped: Some(e),
+                ..Default::default()
+            }),
+            Err(e) => return Err(format!("scenario kafka-memory: {e}")),
+            Ok(mut broker) => {
+                let topic = format!("bench-{run_id}-memory");
+                create_topic(&broker.addr, &topic)?;
+                let queue_bytes: u64 = 64 << 20;
+                let relay = RelayProc::start(
+                    &kafka_relay_config(
+                        opts,
+                        &broker.addr,
+                        &topic,
+                        "accepted",
+                        (1_000_000, queue_bytes),
+                    ),
+                    pins.map(|p| p.1),
+                )?;
+                let idle = usage(relay.pid());
+                progress("kafka-memory: broker stopped; filling the relay's queue (accepted)");
+                broker.pause();
+                let load = Load {
+                    addr: relay.ingress,
+                    connections: opts.connections,
+                    rate: None,
+                    warmup: opts.warmup(),
+                    measure: opts.measure(),
+                };
+                let mut result = run_load(&load, &mix, pins.map(|p| p.0), || {});
+                let end = usage(relay.pid());
+                broker.resume();
+                drop(relay);
+                drop(broker);
+                let queue_mib = (queue_bytes >> 20) as f64;
+                let shed = result.statuses.get(&503).copied().unwrap_or(0);
+                report.rows.push(Row {
+                    scenario: "Kafka (accepted), broker stopped: peak RSS".into(),
+                    relay: end.hwm_mib - idle.rss_mib,
+                    baseline: queue_mib,
+                    baseline_name: "queue max_bytes, MiB".into(),
+                    p99_ms: result.ok_latency.pct(0.99),
+                    rss_mib: end.hwm_mib,
+                    cpu_us_per_event: 0.0,
+                    errors: String::new(),
+                    note: format!(
+                        "relay and baseline columns are MiB: peak RSS {:.1} − idle RSS {:.1} vs the queue's byte capacity; ratio = that over capacity; queue full reached: {} (503×{shed}); relay linger_ms {}",
+                        end.hwm_mib,
+                        idle.rss_mib,
+                        if shed > 0 { "yes" } else { "NO" },
+                        opts.linger_ms()
+                    ),
+                    skipped: None,
+                });
+            }
+        }
     }
 
     for js in [false, true] {

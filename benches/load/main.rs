@@ -20,13 +20,28 @@ fn main() {
                     .expect("--connections needs a number")
             }
             "--skip-missing-brokers" => opts.skip_missing_brokers = true,
+            "--kafka-linger-ms" => {
+                opts.kafka_linger_ms = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("--kafka-linger-ms needs a number"),
+                )
+            }
+            "--kafka-option" => {
+                let kv = args.next().expect("--kafka-option needs name=value");
+                let (k, v) = kv.split_once('=').expect("--kafka-option needs name=value");
+                opts.kafka_options.push((k.to_string(), v.to_string()));
+            }
             // `cargo bench` passes --bench to every bench binary.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
                     "cargo bench --bench load -- [--short] [--scenario NAME]... [--connections N] [--skip-missing-brokers]\n\
+                     \x20 [--kafka-linger-ms N] [--kafka-option NAME=VALUE]...\n\
                      scenarios (a prefix selects several): {}\n\
-                     brokers: TRIGGER_RELAY_BENCH_KAFKA, TRIGGER_RELAY_BENCH_NATS (scripts/bench sets them)\n\
+                     brokers: TRIGGER_RELAY_BENCH_KAFKA, TRIGGER_RELAY_BENCH_NATS (scripts/bench sets them); kafka-memory starts its own\n\
+                     \x20 tansu ($TRIGGER_RELAY_BENCH_TANSU, else tansu on the PATH)\n\
+                     relay: $TRIGGER_RELAY_BENCH_RELAY (another binary, for before/after), else the one Cargo built\n\
                      output: the table on standard output and in $TRIGGER_RELAY_BENCH_OUT (default target/load-bench.md)",
                     harness::SCENARIOS.join(", ")
                 );

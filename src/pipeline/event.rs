@@ -2,7 +2,11 @@
 //! ([`Delivery`]: an event for one subscription, holding its queue reservation until it is done).
 //!
 //! The body is a [`Bytes`] of the request exactly as received: fan-out to 50 subscriptions clones a pointer,
-//! not the payload, and no sink re-serialises it.
+//! not the payload, and no sink re-serialises it. A sink whose client copies the message (Kafka: librdkafka
+//! holds its own copy until the delivery report) lets go of the body once the client has it
+//! ([`Delivery::release_body`]), so an in-flight event is held once, not twice; the delivery keeps its queue
+//! reservation, which now counts the client's copy, and gets the message back from the client if it fails
+//! ([`Delivery::restore_body`]) for its dead letter.
 //!
 //! A delivery is finished exactly once. One that is dropped without [`Delivery::finish`] (a sink task
 //! abandoned at the end of the shutdown grace period, a worker that panicked, a queue dropped with events
@@ -92,6 +96,25 @@ impl Event {
         b
     }
 
+    /// This event's metadata with another body (empty: released; the message given back: restored). Not
+    /// shared with the original: its parsed JSON and envelopes stay behind, to be freed with it.
+    fn with_body(&self, body: Bytes) -> Self {
+        Self {
+            trigger_id: self.trigger_id.clone(),
+            invocation_id: self.invocation_id.clone(),
+            tracking_id: self.tracking_id,
+            body,
+            received: self.received,
+            received_at: self.received_at,
+            trace: self.trace.clone(),
+            span_id: self.span_id,
+            test: self.test.clone(),
+            replay_of: self.replay_of.clone(),
+            parsed: OnceLock::new(),
+            structured: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The body as JSON, parsed at most once per event however many subscriptions ask.
     pub fn json(&self) -> Option<&serde_json::Value> {
         self.parsed
@@ -124,6 +147,10 @@ pub struct Delivery {
     pub attempts: u32,
     /// This delivery's `publish` span (its id and start), while spans are exported.
     pub span: Option<DeliverySpan>,
+    /// The message as the sink sent it, given back by the sink after [`Delivery::release_body`] in structured
+    /// CloudEvents mode (the envelope, which the body cannot be rebuilt from): what [`crate::envelope::payload`]
+    /// answers, so a dead letter carries the record that failed.
+    pub sent: Option<Bytes>,
     finished: bool,
 }
 
@@ -145,6 +172,7 @@ impl Delivery {
             reservation,
             attempts: 0,
             span,
+            sent: None,
             finished: false,
         };
         // Listed from the moment it starts, as ISC lists an invocation in flight.
@@ -186,6 +214,27 @@ impl Delivery {
                 unsent.refuse();
                 false
             }
+        }
+    }
+
+    /// Let go of the event's body (and its parsed JSON and envelopes, when no other delivery holds the event)
+    /// once the sink's client holds its own copy of the message. The reservation stays until the delivery
+    /// finishes: the queue's byte capacity then counts the client's copy. Kept when the subscription records
+    /// invocation statuses: the finished status carries the input (and the status log holds it anyway).
+    pub fn release_body(&mut self) {
+        if self.route.statuses.is_none() && !self.event.body.is_empty() {
+            self.event = Arc::new(self.event.with_body(Bytes::new()));
+        }
+    }
+
+    /// The message the sink's client gave back (a failed record, from its delivery report) after
+    /// [`Delivery::release_body`]: the event's body again (none or binary CloudEvents mode, where the message is
+    /// the body), or in structured mode the envelope as sent ([`Delivery::sent`]).
+    pub fn restore_body(&mut self, message: Bytes) {
+        if self.route.envelope.as_ref().is_some_and(|c| c.structured) {
+            self.sent = Some(message);
+        } else if self.event.body.is_empty() {
+            self.event = Arc::new(self.event.with_body(message));
         }
     }
 

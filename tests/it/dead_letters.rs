@@ -78,3 +78,87 @@ deadLetter = {{ kafkaConfig = {{ topic = "{dlq}" }} }}
         1.0
     );
 }
+
+/// A Kafka record that fails inside librdkafka (no broker answers within `delivery_timeout_ms`, so the delivery
+/// report says timed out) still reaches its dead letter intact, though the relay let go of its own copy of the
+/// body once librdkafka held the record: the payload comes back from the delivery report. Both as the request's
+/// bytes and, in structured CloudEvents mode, as the envelope that was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_record_that_fails_in_librdkafka_reaches_its_dead_letter_intact() {
+    use futures_util::StreamExt;
+    let nats_url = nats();
+    let dlq = unique("kafka-dlq");
+    let client = async_nats::connect(&nats_url).await.unwrap();
+    let mut plain = client.subscribe(format!("{dlq}.plain")).await.unwrap();
+    let mut structured = client.subscribe(format!("{dlq}.structured")).await.unwrap();
+    client.flush().await.unwrap();
+    // Nothing listens there: librdkafka keeps the records until `delivery_timeout_ms`, then reports them failed.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let relay = start(&format!(
+        r#"
+{OPEN_ACCEPTED}
+ack_timeout_ms = 1000
+delivery_timeout_ms = 2000
+[sinks.kafka.main]
+bootstrap_servers = "{nowhere}"
+[sinks.nats.main]
+servers = ["{nats_url}"]
+[[subscriptions]]
+name = "plain"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "unreachable" }}
+deadLetter = {{ natsConfig = {{ subject = "{dlq}.plain" }} }}
+[[subscriptions]]
+name = "structured"
+triggerId = "idn:identity-created"
+type = "KAFKA"
+kafkaConfig = {{ topic = "unreachable" }}
+envelope = "cloudevents-structured"
+deadLetter = {{ natsConfig = {{ subject = "{dlq}.structured" }} }}
+"#
+    ))
+    .await;
+    let id = unique("released");
+    let body = example_body("idn:identity-created", &id);
+    let r = post_event(&relay, "/events/idn:identity-created", body.clone()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    let within = Duration::from_secs(20);
+    let msg = tokio::time::timeout(within, plain.next())
+        .await
+        .expect("the plain dead letter arrives")
+        .unwrap();
+    assert_eq!(
+        &msg.payload[..],
+        &body[..],
+        "the dead letter is the exact payload"
+    );
+    let h = msg.headers.unwrap();
+    assert_eq!(h.get("dead-letter-reason").unwrap().as_str(), "timed_out");
+    assert_eq!(h.get("dead-letter-sink").unwrap().as_str(), "kafka.main");
+    assert_eq!(h.get("invocation-id").unwrap().as_str(), id);
+
+    let msg = tokio::time::timeout(within, structured.next())
+        .await
+        .expect("the structured dead letter arrives")
+        .unwrap();
+    let envelope: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    let original: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(envelope["specversion"], "1.0", "{envelope}");
+    assert_eq!(envelope["id"], id.as_str(), "{envelope}");
+    assert_eq!(
+        envelope["data"], original,
+        "the envelope as sent, with the event"
+    );
+    assert_eq!(
+        msg.headers
+            .unwrap()
+            .get("dead-letter-reason")
+            .unwrap()
+            .as_str(),
+        "timed_out"
+    );
+    relay.shutdown();
+    relay.wait().await;
+}

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use prometheus::{IntCounter, IntGauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -101,8 +102,14 @@ impl KafkaSink {
 
     /// Hand one delivery to librdkafka (waiting briefly while its local queue is full); the returned future
     /// completes with the delivery report.
+    ///
+    /// librdkafka copies the record (`RD_KAFKA_MSG_F_COPY`), so once it has it the delivery lets go of the
+    /// event's body ([`Delivery::release_body`]): one copy per in-flight event, owned by librdkafka and still
+    /// counted by the delivery's queue reservation until the report. A failed report gives the record back
+    /// ([`OwnedMessage`]), and its payload goes back on the delivery for the dead letter.
     async fn produce(&self, mut d: Delivery) -> InFlight {
-        let Target::Kafka { topic, key } = &d.route.target else {
+        let route = d.route.clone();
+        let Target::Kafka { topic, key } = &route.target else {
             return done(
                 d,
                 Err(SinkError::Rejected("not a Kafka subscription".into())),
@@ -126,14 +133,17 @@ impl KafkaSink {
         d.attempts = 1;
         let body = crate::envelope::payload(&d);
         loop {
-            let header_set = crate::envelope::headers(&d, Binding::Kafka);
-            let mut headers = OwnedHeaders::new_with_capacity(header_set.len());
-            for (k, v) in &header_set {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
+            let headers = {
+                let header_set = crate::envelope::headers(&d, Binding::Kafka);
+                let mut headers = OwnedHeaders::new_with_capacity(header_set.len());
+                for (k, v) in &header_set {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                headers
+            };
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(topic).payload(&body[..]).headers(headers);
             if let Some(k) = &key_bytes {
@@ -141,10 +151,15 @@ impl KafkaSink {
             }
             match self.producer.send_result(record).map_err(|(e, _)| e) {
                 Ok(report) => {
+                    drop(body);
+                    d.release_body();
                     return Box::pin(async move {
                         let outcome = match report.await {
                             Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => Err(classify(&e)),
+                            Ok(Err((e, record))) => {
+                                d.restore_body(record_payload(&record));
+                                Err(classify(&e))
+                            }
                             Err(_canceled) => Err(SinkError::ShutDown),
                         };
                         vec![(d, outcome)]
@@ -162,6 +177,14 @@ impl KafkaSink {
             }
         }
     }
+}
+
+/// The payload of a record librdkafka gave back (empty when it had none).
+fn record_payload(record: &OwnedMessage) -> Bytes {
+    record
+        .payload()
+        .map(Bytes::copy_from_slice)
+        .unwrap_or_default()
 }
 
 /// A send that finished before it started.
