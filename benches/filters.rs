@@ -3,13 +3,27 @@
 //!
 //! Run: `cargo bench --bench filters` (criterion prints time per evaluation
 //! and evaluations/s as "thrpt").
+//!
+//! The `filter_set` group is the per-event work of the load bench's `filters` rows without HTTP: the payload of
+//! `idn:identity-attributes-changed` (0.5–8 KB, the load bench's bodies) parsed, then a trigger's filters
+//! evaluated as a set (`FilterSet`, which parses only what its filters read), for the 50 typical filters and
+//! the 10 that share a path; `parse_only` is the whole parse alone, what every event cost before the set read
+//! only its part.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
-use trigger_relay::filter::Filter;
+use trigger_relay::filter::{EventBudget, Filter, FilterSet};
+
+/// The relay binary's allocator (`src/main.rs`), so the per-event numbers are the relay's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[allow(dead_code)] // the load bench uses the rest
+#[path = "load/payloads.rs"]
+mod payloads;
 
 /// Native Change Account Updated example input (ISC docs), ~2.2 KB.
 const NCAU: &str = r#"{
@@ -126,6 +140,45 @@ fn bench_eval(c: &mut Criterion) {
     g.bench_function("step_budget_exhausted", |b| {
         b.iter(|| runaway.evaluate(black_box(&chain)))
     });
+    g.finish();
+
+    let bodies = {
+        let p = payloads::Payloads::new(&["idn:identity-attributes-changed"]);
+        (0..p.len()).map(|_| p.next().1).collect::<Vec<_>>()
+    };
+    let set_of = |filters: &[String]| {
+        let mut set = FilterSet::new();
+        for f in filters {
+            set.push(Some(&Filter::compile(f).expect("bench filter")));
+        }
+        set
+    };
+    let per_event = |set: &FilterSet| {
+        let mut matched = 0;
+        for body in &bodies {
+            let doc = set.parse(black_box(body)).expect("payload");
+            let mut budget = EventBudget::new(set.distinct());
+            let verdicts = set.evaluate(&doc, &mut budget);
+            matched += (0..set.len())
+                .filter(|&i| matches!(verdicts.get(i), Some(Ok(true))))
+                .count();
+        }
+        matched
+    };
+    let mut g = c.benchmark_group("filter_set");
+    g.throughput(Throughput::Elements(bodies.len() as u64));
+    g.bench_function("parse_only", |b| {
+        b.iter(|| {
+            bodies
+                .iter()
+                .map(|body| serde_json::from_slice::<Value>(black_box(body)).is_ok() as usize)
+                .sum::<usize>()
+        })
+    });
+    let typical = set_of(&payloads::typical_filters());
+    g.bench_function("typical_50", |b| b.iter(|| per_event(&typical)));
+    let shared = set_of(&payloads::shared_path_filters());
+    g.bench_function("shared_path_10", |b| b.iter(|| per_event(&shared)));
     g.finish();
 
     let mut g = c.benchmark_group("compile");

@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use trigger_relay::config::{Config, DEV_CONFIG};
 use trigger_relay::Relay;
 
+/// mimalloc instead of the system allocator: building an event's JSON tree for its filters is mostly small
+/// allocations and frees, and glibc's malloc was a fifth of the relay's CPU on the filtered fan-out bench
+/// (BENCHMARKS.md, "Seventh look"). Benches that measure the library set the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "trigger-relay",

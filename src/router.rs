@@ -3,7 +3,8 @@
 //!
 //! Filters are compiled when the table is built (config load, later API writes), never per event. Per event
 //! the payload is parsed into a `serde_json::Value` at most once, and only when some candidate subscription
-//! has a filter; events whose subscriptions have none stay on the zero-parse path. The table is immutable:
+//! reads it; events whose subscriptions have no filter stay on the zero-parse path. When only filters read it,
+//! the tree holds only what they can read (`filter::Needs`). The table is immutable:
 //! a change builds a new one and swaps it in whole (see `relay`), so a request sees one consistent table.
 
 use std::collections::HashMap;
@@ -35,9 +36,14 @@ pub struct TriggerRoutes {
     /// Some route reads the body as JSON (a filter, a Kafka key pointer, STDOUT): the ingress then parses it once
     /// and refuses a body the parser cannot read, instead of accepting an event no route can handle.
     needs_json: bool,
+    /// Some route reads the JSON beyond its filter (a Kafka key pointer, a CloudEvents subject, STDOUT): the whole
+    /// tree is then built, and handed on with the event. Otherwise only what the filters read is built
+    /// ([`crate::filter::Needs`]), for them alone.
+    reads_whole: bool,
 }
 
-/// What [`TriggerRoutes::select`] found: the matched routes, and the parsed body when a route needed it.
+/// What [`TriggerRoutes::select`] found: the matched routes, and the whole parsed body when a route reads more of
+/// it than its filter.
 pub struct Selected<'a> {
     pub routes: Vec<&'a RouteEntry>,
     pub json: Option<serde_json::Value>,
@@ -182,11 +188,12 @@ impl Router {
                 filters: crate::filter::FilterSet::new(),
                 budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
+                reads_whole: false,
             });
         entry.filters.push(route.filter.as_ref());
-        entry.needs_json |= route.filter.is_some()
-            || route.envelope.as_ref().is_some_and(|c| c.subject.is_some())
-            || spec_reads_payload;
+        entry.reads_whole |=
+            route.envelope.as_ref().is_some_and(|c| c.subject.is_some()) || spec_reads_payload;
+        entry.needs_json |= route.filter.is_some() || entry.reads_whole;
         entry.routes.push(RouteEntry {
             route: Arc::new(route),
             queue,
@@ -239,7 +246,15 @@ impl TriggerRoutes {
                 json: None,
             });
         }
-        let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        // Only what the filters read, unless a route reads more (`reads_whole`) or the filters read everything:
+        // the same verdicts and the same refusals either way (`filter::Needs`).
+        let whole = self.reads_whole || self.filters.needs().is_everything();
+        let doc: serde_json::Value = if whole {
+            serde_json::from_slice(body)
+        } else {
+            self.filters.parse(body)
+        }
+        .map_err(|e| e.to_string())?;
         let mut budget = EventBudget::new(self.filters.distinct());
         let verdicts = self.filters.evaluate(&doc, &mut budget);
         let mut exhausted = false;
@@ -277,7 +292,7 @@ impl TriggerRoutes {
         }
         Ok(Selected {
             routes,
-            json: Some(doc),
+            json: whole.then_some(doc),
         })
     }
 }

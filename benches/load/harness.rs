@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 // A sibling module both in the bench (`benches/load/main.rs`) and in `tests/it/load_harness.rs`.
-use super::payloads::{Payloads, MIX};
+use super::payloads::{shared_path_filters, typical_filters, Payloads, MIX};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -982,23 +982,6 @@ fn nats_relay_config(url: &str, prefix: &str, jetstream: bool) -> String {
     s
 }
 
-/// 50 filters of the kinds ISC's documentation shows, on `idn:identity-attributes-changed`: some match every
-/// event, some match the larger ones, some never match.
-pub fn typical_filters() -> Vec<String> {
-    (0..50)
-        .map(|i| match i % 5 {
-            0 => format!("$.changes[?(@.attribute == \"attribute{i}\")]"),
-            1 => "$[?($.identity.name == \"William Wilson\")]".to_string(),
-            2 => {
-                "$.changes[?(@.attribute in [\"department\", \"title\", \"manager\"])]".to_string()
-            }
-            3 => "$.changes[?(@.attribute == \"department\" && @.newValue =~ /market.*/i)]"
-                .to_string(),
-            _ => format!("$[?($.identity.id == \"2c91808568c529c60168cca6f90c13{i:02}\")]"),
-        })
-        .collect()
-}
-
 /// One DISCARD subscription per filter on `idn:identity-attributes-changed`.
 fn filters_config(filters: &[String]) -> String {
     let mut s = String::from("[sinks.discard.queue]\nmax_events = 10000\nmax_bytes = 67108864\n");
@@ -1669,9 +1652,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             None,
             opts.connections,
         )?;
-        let shared_path: Vec<String> = (0..10)
-            .map(|i| format!("$.changes[?(@.attribute == \"attribute{i}\")]"))
-            .collect();
+        let shared_path = shared_path_filters();
         for (label, config) in [
             (
                 "50 filtered subscriptions",

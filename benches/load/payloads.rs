@@ -149,3 +149,27 @@ fn pad(v: &mut serde_json::Value, size: usize) {
         i += 1;
     }
 }
+
+/// 50 filters of the kinds ISC's documentation shows, on `idn:identity-attributes-changed`: some match every
+/// event, some match the larger ones, some never match.
+pub fn typical_filters() -> Vec<String> {
+    (0..50)
+        .map(|i| match i % 5 {
+            0 => format!("$.changes[?(@.attribute == \"attribute{i}\")]"),
+            1 => "$[?($.identity.name == \"William Wilson\")]".to_string(),
+            2 => {
+                "$.changes[?(@.attribute in [\"department\", \"title\", \"manager\"])]".to_string()
+            }
+            3 => "$.changes[?(@.attribute == \"department\" && @.newValue =~ /market.*/i)]"
+                .to_string(),
+            _ => format!("$[?($.identity.id == \"2c91808568c529c60168cca6f90c13{i:02}\")]"),
+        })
+        .collect()
+}
+
+/// Ten equality filters over one array (`$.changes[?(@.attribute == "attributeN")]`): filters that share a path.
+pub fn shared_path_filters() -> Vec<String> {
+    (0..10)
+        .map(|i| format!("$.changes[?(@.attribute == \"attribute{i}\")]"))
+        .collect()
+}

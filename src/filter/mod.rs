@@ -128,9 +128,11 @@
 mod eval;
 mod java_regex;
 mod lexer;
+mod needs;
 mod parser;
 pub mod set;
 
+pub use needs::Needs;
 pub use set::FilterSet;
 #[cfg(test)]
 mod conformance;

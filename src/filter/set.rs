@@ -17,6 +17,9 @@
 //!   to an array of objects whose Q is a string or absent); anything else (a number, `null`, a missing P, an
 //!   element that is not an object) evaluates every member as before.
 //!
+//! - **Only what the filters read is parsed.** The set keeps the union of its filters' [`Needs`]: per event
+//!   [`FilterSet::parse`] builds a document holding only the members their paths can reach (`needs.rs`).
+//!
 //! The contract every later sharing rule (common path prefixes, hash-indexed equality) must keep: the verdict of
 //! each member is the verdict [`Filter::evaluate_in`] gives alone, including its errors (fail closed). A
 //! differential property test (`props.rs`) and the `filter_set` fuzz target hold the set to the
@@ -27,7 +30,7 @@
 use std::collections::HashMap;
 
 use super::parser::{Lit, Op, Operand, Path, Pred, SegKind};
-use super::{EvalError, EventBudget, Filter};
+use super::{EvalError, EventBudget, Filter, Needs};
 
 /// The filters of a trigger's routes, in route order (`None`: a route without a filter).
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,8 @@ pub struct FilterSet {
     distinct: Vec<Filter>,
     /// Equality filters grouped by the path they compare (see the module doc).
     groups: Vec<Group>,
+    /// What the distinct filters can read of an event (`needs.rs`): what [`FilterSet::parse`] builds.
+    needs: Needs,
 }
 
 /// A part of a simple path, as a group's key.
@@ -147,6 +152,7 @@ impl FilterSet {
             {
                 Some(i) => i as u32,
                 None => {
+                    self.needs.merge(Needs::of(f));
                     self.distinct.push(f.clone());
                     let i = (self.distinct.len() - 1) as u32;
                     if let Some((key, array, operand, lit)) = indexable(f) {
@@ -180,6 +186,18 @@ impl FilterSet {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// What the filters can read of an event.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
+    /// The part of `body` the filters can read, as a document to [`evaluate`](Self::evaluate) them on: their
+    /// verdicts on it are their verdicts on the whole body, and it refuses exactly what the whole parse refuses
+    /// (`needs.rs`).
+    pub fn parse(&self, body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+        self.needs.parse(body)
     }
 
     /// Filters evaluated per event (the shares of its budget).
