@@ -121,16 +121,10 @@ async fn server_errors_and_429_are_retried_400_is_not() {
 {LOOPBACK_HOOKS}
 [delivery]
 ack = "delivered"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[[subscriptions]]
-name = "webhook"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = {{ url = "{url}" }}
-deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
+{}{}deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
 "#,
-        url = hook.url("/hook")
+        nats_sink("main", &nats_url),
+        http_subscription("webhook", CREATED, &hook.url("/hook"))
     ))
     .await;
     wait_ready(&relay).await;

@@ -263,24 +263,15 @@ async fn sync_reconciles_the_tenant_and_test_proves_the_path_to_kafka_and_nats()
         r#"
 [delivery]
 ack = "delivered"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[api]
+{}{}[api]
 enabled = true
 store_path = "{}"
-[[api.tokens]]
-name = "ops"
-token = "{OPS_TOKEN}"
-scopes = ["sp:scopes:all"]
-[[subscriptions]]
-name = "identities"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#,
-        store.path().join("store.json").display()
+{}{}"#,
+        kafka_sink("main", &bootstrap),
+        nats_sink("main", &nats_url),
+        store.path().join("store.json").display(),
+        admin_token("ops", OPS_TOKEN),
+        kafka_subscription("identities", CREATED, &topic)
     );
     let relay = start(&format!(
         "[ingress.auth]\nbearer_tokens = [\"{TOKEN_A}\", \"{TOKEN_B}\"]\n{relay_base}"

@@ -21,16 +21,9 @@ async fn check(case: Case) {
     create_topic(&bootstrap, &topic).await;
     let triggers = ga_fire_and_forget();
     let mut toml = format!(
-        r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "{mode}"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-linger_ms = 1
-"#,
-        mode = case.mode
+        "{}{}linger_ms = 1\n",
+        open(case.mode),
+        kafka_sink("main", &bootstrap)
     );
     for (i, t) in triggers.iter().enumerate() {
         toml.push_str(&format!(

@@ -4,7 +4,10 @@
 pub mod aws;
 pub mod probe_oracle;
 pub mod reliability;
+pub mod toml;
 pub mod webhook;
+
+pub use self::toml::*;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -433,9 +436,21 @@ pub async fn post_event(relay: &Relay, path: &str, body: impl Into<Bytes>) -> Re
     .await
 }
 
+/// POST ISC's example event of `trigger` (invocation `invocation_id`) to `/events/<trigger>`.
+pub async fn post_example(relay: &Relay, trigger: &str, invocation_id: &str) -> Response {
+    let path = format!("/events/{trigger}");
+    post_event(relay, &path, example_body(trigger, invocation_id)).await
+}
+
 /// The value of one sample in the relay's `/metrics` (0 when absent). `labels` like `sink="kafka.main"`.
 pub async fn metric(relay: &Relay, name: &str, labels: &[&str]) -> f64 {
     reliability::metric_at(relay.admin_addr(), name, labels).await
+}
+
+/// The dead letters the relay wrote (`trigger_relay_dead_letter_events_total{result="written"}`).
+pub async fn dead_letters_written(relay: &Relay) -> f64 {
+    let written = ["result=\"written\""];
+    metric(relay, "trigger_relay_dead_letter_events_total", &written).await
 }
 
 /// Poll `check` until it is true (a signal we can only observe by asking), failing after `within`.
