@@ -162,9 +162,7 @@ async fn an_event_too_large_for_eventbridge_goes_to_the_dead_letter() {
     let bus = BusToQueue::create(&unique("bus"), &source).await;
     let nats_url = nats();
     let dlq = unique("dlq");
-    let client = async_nats::connect(&nats_url).await.unwrap();
-    let mut sub = client.subscribe(dlq.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut sub) = nats_subscriber(&nats_url, &dlq).await;
     let relay = start(&format!(
         r#"
 {OPEN_DELIVERED}

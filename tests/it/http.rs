@@ -113,9 +113,7 @@ async fn server_errors_and_429_are_retried_400_is_not() {
     let hook = Webhook::start().await;
     let nats_url = nats();
     let dlq = unique("http-dlq");
-    let client = async_nats::connect(&nats_url).await.unwrap();
-    let mut dead = client.subscribe(dlq.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut dead) = nats_subscriber(&nats_url, &dlq).await;
     let relay = start(&format!(
         r#"
 {LOOPBACK_HOOKS}

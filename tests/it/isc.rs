@@ -406,9 +406,7 @@ store_path = "{}"
     assert_eq!(proxy.writes().len(), writes, "a second run wrote");
 
     // `isc test`: through the tenant's HTTP subscriptions to the relay's ingress, then Kafka and NATS.
-    let nc = async_nats::connect(&nats_url).await.unwrap();
-    let mut nats_in = nc.subscribe(subject.clone()).await.unwrap();
-    nc.flush().await.unwrap();
+    let (_nc, mut nats_in) = nats_subscriber(&nats_url, &subject).await;
     let (code, out, err) = cli(&config_v1, &["isc", "test", "--timeout", "30s"]);
     assert_eq!(code, 0, "{out}\n{err}");
     for t in ["idn:identity-created", "idn:account-correlated"] {

@@ -13,9 +13,7 @@ async fn a_blocked_destination_does_not_hold_up_another() {
     let server = nats();
     let nowhere = format!("127.0.0.1:{}", free_port());
     let subject = unique("iso");
-    let client = async_nats::connect(&server).await.unwrap();
-    let mut sub = client.subscribe(subject.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut sub) = nats_subscriber(&server, &subject).await;
     let relay = start(&format!(
         r#"
 {OPEN_ACCEPTED}

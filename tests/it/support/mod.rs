@@ -78,6 +78,35 @@ none = true
 [delivery]
 ack = "accepted""#;
 
+/// A client of the NATS server at `server` subscribed to `subject`, the subscription flushed to the server (so
+/// what is published after this returns is received). Keep the client while reading the subscription.
+pub async fn nats_subscriber(
+    server: &str,
+    subject: &str,
+) -> (async_nats::Client, async_nats::Subscriber) {
+    let client = async_nats::connect(server).await.unwrap();
+    let sub = client.subscribe(subject.to_string()).await.unwrap();
+    client.flush().await.unwrap();
+    (client, sub)
+}
+
+/// What a finished child process wrote, its stdout then its stderr.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Kill (SIGKILL) and reap the broker process `child` if it runs.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -181,10 +210,7 @@ impl PrivateKafka {
 
     /// Kill the broker (SIGKILL) and wait until the port is closed.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -233,10 +259,7 @@ impl PrivateNats {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
