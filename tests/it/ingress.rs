@@ -520,15 +520,12 @@ async fn hostile_filters_share_one_budget_per_event() {
         String::from_utf8_lossy(&answer.body)
     );
     let evaluations = |result: &'static str| {
-        let relay = &relay;
-        async move {
-            metric(
-                relay,
-                "trigger_relay_filter_evaluations_total",
-                &[&format!("result=\"{result}\"")],
-            )
-            .await
-        }
+        metric_of_result(
+            &relay,
+            "trigger_relay_filter_evaluations_total",
+            &[],
+            result,
+        )
     };
     assert_eq!(
         evaluations("error").await,

@@ -197,18 +197,13 @@ filter = "$.changes[?(@.attribute == 'department' && @.newValue =~ /eng.*/i)]"
     assert_eq!(ids(&filtered, 2), ["i-eng", "i-eng2"]);
     assert_eq!(ids(&all, 3), ["i-eng", "i-sales", "i-eng2"]);
     let m = |result: &'static str| {
-        let relay = &relay;
-        async move {
-            metric(
-                relay,
-                "trigger_relay_filter_evaluations_total",
-                &[
-                    "subscription=\"only-engineering\"",
-                    &format!("result=\"{result}\""),
-                ],
-            )
-            .await
-        }
+        let only = &["subscription=\"only-engineering\""];
+        metric_of_result(
+            &relay,
+            "trigger_relay_filter_evaluations_total",
+            only,
+            result,
+        )
     };
     assert_eq!(
         (m("matched").await, m("not_matched").await, m("error").await),

@@ -470,6 +470,13 @@ pub async fn metric(relay: &Relay, name: &str, labels: &[&str]) -> f64 {
     reliability::metric_at(relay.admin_addr(), name, labels).await
 }
 
+/// [`metric`] of the sample `labels` and `result="<result>"`: one outcome of a counter split by result.
+pub async fn metric_of_result(relay: &Relay, name: &str, labels: &[&str], result: &str) -> f64 {
+    let result = format!("result=\"{result}\"");
+    let labels: Vec<&str> = labels.iter().copied().chain([result.as_str()]).collect();
+    metric(relay, name, &labels).await
+}
+
 /// The dead letters the relay wrote (`trigger_relay_dead_letter_events_total{result="written"}`).
 pub async fn dead_letters_written(relay: &Relay) -> f64 {
     let written = ["result=\"written\""];
