@@ -5,7 +5,9 @@ use std::process::Command;
 
 use trigger_relay::Config;
 
-use crate::support::{kafka_sink, nats_sink, subscriptions_on_created};
+use crate::support::{
+    kafka_sink, kafka_subscription, nats_sink, subscription, subscriptions_on_created, CREATED,
+};
 
 fn env_vars_of(text: &str) -> Vec<String> {
     let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").unwrap();
@@ -114,8 +116,7 @@ fn broken_configs_name_every_error_with_its_key_path() {
             "delivery.shutdown_grace_ms:",
         ],
     );
-    check(
-        r#"
+    let sinks = r#"
 [sinks.kafka.a]
 bootstrap_servers = ""
 acks = "1"
@@ -125,30 +126,23 @@ max_events = 0
 [sinks.kafka.b]
 bootstrap_servers = "h:9092"
 options = { "no.such.property" = "x" }
-[[subscriptions]]
-name = "k"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = { topic = "bad topic" }
-[[subscriptions]]
-name = "k"
-triggerId = "idn:access-request-pre-approval"
-type = "KAFKA"
-kafkaConfig = { topic = "ok", cluster = "c" }
-[[subscriptions]]
-name = "no config"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-[[subscriptions]]
-name = "wf"
-triggerId = "idn:identity-created"
-type = "WORKFLOW"
-[[subscriptions]]
-name = "mixed"
-triggerId = "idn:identity-created"
-type = "STDOUT"
-kafkaConfig = { topic = "t" }
-"#,
+"#;
+    let pre_approval = subscription(
+        "k",
+        "idn:access-request-pre-approval",
+        "KAFKA",
+        r#"kafkaConfig = { topic = "ok", cluster = "c" }"#,
+    );
+    let rest = subscriptions_on_created(&[
+        ("no config", "KAFKA", ""),
+        ("wf", "WORKFLOW", ""),
+        ("mixed", "STDOUT", r#"kafkaConfig = { topic = "t" }"#),
+    ]);
+    check(
+        &format!(
+            "{sinks}{}{pre_approval}{rest}",
+            kafka_subscription("k", CREATED, "bad topic")
+        ),
         &[
             "sinks.kafka.a.bootstrap_servers: must not be empty",
             "sinks.kafka.a.acks: enable_idempotence needs acks",
@@ -230,43 +224,38 @@ options = { "max.in.flight" = 10 }
 
 #[test]
 fn http_and_eventbridge_config_errors() {
+    let subs = subscriptions_on_created(&[
+        (
+            "h0",
+            "HTTP",
+            r#"httpConfig = { url = "ftp://x/", httpDispatchMode = "ASYNC" }"#,
+        ),
+        (
+            "h1",
+            "HTTP",
+            r#"httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BASIC_AUTH" }"#,
+        ),
+        (
+            "h2",
+            "HTTP",
+            r#"httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = {} }"#,
+        ),
+        ("h3", "HTTP", ""),
+        (
+            "e0",
+            "EVENTBRIDGE",
+            r#"eventBridgeConfig = { awsAccount = "12", awsRegion = "US East", source = "aws.events" }"#,
+        ),
+        (
+            "e1",
+            "EVENTBRIDGE",
+            r#"eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode = "putPartnerEvents", endpointUrl = "localhost:4566" }"#,
+        ),
+    ]);
     check(
-        r#"
-[sinks.eventbridge]
-max_entry_bytes = 2000000
-max_in_flight = 0
-[sinks.http]
-request_timeout_ms = 0
-[[subscriptions]]
-name = "h0"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "ftp://x/", httpDispatchMode = "ASYNC" }
-[[subscriptions]]
-name = "h1"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BASIC_AUTH" }
-[[subscriptions]]
-name = "h2"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = {} }
-[[subscriptions]]
-name = "h3"
-triggerId = "idn:identity-created"
-type = "HTTP"
-[[subscriptions]]
-name = "e0"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = { awsAccount = "12", awsRegion = "US East", source = "aws.events" }
-[[subscriptions]]
-name = "e1"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode = "putPartnerEvents", endpointUrl = "localhost:4566" }
-"#,
+        &format!(
+            "[sinks.eventbridge]\nmax_entry_bytes = 2000000\nmax_in_flight = 0\n[sinks.http]\nrequest_timeout_ms = 0\n{subs}"
+        ),
         &[
             "sinks.eventbridge.max_entry_bytes: must be between 1024 and 1048576",
             "sinks.eventbridge.max_in_flight:",
