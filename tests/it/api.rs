@@ -29,26 +29,16 @@ ack = "delivered"
 enabled = true
 store_path = "{store}"
 {extra}
-[[api.clients]]
-client_id = "sdk"
-client_secret_sha256 = "{digest}"
-scopes = ["sp:trigger-service-subscriptions:manage", "sp:trigger-service-invocation-status:manage"]
-[[api.tokens]]
-name = "admin"
-token = "{ADMIN_TOKEN}"
-scopes = ["sp:scopes:all"]
-[[api.tokens]]
-name = "reader"
-token = "{READER_TOKEN}"
-scopes = ["sp:trigger-service-subscriptions:read"]
-[[subscriptions]]
-name = "from config"
-triggerId = "idn:source-created"
-type = "HTTP"
-httpConfig = {{ url = "{url}" }}
-"#,
+{}{}{}{}"#,
+        sdk_client(&digest),
+        admin_token("admin", ADMIN_TOKEN),
+        api_token(
+            "reader",
+            READER_TOKEN,
+            &["sp:trigger-service-subscriptions:read"]
+        ),
+        support::http_subscription("from config", "idn:source-created", &hook.url("/config")),
         store = store.join("subscriptions.json").display(),
-        url = hook.url("/config")
     )
 }
 

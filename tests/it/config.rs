@@ -5,6 +5,10 @@ use std::process::Command;
 
 use trigger_relay::Config;
 
+use crate::support::{
+    kafka_sink, kafka_subscription, nats_sink, subscription, subscriptions_on_created, CREATED,
+};
+
 fn env_vars_of(text: &str) -> Vec<String> {
     let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").unwrap();
     re.captures_iter(text).map(|c| c[1].to_string()).collect()
@@ -112,8 +116,7 @@ fn broken_configs_name_every_error_with_its_key_path() {
             "delivery.shutdown_grace_ms:",
         ],
     );
-    check(
-        r#"
+    let sinks = r#"
 [sinks.kafka.a]
 bootstrap_servers = ""
 acks = "1"
@@ -123,30 +126,23 @@ max_events = 0
 [sinks.kafka.b]
 bootstrap_servers = "h:9092"
 options = { "no.such.property" = "x" }
-[[subscriptions]]
-name = "k"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = { topic = "bad topic" }
-[[subscriptions]]
-name = "k"
-triggerId = "idn:access-request-pre-approval"
-type = "KAFKA"
-kafkaConfig = { topic = "ok", cluster = "c" }
-[[subscriptions]]
-name = "no config"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-[[subscriptions]]
-name = "wf"
-triggerId = "idn:identity-created"
-type = "WORKFLOW"
-[[subscriptions]]
-name = "mixed"
-triggerId = "idn:identity-created"
-type = "STDOUT"
-kafkaConfig = { topic = "t" }
-"#,
+"#;
+    let pre_approval = subscription(
+        "k",
+        "idn:access-request-pre-approval",
+        "KAFKA",
+        r#"kafkaConfig = { topic = "ok", cluster = "c" }"#,
+    );
+    let rest = subscriptions_on_created(&[
+        ("no config", "KAFKA", ""),
+        ("wf", "WORKFLOW", ""),
+        ("mixed", "STDOUT", r#"kafkaConfig = { topic = "t" }"#),
+    ]);
+    check(
+        &format!(
+            "{sinks}{}{pre_approval}{rest}",
+            kafka_subscription("k", CREATED, "bad topic")
+        ),
         &[
             "sinks.kafka.a.bootstrap_servers: must not be empty",
             "sinks.kafka.a.acks: enable_idempotence needs acks",
@@ -181,30 +177,20 @@ kafkaConfig = { topic = "t" }
 
 #[test]
 fn nats_config_errors() {
+    let subs = subscriptions_on_created(&[
+        ("n0", "NATS", r#"natsConfig = { subject = "isc.*" }"#),
+        (
+            "n1",
+            "NATS",
+            r#"natsConfig = { connection = "b", subject = "isc.{trigger}", expectedStream = "S" }"#,
+        ),
+        ("n2", "NATS", ""),
+    ]);
     check(
-        r#"
-[sinks.nats.a]
-servers = []
-user = "u"
-token = "t"
-max_in_flight = 0
-[sinks.nats.b]
-servers = ["nats://h:4222"]
-[[subscriptions]]
-name = "n0"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = { subject = "isc.*" }
-[[subscriptions]]
-name = "n1"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = { connection = "b", subject = "isc.{trigger}", expectedStream = "S" }
-[[subscriptions]]
-name = "n2"
-triggerId = "idn:identity-created"
-type = "NATS"
-"#,
+        &format!(
+            "[sinks.nats.a]\nservers = []\nuser = \"u\"\ntoken = \"t\"\nmax_in_flight = 0\n{}{subs}",
+            nats_sink("b", "nats://h:4222")
+        ),
         &[
             "sinks.nats.a.servers: list at least one server URL",
             "sinks.nats.a.password: user and password go together",
@@ -238,43 +224,38 @@ options = { "max.in.flight" = 10 }
 
 #[test]
 fn http_and_eventbridge_config_errors() {
+    let subs = subscriptions_on_created(&[
+        (
+            "h0",
+            "HTTP",
+            r#"httpConfig = { url = "ftp://x/", httpDispatchMode = "ASYNC" }"#,
+        ),
+        (
+            "h1",
+            "HTTP",
+            r#"httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BASIC_AUTH" }"#,
+        ),
+        (
+            "h2",
+            "HTTP",
+            r#"httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = {} }"#,
+        ),
+        ("h3", "HTTP", ""),
+        (
+            "e0",
+            "EVENTBRIDGE",
+            r#"eventBridgeConfig = { awsAccount = "12", awsRegion = "US East", source = "aws.events" }"#,
+        ),
+        (
+            "e1",
+            "EVENTBRIDGE",
+            r#"eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode = "putPartnerEvents", endpointUrl = "localhost:4566" }"#,
+        ),
+    ]);
     check(
-        r#"
-[sinks.eventbridge]
-max_entry_bytes = 2000000
-max_in_flight = 0
-[sinks.http]
-request_timeout_ms = 0
-[[subscriptions]]
-name = "h0"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "ftp://x/", httpDispatchMode = "ASYNC" }
-[[subscriptions]]
-name = "h1"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BASIC_AUTH" }
-[[subscriptions]]
-name = "h2"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = { url = "https://hook.example/isc", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = {} }
-[[subscriptions]]
-name = "h3"
-triggerId = "idn:identity-created"
-type = "HTTP"
-[[subscriptions]]
-name = "e0"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = { awsAccount = "12", awsRegion = "US East", source = "aws.events" }
-[[subscriptions]]
-name = "e1"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode = "putPartnerEvents", endpointUrl = "localhost:4566" }
-"#,
+        &format!(
+            "[sinks.eventbridge]\nmax_entry_bytes = 2000000\nmax_in_flight = 0\n[sinks.http]\nrequest_timeout_ms = 0\n{subs}"
+        ),
         &[
             "sinks.eventbridge.max_entry_bytes: must be between 1024 and 1048576",
             "sinks.eventbridge.max_in_flight:",
@@ -295,36 +276,42 @@ eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "eu-west-1", mode
 
 #[test]
 fn dead_letter_errors() {
+    let nats = r#"natsConfig = { subject = "isc.{trigger}" }"#;
+    let subs = subscriptions_on_created(&[
+        (
+            "both",
+            "KAFKA",
+            r#"kafkaConfig = { topic = "t" }
+deadLetter = { kafkaConfig = { topic = "dlq" }, natsConfig = { subject = "dlq" } }"#,
+        ),
+        (
+            "bad names",
+            "NATS",
+            &format!(
+                r#"{nats}
+deadLetter = {{ kafkaConfig = {{ topic = "dl q", cluster = "x" }} }}"#
+            ),
+        ),
+        (
+            "bad subject",
+            "NATS",
+            &format!(
+                r#"{nats}
+deadLetter = {{ natsConfig = {{ subject = "dlq.>" , expectedStream = "S" }} }}"#
+            ),
+        ),
+        (
+            "stdout",
+            "STDOUT",
+            r#"deadLetter = { natsConfig = { subject = "dlq" } }"#,
+        ),
+    ]);
     check(
-        r#"
-[sinks.kafka.k]
-bootstrap_servers = "h:9092"
-[sinks.nats.n]
-servers = ["nats://h:4222"]
-[[subscriptions]]
-name = "both"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = { topic = "t" }
-deadLetter = { kafkaConfig = { topic = "dlq" }, natsConfig = { subject = "dlq" } }
-[[subscriptions]]
-name = "bad names"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = { subject = "isc.{trigger}" }
-deadLetter = { kafkaConfig = { topic = "dl q", cluster = "x" } }
-[[subscriptions]]
-name = "bad subject"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = { subject = "isc.{trigger}" }
-deadLetter = { natsConfig = { subject = "dlq.>" , expectedStream = "S" } }
-[[subscriptions]]
-name = "stdout"
-triggerId = "idn:identity-created"
-type = "STDOUT"
-deadLetter = { natsConfig = { subject = "dlq" } }
-"#,
+        &format!(
+            "{}{}{subs}",
+            kafka_sink("k", "h:9092"),
+            nats_sink("n", "nats://h:4222")
+        ),
         &[
             "subscriptions[0].deadLetter: set exactly one of",
             "subscriptions[1].deadLetter.kafkaConfig.cluster: unknown Kafka cluster `x`",
@@ -547,34 +534,33 @@ fn create_topics_errors() {
 
 #[test]
 fn envelope_errors() {
+    let subs = subscriptions_on_created(&[
+        (
+            "eventbridge",
+            "EVENTBRIDGE",
+            r#"eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "us-east-1" }
+envelope = "cloudevents-binary""#,
+        ),
+        (
+            "no envelope",
+            "STDOUT",
+            r#"cloudEvents = { source = "urn:x" }"#,
+        ),
+        (
+            "bad subject",
+            "STDOUT",
+            r#"envelope = "cloudevents-structured"
+cloudEvents = { subject = "identity/id" }"#,
+        ),
+        (
+            "bad escape",
+            "DISCARD",
+            r#"envelope = "cloudevents-binary"
+cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }"#,
+        ),
+    ]);
     check(
-        r#"
-[cloudevents]
-source = ""
-[[subscriptions]]
-name = "eventbridge"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = { awsAccount = "123456789012", awsRegion = "us-east-1" }
-envelope = "cloudevents-binary"
-[[subscriptions]]
-name = "no envelope"
-triggerId = "idn:identity-created"
-type = "STDOUT"
-cloudEvents = { source = "urn:x" }
-[[subscriptions]]
-name = "bad subject"
-triggerId = "idn:identity-created"
-type = "STDOUT"
-envelope = "cloudevents-structured"
-cloudEvents = { subject = "identity/id" }
-[[subscriptions]]
-name = "bad escape"
-triggerId = "idn:identity-created"
-type = "DISCARD"
-envelope = "cloudevents-binary"
-cloudEvents = { subject = "/a~2b", source = "urn:\u0007" }
-"#,
+        &format!("[cloudevents]\nsource = \"\"\n{subs}"),
         &[
             "cloudevents.source: must not be empty",
             "subscriptions[0].envelope: a CloudEvents envelope applies to KAFKA, NATS and HTTP subscriptions, not EVENTBRIDGE",

@@ -19,17 +19,12 @@ async fn a_refused_event_lands_in_the_kafka_dead_letter_topic_with_its_reason() 
     let relay = start(&format!(
         r#"
 {OPEN_DELIVERED}
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[[subscriptions]]
-name = "refused"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = {{ subject = "{subject}", jetstream = true }}
+{}{}{}natsConfig = {{ subject = "{subject}", jetstream = true }}
 deadLetter = {{ kafkaConfig = {{ topic = "{dlq}" }} }}
-"#
+"#,
+        kafka_sink("main", &bootstrap),
+        nats_sink("main", &nats_url),
+        subscription("refused", CREATED, "NATS", "")
     ))
     .await;
     // The destination check already says what is wrong; the event is then refused for that reason.
@@ -68,15 +63,7 @@ deadLetter = {{ kafkaConfig = {{ topic = "{dlq}" }} }}
         "{}",
         h["dead-letter-error"]
     );
-    assert_eq!(
-        metric(
-            &relay,
-            "trigger_relay_dead_letter_events_total",
-            &["result=\"written\""]
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(dead_letters_written(&relay).await, 1.0);
 }
 
 /// A Kafka record that fails inside librdkafka (no broker answers within `delivery_timeout_ms`, so the delivery

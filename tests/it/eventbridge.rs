@@ -10,25 +10,26 @@ use support::aws::{BusToQueue, FaultProxy, ACCOUNT, REGION};
 use support::*;
 
 fn config(endpoint: &str, bus: &str, source: &str, ack: &str, extra: &str) -> String {
+    let to_bus = |name: &str, trigger: &str| {
+        subscription(
+            name,
+            trigger,
+            "EVENTBRIDGE",
+            &bus_config(endpoint, bus, source),
+        )
+    };
     format!(
-        r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "{ack}"
-delivery_timeout_ms = 20000
-{extra}
-[[subscriptions]]
-name = "to eventbridge"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", eventBusName = "{bus}", source = "{source}", endpointUrl = "{endpoint}" }}
-[[subscriptions]]
-name = "to eventbridge too"
-triggerId = "idn:identity-attributes-changed"
-type = "EVENTBRIDGE"
-eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", eventBusName = "{bus}", source = "{source}", endpointUrl = "{endpoint}" }}
-"#
+        "{}delivery_timeout_ms = 20000\n{extra}\n{}{}",
+        open(ack),
+        to_bus("to eventbridge", CREATED),
+        to_bus("to eventbridge too", "idn:identity-attributes-changed")
+    )
+}
+
+/// The `eventBridgeConfig` of a subscription to `bus` at `endpoint`, its events from `source`.
+fn bus_config(endpoint: &str, bus: &str, source: &str) -> String {
+    format!(
+        r#"eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", eventBusName = "{bus}", source = "{source}", endpointUrl = "{endpoint}" }}"#
     )
 }
 
@@ -161,24 +162,21 @@ async fn an_event_too_large_for_eventbridge_goes_to_the_dead_letter() {
     let bus = BusToQueue::create(&unique("bus"), &source).await;
     let nats_url = nats();
     let dlq = unique("dlq");
-    let client = async_nats::connect(&nats_url).await.unwrap();
-    let mut sub = client.subscribe(dlq.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut sub) = nats_subscriber(&nats_url, &dlq).await;
     let relay = start(&format!(
         r#"
 {OPEN_DELIVERED}
 [sinks.eventbridge]
 max_entry_bytes = 2048
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[[subscriptions]]
-name = "big to eventbridge"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", eventBusName = "{bus}", source = "{source}", endpointUrl = "{endpoint}" }}
-deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
+{}{}deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
 "#,
-        bus = bus.bus
+        nats_sink("main", &nats_url),
+        subscription(
+            "big to eventbridge",
+            CREATED,
+            "EVENTBRIDGE",
+            &bus_config(&endpoint, &bus.bus, &source)
+        )
     ))
     .await;
     wait_ready(&relay).await;
@@ -211,15 +209,7 @@ deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
         get("dead-letter-error")
     );
     assert_eq!(get("tracking-id").len(), 32);
-    assert_eq!(
-        metric(
-            &relay,
-            "trigger_relay_dead_letter_events_total",
-            &["result=\"written\""]
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(dead_letters_written(&relay).await, 1.0);
     bus.assert_no_more(Duration::from_secs(1)).await;
 }
 
@@ -239,12 +229,8 @@ async fn put_partner_events_from_a_partner_event_source() {
     let relay = start(&format!(
         r#"
 {OPEN_DELIVERED}
-[[subscriptions]]
-name = "partner"
-triggerId = "idn:identity-created"
-type = "EVENTBRIDGE"
-eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", source = "{source}", endpointUrl = "{endpoint}", mode = "putPartnerEvents" }}
-"#
+{}"#,
+        subscription("partner", CREATED, "EVENTBRIDGE", &format!(r#"eventBridgeConfig = {{ awsAccount = "{ACCOUNT}", awsRegion = "{REGION}", source = "{source}", endpointUrl = "{endpoint}", mode = "putPartnerEvents" }}"#))
     ))
     .await;
     let body = example_body("idn:identity-created", &unique("partner"));
@@ -306,21 +292,15 @@ async fn api_endpoint_urls_go_through_the_egress_policy() {
         format!(
             r#"
 {egress}
-[ingress.auth]
-none = true
-[delivery]
-ack = "delivered"
+{OPEN_DELIVERED}
 delivery_timeout_ms = 20000
 [api]
 enabled = true
 store_path = "{store}"
 allow_endpoint_url = true
-[[api.tokens]]
-name = "admin"
-token = "{TOKEN}"
-scopes = ["sp:scopes:all"]
-"#,
-            store = dir.path().join(format!("subs-{n}.json")).display()
+{token}"#,
+            store = dir.path().join(format!("subs-{n}.json")).display(),
+            token = admin_token("admin", TOKEN)
         )
     };
     let create = |relay: &trigger_relay::Relay, url: String| {
@@ -384,12 +364,7 @@ scopes = ["sp:scopes:all"]
     open.wait().await;
     let narrowed = start(&relay_with(1, "")).await;
     wait_ready(&narrowed).await;
-    let r = post_event(
-        &narrowed,
-        "/events/idn:identity-created",
-        example_body("idn:identity-created", &unique("inv-narrowed")),
-    )
-    .await;
+    let r = post_example(&narrowed, CREATED, &unique("inv-narrowed")).await;
     let text = String::from_utf8_lossy(&r.body).to_string();
     assert_eq!(r.status, 502, "{text}");
     assert!(

@@ -113,24 +113,16 @@ async fn server_errors_and_429_are_retried_400_is_not() {
     let hook = Webhook::start().await;
     let nats_url = nats();
     let dlq = unique("http-dlq");
-    let client = async_nats::connect(&nats_url).await.unwrap();
-    let mut dead = client.subscribe(dlq.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut dead) = nats_subscriber(&nats_url, &dlq).await;
     let relay = start(&format!(
         r#"
 {LOOPBACK_HOOKS}
 [delivery]
 ack = "delivered"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[[subscriptions]]
-name = "webhook"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = {{ url = "{url}" }}
-deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
+{}{}deadLetter = {{ natsConfig = {{ subject = "{dlq}" }} }}
 "#,
-        url = hook.url("/hook")
+        nats_sink("main", &nats_url),
+        http_subscription("webhook", CREATED, &hook.url("/hook"))
     ))
     .await;
     wait_ready(&relay).await;

@@ -124,14 +124,8 @@ basic = [{{ username = "isc", password = "s3cret" }}]
 bearer_tokens = ["token-old-0123456789abcdef0123456789", "token-new-0123456789abcdef0123456789"]
 [delivery]
 ack = "delivered"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[[subscriptions]]
-name = "sub"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#
+{}"#,
+        kafka_route(&bootstrap, "sub", CREATED, &topic)
     ))
     .await;
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096)).into_bytes();
@@ -526,15 +520,12 @@ async fn hostile_filters_share_one_budget_per_event() {
         String::from_utf8_lossy(&answer.body)
     );
     let evaluations = |result: &'static str| {
-        let relay = &relay;
-        async move {
-            metric(
-                relay,
-                "trigger_relay_filter_evaluations_total",
-                &[&format!("result=\"{result}\"")],
-            )
-            .await
-        }
+        metric_of_result(
+            &relay,
+            "trigger_relay_filter_evaluations_total",
+            &[],
+            result,
+        )
     };
     assert_eq!(
         evaluations("error").await,

@@ -263,24 +263,15 @@ async fn sync_reconciles_the_tenant_and_test_proves_the_path_to_kafka_and_nats()
         r#"
 [delivery]
 ack = "delivered"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[api]
+{}{}[api]
 enabled = true
 store_path = "{}"
-[[api.tokens]]
-name = "ops"
-token = "{OPS_TOKEN}"
-scopes = ["sp:scopes:all"]
-[[subscriptions]]
-name = "identities"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#,
-        store.path().join("store.json").display()
+{}{}"#,
+        kafka_sink("main", &bootstrap),
+        nats_sink("main", &nats_url),
+        store.path().join("store.json").display(),
+        admin_token("ops", OPS_TOKEN),
+        kafka_subscription("identities", CREATED, &topic)
     );
     let relay = start(&format!(
         "[ingress.auth]\nbearer_tokens = [\"{TOKEN_A}\", \"{TOKEN_B}\"]\n{relay_base}"
@@ -415,9 +406,7 @@ kafkaConfig = {{ topic = "{topic}" }}
     assert_eq!(proxy.writes().len(), writes, "a second run wrote");
 
     // `isc test`: through the tenant's HTTP subscriptions to the relay's ingress, then Kafka and NATS.
-    let nc = async_nats::connect(&nats_url).await.unwrap();
-    let mut nats_in = nc.subscribe(subject.clone()).await.unwrap();
-    nc.flush().await.unwrap();
+    let (_nc, mut nats_in) = nats_subscriber(&nats_url, &subject).await;
     let (code, out, err) = cli(&config_v1, &["isc", "test", "--timeout", "30s"]);
     assert_eq!(code, 0, "{out}\n{err}");
     for t in ["idn:identity-created", "idn:account-correlated"] {

@@ -13,9 +13,7 @@ async fn a_blocked_destination_does_not_hold_up_another() {
     let server = nats();
     let nowhere = format!("127.0.0.1:{}", free_port());
     let subject = unique("iso");
-    let client = async_nats::connect(&server).await.unwrap();
-    let mut sub = client.subscribe(subject.clone()).await.unwrap();
-    client.flush().await.unwrap();
+    let (_client, mut sub) = nats_subscriber(&server, &subject).await;
     let relay = start(&format!(
         r#"
 {OPEN_ACCEPTED}
@@ -24,35 +22,16 @@ shutdown_grace_ms = 200
 bootstrap_servers = "{nowhere}"
 [sinks.kafka.blocked.queue]
 max_events = 1000
-[sinks.nats.ok]
-servers = ["{server}"]
-[[subscriptions]]
-name = "to blocked kafka"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "t" }}
-[[subscriptions]]
-name = "to nats"
-triggerId = "idn:identity-deleted"
-type = "NATS"
-natsConfig = {{ subject = "{subject}" }}
-"#
+{}{}{}"#,
+        nats_sink("ok", &server),
+        kafka_subscription("to blocked kafka", CREATED, "t"),
+        nats_subscription("to nats", "idn:identity-deleted", &subject)
     ))
     .await;
     for i in 0..50 {
-        let blocked = post_event(
-            &relay,
-            "/events/idn:identity-created",
-            example_body("idn:identity-created", &format!("k{i}")),
-        )
-        .await;
+        let blocked = post_example(&relay, CREATED, &format!("k{i}")).await;
         assert_eq!(blocked.status, 200);
-        let ok = post_event(
-            &relay,
-            "/events/idn:identity-deleted",
-            example_body("idn:identity-deleted", &format!("n{i}")),
-        )
-        .await;
+        let ok = post_example(&relay, "idn:identity-deleted", &format!("n{i}")).await;
         assert_eq!(ok.status, 200);
     }
     for i in 0..50 {

@@ -21,16 +21,9 @@ async fn check(case: Case) {
     create_topic(&bootstrap, &topic).await;
     let triggers = ga_fire_and_forget();
     let mut toml = format!(
-        r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "{mode}"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-linger_ms = 1
-"#,
-        mode = case.mode
+        "{}{}linger_ms = 1\n",
+        open(case.mode),
+        kafka_sink("main", &bootstrap)
     );
     for (i, t) in triggers.iter().enumerate() {
         toml.push_str(&format!(
@@ -118,28 +111,28 @@ async fn keys_and_fan_out() {
     for t in [&by_ptr, &no_key, &by_num] {
         create_topic(&bootstrap, t).await;
     }
+    let subs = subscriptions_on_created(&[
+        (
+            "by pointer",
+            "KAFKA",
+            &format!(r#"kafkaConfig = {{ topic = "{by_ptr}", key = "/identity/id" }}"#),
+        ),
+        (
+            "no key",
+            "KAFKA",
+            &format!(r#"kafkaConfig = {{ topic = "{no_key}", key = "none" }}"#),
+        ),
+        (
+            "number key",
+            "KAFKA",
+            &format!(
+                "ackMode = \"accepted\"\nkafkaConfig = {{ topic = \"{by_num}\", key = \"/n\" }}"
+            ),
+        ),
+    ]);
     let relay = start(&format!(
-        r#"
-{OPEN_DELIVERED}
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[[subscriptions]]
-name = "by pointer"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{by_ptr}", key = "/identity/id" }}
-[[subscriptions]]
-name = "no key"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{no_key}", key = "none" }}
-[[subscriptions]]
-name = "number key"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-ackMode = "accepted"
-kafkaConfig = {{ topic = "{by_num}", key = "/n" }}
-"#
+        "{OPEN_DELIVERED}\n{}{subs}",
+        kafka_sink("main", &bootstrap)
     ))
     .await;
     let body = r#"{"identity":{"id":"2c918085","name":"W","type":"IDENTITY"},"n":42,"_metadata":{"triggerId":"idn:identity-created","invocationId":"i-1","triggerType":"fireAndForget"}}"#;
@@ -169,24 +162,15 @@ async fn filters_select_events_per_subscription() {
     let (filtered, all) = (unique("filtered"), unique("all"));
     create_topic(&bootstrap, &filtered).await;
     create_topic(&bootstrap, &all).await;
+    let changed = "idn:identity-attributes-changed";
     let relay = start(&format!(
-        r#"
-{OPEN_DELIVERED}
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[[subscriptions]]
-id = "only-engineering"
-name = "only engineering"
-triggerId = "idn:identity-attributes-changed"
-type = "KAFKA"
+        r#"{OPEN_DELIVERED}
+{}{}id = "only-engineering"
 filter = "$.changes[?(@.attribute == 'department' && @.newValue =~ /eng.*/i)]"
-kafkaConfig = {{ topic = "{filtered}" }}
-[[subscriptions]]
-name = "everything"
-triggerId = "idn:identity-attributes-changed"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{all}" }}
-"#
+{}"#,
+        kafka_sink("main", &bootstrap),
+        kafka_subscription("only engineering", changed, &filtered),
+        kafka_subscription("everything", changed, &all)
     ))
     .await;
     let event = |inv: &str, dept: &str| {
@@ -213,18 +197,13 @@ kafkaConfig = {{ topic = "{all}" }}
     assert_eq!(ids(&filtered, 2), ["i-eng", "i-eng2"]);
     assert_eq!(ids(&all, 3), ["i-eng", "i-sales", "i-eng2"]);
     let m = |result: &'static str| {
-        let relay = &relay;
-        async move {
-            metric(
-                relay,
-                "trigger_relay_filter_evaluations_total",
-                &[
-                    "subscription=\"only-engineering\"",
-                    &format!("result=\"{result}\""),
-                ],
-            )
-            .await
-        }
+        let only = &["subscription=\"only-engineering\""];
+        metric_of_result(
+            &relay,
+            "trigger_relay_filter_evaluations_total",
+            only,
+            result,
+        )
     };
     assert_eq!(
         (m("matched").await, m("not_matched").await, m("error").await),
@@ -265,21 +244,7 @@ async fn check_config_connect_finds_a_missing_topic() {
         ),
     )
     .unwrap();
-    let run = || {
-        let path = path.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
-                    .args(["--config"])
-                    .arg(&path)
-                    .args(["check-config", "--connect"])
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let run = || check_config_connect(path.clone());
     let out = run().await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -314,17 +279,7 @@ async fn create_topics_makes_a_missing_topic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.toml");
     std::fs::write(&path, &toml).unwrap();
-    let p = path.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
-            .args(["--config"])
-            .arg(&p)
-            .args(["check-config", "--connect"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = check_config_connect(path.clone()).await;
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -351,4 +306,18 @@ async fn create_topics_makes_a_missing_topic() {
     assert_eq!(partitions, 2);
     relay.shutdown();
     assert_eq!(relay.wait().await.undelivered, 0);
+}
+
+/// `trigger-relay --config <path> check-config --connect`, run to its end.
+async fn check_config_connect(path: std::path::PathBuf) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-relay"))
+            .args(["--config"])
+            .arg(&path)
+            .args(["check-config", "--connect"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -16,12 +16,8 @@ none = true
 bootstrap_servers = "{bootstrap}"
 linger_ms = 1
 options = {{ "reconnect.backoff.max.ms" = 500, "topic.metadata.refresh.interval.ms" = 1000, "debug" = "broker,topic,msg,eos" }}
-[[subscriptions]]
-name = "sub"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#
+{}"#,
+        kafka_subscription("sub", CREATED, topic)
     )
 }
 

@@ -276,15 +276,8 @@ async fn certificates_reload_on_change_and_on_sighup_without_dropping_connection
     .await;
     let body = example_body("idn:identity-created", &unique("reload"));
     let reloads = |result: &'static str| {
-        let relay = &relay;
-        async move {
-            metric(
-                relay,
-                "trigger_relay_tls_reloads_total",
-                &["listener=\"ingress\"", &format!("result=\"{result}\"")],
-            )
-            .await
-        }
+        let ingress = &["listener=\"ingress\""];
+        metric_of_result(&relay, "trigger_relay_tls_reloads_total", ingress, result)
     };
     let cfg = pki.client_config(None, &[b"http/1.1"]);
     let mut old = connect(relay.ingress_addr(), cfg.clone()).await.unwrap();

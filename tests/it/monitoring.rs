@@ -105,11 +105,7 @@ fn promtool(args: &[&str], dir: &Path) -> String {
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {bin}: {e}. To fix: {INSTALL}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success(),
         "`promtool {}` failed:\n{text}",
@@ -1000,21 +996,10 @@ max_events = 10
 [api]
 enabled = true
 store_path = "{store}"
-[[api.tokens]]
-name = "ops"
-token = "{TOKEN}"
-scopes = ["sp:scopes:all"]
-[[subscriptions]]
-name = "good"
-triggerId = "{GOOD}"
-type = "DISCARD"
-filter = "$.identity.id"
-[[subscriptions]]
-name = "down webhook"
-triggerId = "{FAILING}"
-type = "HTTP"
-httpConfig = {{ url = "http://{closed}/hook" }}
-"#,
+{}{}{}"#,
+        admin_token("ops", TOKEN),
+        subscription("good", GOOD, "DISCARD", "filter = \"$.identity.id\""),
+        http_subscription("down webhook", FAILING, &format!("http://{closed}/hook")),
         store = store.path().join("api.json").display()
     ))
     .await;
@@ -1391,14 +1376,8 @@ async fn ready_gauge_is_what_readyz_answers_waiting_ready_and_draining() {
 {LOOPBACK_HOOKS}
 [delivery]
 shutdown_grace_ms = 200
-[sinks.kafka.main]
-bootstrap_servers = "{nowhere}"
-[[subscriptions]]
-name = "to nowhere"
-triggerId = "{GOOD}"
-type = "KAFKA"
-kafkaConfig = {{ topic = "monitoring-ready" }}
-"#
+{}"#,
+        kafka_route(&nowhere, "to nowhere", GOOD, "monitoring-ready")
     ))
     .await;
     for _ in 0..3 {
@@ -1424,12 +1403,8 @@ kafkaConfig = {{ topic = "monitoring-ready" }}
 {LOOPBACK_HOOKS}
 [delivery]
 shutdown_grace_ms = 6000
-[[subscriptions]]
-name = "down webhook"
-triggerId = "{FAILING}"
-type = "HTTP"
-httpConfig = {{ url = "http://{closed}/hook" }}
-"#
+{}"#,
+        http_subscription("down webhook", FAILING, &format!("http://{closed}/hook"))
     ))
     .await;
     wait_ready(&relay).await;

@@ -10,17 +10,7 @@ use futures_util::StreamExt;
 use support::*;
 
 fn config(server: &str, subs: &str, ack: &str) -> String {
-    format!(
-        r#"
-[ingress.auth]
-none = true
-[delivery]
-ack = "{ack}"
-[sinks.nats.main]
-servers = ["{server}"]
-{subs}
-"#
-    )
+    format!("{}{}{subs}\n", open(ack), nats_sink("main", server))
 }
 
 fn assert_headers(h: &async_nats::HeaderMap, inv: &str, sub: &str) {
@@ -132,12 +122,7 @@ async fn jetstream_without_a_stream_is_rejected() {
         "subscription `lost`: no JetStream stream holds the subject",
     )
     .await;
-    let r = post_event(
-        &relay,
-        "/events/idn:identity-created",
-        example_body("idn:identity-created", "x"),
-    )
-    .await;
+    let r = post_example(&relay, CREATED, "x").await;
     assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
     let rejected = metric(
         &relay,
@@ -227,12 +212,7 @@ async fn jetstream_restart_mid_stream_loses_nothing_answered_200() {
             server.restart();
         }
         let inv = format!("restart-{i:03}");
-        let r = post_event(
-            &relay,
-            "/events/idn:identity-created",
-            example_body("idn:identity-created", &inv),
-        )
-        .await;
+        let r = post_example(&relay, CREATED, &inv).await;
         match r.status {
             200 => answered.push(inv),
             503 => {} // not acknowledged within ack_timeout_ms while the server was away: ISC was told

@@ -85,12 +85,8 @@ async fn check(c: Case) {
 [sinks.nats.main]
 servers = ["{url}"]
 {relay_conf}
-[[subscriptions]]
-name = "nats"
-triggerId = "idn:identity-created"
-type = "NATS"
-natsConfig = {{ subject = "{subject}" }}
-"#
+{}"#,
+        nats_subscription("nats", CREATED, &subject)
     ))
     .await;
     let sub_client = client

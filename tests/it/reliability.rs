@@ -47,12 +47,8 @@ bootstrap_servers = "{bootstrap}"
 linger_ms = 1
 enable_idempotence = false
 options = {{ "reconnect.backoff.max.ms" = 500, "topic.metadata.refresh.interval.ms" = 1000 }}
-[[subscriptions]]
-name = "sub"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#
+{}"#,
+        kafka_subscription("sub", CREATED, topic)
     )
 }
 
@@ -375,12 +371,8 @@ max_in_flight = 2
 [sinks.http.queue]
 max_events = {queue}
 max_bytes = 1048576
-[[subscriptions]]
-name = "hook"
-triggerId = "idn:identity-created"
-type = "HTTP"
-httpConfig = {{ url = "http://{hook}/hook" }}
-"#
+{}"#,
+        http_subscription("hook", CREATED, &format!("http://{hook}/hook"))
     ))
     .await;
     let pid = relay.pid();

@@ -15,54 +15,25 @@ use std::time::{Duration, SystemTime};
 use support::webhook::{Received, Webhook};
 use support::*;
 
-const CREATED: &str = "idn:identity-created";
 const DELETED: &str = "idn:identity-deleted";
 
 /// The relay's config: `hook` (identity-created) and, while `with_gone`, `gone` (identity-deleted), both
 /// webhooks with `dead_letter`; `other` (identity-created, no dead letter) only in the replay's config.
 fn config(kafka: &str, nats: &str, hook: &Webhook, dead_letter: &str, original: bool) -> String {
+    let dead_letter = format!("deadLetter = {dead_letter}\n");
+    let to_hook = |name: &str, trigger: &str| {
+        http_subscription(name, trigger, &hook.url(&format!("/{name}")))
+    };
     let mut c = format!(
-        r#"
-{OPEN_DELIVERED}
-delivery_timeout_ms = 5000
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-[sinks.kafka.main]
-bootstrap_servers = "{kafka}"
-[sinks.nats.main]
-servers = ["{nats}"]
-[[subscriptions]]
-name = "hook"
-triggerId = "{CREATED}"
-type = "HTTP"
-httpConfig = {{ url = "{hook_url}" }}
-deadLetter = {dead_letter}
-"#,
-        hook_url = hook.url("/hook"),
+        "{OPEN_DELIVERED}\ndelivery_timeout_ms = 5000\n[sinks.http.egress]\nallow_cidrs = [\"127.0.0.0/8\"]\n{}{}",
+        kafka_sink("main", kafka),
+        nats_sink("main", nats)
     );
+    c += &(to_hook("hook", CREATED) + &dead_letter);
     if original {
-        c.push_str(&format!(
-            r#"
-[[subscriptions]]
-name = "gone"
-triggerId = "{DELETED}"
-type = "HTTP"
-httpConfig = {{ url = "{url}" }}
-deadLetter = {dead_letter}
-"#,
-            url = hook.url("/gone")
-        ));
+        c += &(to_hook("gone", DELETED) + &dead_letter);
     } else {
-        c.push_str(&format!(
-            r#"
-[[subscriptions]]
-name = "other"
-triggerId = "{CREATED}"
-type = "HTTP"
-httpConfig = {{ url = "{url}" }}
-"#,
-            url = hook.url("/other")
-        ));
+        c += &to_hook("other", CREATED);
     }
     c
 }

@@ -51,11 +51,7 @@ type = "DISCARD"
     .await
     .unwrap()
     .expect("python3 runs (scripts/test installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success(),
         "the SDK check failed (install the SDK with `python3 -m pip install sailpoint`; scripts/test does):\n{text}"

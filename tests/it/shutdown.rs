@@ -36,12 +36,8 @@ format = "json"
 [sinks.kafka.main]
 bootstrap_servers = "{bootstrap}"
 linger_ms = 20
-[[subscriptions]]
-name = "sub"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#
+{}"#,
+            kafka_subscription("sub", CREATED, &topic)
         ),
     )
     .unwrap();
@@ -212,17 +208,8 @@ async fn events_left_at_the_end_of_grace_are_counted_not_dropped() {
     // A port nothing listens on: librdkafka keeps the records and retries until told to stop.
     let dead = format!("127.0.0.1:{}", free_port());
     let relay = start(&format!(
-        r#"
-{OPEN_ACCEPTED}
-shutdown_grace_ms = 1000
-[sinks.kafka.main]
-bootstrap_servers = "{dead}"
-[[subscriptions]]
-name = "sub"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "nowhere" }}
-"#
+        "{OPEN_ACCEPTED}\nshutdown_grace_ms = 1000\n{}",
+        kafka_route(&dead, "sub", CREATED, "nowhere")
     ))
     .await;
     let n = 7;

@@ -30,18 +30,9 @@ async fn soak_rss_and_fds_stay_flat() {
     let relay = RelayProcess::start(&format!(
         r#"
 {OPEN_ACCEPTED}
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[[subscriptions]]
-name = "kafka"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-[[subscriptions]]
-name = "discard"
-triggerId = "idn:identity-created"
-type = "DISCARD"
-"#
+{}{}"#,
+        kafka_route(&bootstrap, "kafka", CREATED, &topic),
+        subscription("discard", CREATED, "DISCARD", "")
     ))
     .await;
     let pid = relay.pid();

@@ -106,15 +106,9 @@ rate_limit_requests = 100000
 store_key = "{STORE_KEY}"
 token_signing_key = "{signing}"
 token_verification_keys = [{verifying}]
-[[api.clients]]
-client_id = "sdk"
-client_secret_sha256 = "{digest}"
-scopes = ["sp:trigger-service-subscriptions:manage", "sp:trigger-service-invocation-status:manage"]
-[[api.tokens]]
-name = "admin"
-token = "{ADMIN_TOKEN}"
-scopes = ["sp:scopes:all"]
-{store}"#,
+{}{}{store}"#,
+        sdk_client(&digest),
+        admin_token("admin", ADMIN_TOKEN),
         verifying = verifying.join(", "),
         store = engine.store_toml(),
     )

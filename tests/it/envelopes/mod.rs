@@ -127,20 +127,13 @@ async fn cloudevents_envelopes_decode_with_the_sdk_on_every_bus_and_carry_the_tr
     refusing.script(&[(400, &[]), (400, &[])]);
     let subject = r#"cloudEvents = { subject = "/identity/id" }"#;
     let sub = |name: &str, kind: &str, config: String, extra: &str| {
-        format!("[[subscriptions]]\nname = \"{name}\"\ntriggerId = \"idn:identity-created\"\ntype = \"{kind}\"\n{config}\n{extra}\n")
+        subscription(name, CREATED, kind, &format!("{config}\n{extra}"))
     };
     let mut toml = format!(
-        r#"
-{OPEN_DELIVERED}
-[cloudevents]
-source = "{TENANT}"
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[sinks.nats.main]
-servers = ["{nats_url}"]
-[sinks.http.egress]
-allow_cidrs = ["127.0.0.0/8"]
-"#
+        "{OPEN_DELIVERED}\n[cloudevents]\nsource = \"{TENANT}\"\n{}{}{}",
+        kafka_sink("main", &bootstrap),
+        nats_sink("main", &nats_url),
+        "[sinks.http.egress]\nallow_cidrs = [\"127.0.0.0/8\"]\n"
     );
     let kafka_cfg = |t: &str| format!("kafkaConfig = {{ topic = \"{t}\" }}");
     let nats_cfg = |s: &str| format!("natsConfig = {{ subject = \"{prefix}.{s}\" }}");
@@ -428,15 +421,9 @@ async fn spans_are_exported_over_otlp_with_their_parents() {
 otlp_endpoint = "{}"
 otlp_protocol = "http/json"
 export_interval_ms = 100
-[sinks.kafka.main]
-bootstrap_servers = "{bootstrap}"
-[[subscriptions]]
-name = "traced"
-triggerId = "idn:identity-created"
-type = "KAFKA"
-kafkaConfig = {{ topic = "{topic}" }}
-"#,
-        collector.url("/v1/traces")
+{}"#,
+        collector.url("/v1/traces"),
+        kafka_route(&bootstrap, "traced", CREATED, &topic)
     ))
     .await;
     wait_ready(&relay).await;

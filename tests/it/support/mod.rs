@@ -4,7 +4,10 @@
 pub mod aws;
 pub mod probe_oracle;
 pub mod reliability;
+pub mod toml;
 pub mod webhook;
+
+pub use self::toml::*;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -74,6 +77,35 @@ pub const OPEN_ACCEPTED: &str = r#"[ingress.auth]
 none = true
 [delivery]
 ack = "accepted""#;
+
+/// A client of the NATS server at `server` subscribed to `subject`, the subscription flushed to the server (so
+/// what is published after this returns is received). Keep the client while reading the subscription.
+pub async fn nats_subscriber(
+    server: &str,
+    subject: &str,
+) -> (async_nats::Client, async_nats::Subscriber) {
+    let client = async_nats::connect(server).await.unwrap();
+    let sub = client.subscribe(subject.to_string()).await.unwrap();
+    client.flush().await.unwrap();
+    (client, sub)
+}
+
+/// What a finished child process wrote, its stdout then its stderr.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Kill (SIGKILL) and reap the broker process `child` if it runs.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
 
 /// A unique name for a topic or subscription.
 pub fn unique(prefix: &str) -> String {
@@ -178,10 +210,7 @@ impl PrivateKafka {
 
     /// Kill the broker (SIGKILL) and wait until the port is closed.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -230,10 +259,7 @@ impl PrivateNats {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -433,9 +459,28 @@ pub async fn post_event(relay: &Relay, path: &str, body: impl Into<Bytes>) -> Re
     .await
 }
 
+/// POST ISC's example event of `trigger` (invocation `invocation_id`) to `/events/<trigger>`.
+pub async fn post_example(relay: &Relay, trigger: &str, invocation_id: &str) -> Response {
+    let path = format!("/events/{trigger}");
+    post_event(relay, &path, example_body(trigger, invocation_id)).await
+}
+
 /// The value of one sample in the relay's `/metrics` (0 when absent). `labels` like `sink="kafka.main"`.
 pub async fn metric(relay: &Relay, name: &str, labels: &[&str]) -> f64 {
     reliability::metric_at(relay.admin_addr(), name, labels).await
+}
+
+/// [`metric`] of the sample `labels` and `result="<result>"`: one outcome of a counter split by result.
+pub async fn metric_of_result(relay: &Relay, name: &str, labels: &[&str], result: &str) -> f64 {
+    let result = format!("result=\"{result}\"");
+    let labels: Vec<&str> = labels.iter().copied().chain([result.as_str()]).collect();
+    metric(relay, name, &labels).await
+}
+
+/// The dead letters the relay wrote (`trigger_relay_dead_letter_events_total{result="written"}`).
+pub async fn dead_letters_written(relay: &Relay) -> f64 {
+    let written = ["result=\"written\""];
+    metric(relay, "trigger_relay_dead_letter_events_total", &written).await
 }
 
 /// Poll `check` until it is true (a signal we can only observe by asking), failing after `within`.
