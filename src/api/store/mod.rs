@@ -89,9 +89,9 @@ impl StoreError {
 /// A digest of all a subscription holds, secrets included: its `ETag`, the same on every replica.
 pub fn etag(s: &Subscription) -> String {
     use sha2::{Digest, Sha256};
-    let exposed = s.try_map_secrets(|secret| Ok::<_, std::convert::Infallible>(secret.expose()));
-    let bytes = exposed.map_or_else(|never| match never {}, |s| serde_json::to_vec(&s));
-    let d = Sha256::digest(bytes.unwrap_or_default());
+    let Ok(exposed) =
+        s.try_map_secrets(|secret| Ok::<_, std::convert::Infallible>(secret.expose()));
+    let d = Sha256::digest(serde_json::to_vec(&exposed).unwrap_or_default());
     let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
