@@ -153,8 +153,8 @@ pub struct Redelivery {
 impl Relay {
     /// Start everything described by `config` (already validated by [`Config::from_toml`]).
     pub async fn start(config: Config) -> Result<Relay, StartError> {
-        // rustls is built with two crypto providers here (the AWS SDK brings aws-lc-rs, async-nats ring) and then
-        // refuses to pick one for clients that ask for the process default (async-nats's TLS): choose ring.
+        // Clients that ask rustls for the process default (async-nats's TLS) get ring, said once here rather than
+        // left to which providers the dependency graph happens to build (a second one makes rustls refuse to guess).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let registry = Registry::new();
         let sink_metrics = SinkMetrics::register(&registry)?;

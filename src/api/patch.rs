@@ -9,7 +9,8 @@
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use super::{bad_request, document, parse, replacement};
+use super::bad_request;
+use super::subscriptions::{document, parse, replacement};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::Subscription;

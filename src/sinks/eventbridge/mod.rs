@@ -24,10 +24,27 @@ pub use config::{EventBridgeSinkConfig, DEFAULT_MAX_ENTRY_BYTES};
 pub use metrics::EventBridgeMetrics;
 pub use sink::EventBridgeSink;
 
+/// The AWS SDK's HTTP client as the relay builds it: rustls on ring (the crate's only TLS stack; the SDK's default
+/// client would bring aws-lc), the standard trust roots, plain HTTP where the URL says so (moto, LocalStack).
+/// With `egress`, every connection's name goes through the egress policy's resolver.
+pub fn http_client(
+    egress: Option<crate::sinks::http::EgressResolver>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let b = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    match egress {
+        Some(resolver) => b.build_with_resolver(resolver),
+        None => b.build_https(),
+    }
+}
+
 /// An EventBridge client for a region and an optional endpoint (moto, LocalStack), credentials from the
 /// standard chain. With `egress` (an endpoint an API caller set), the client connects only where the egress
 /// policy allows: names through [`EgressResolver`](crate::sinks::http::EgressResolver) on every connection, an
-/// IP literal checked here (refused: `Err` with the policy's reason).
+/// IP literal checked here (refused: `Err` with the policy's reason). The credential providers (STS for web
+/// identity, SSO, IMDS) use the plain client: they go to AWS, never to a caller's URL.
 pub async fn client(
     region: &str,
     endpoint_url: Option<&str>,
@@ -35,6 +52,7 @@ pub async fn client(
 ) -> Result<aws_sdk_eventbridge::Client, String> {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
+        .http_client(http_client(None))
         .load()
         .await;
     let mut b = aws_sdk_eventbridge::config::Builder::from(&shared)
@@ -43,17 +61,10 @@ pub async fn client(
         b = b.endpoint_url(url);
         if let Some(policy) = egress {
             let port = policy.check_url(url)?;
-            use aws_smithy_http_client::tls;
-            b = b.http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .build_with_resolver(crate::sinks::http::EgressResolver {
-                        policy: policy.clone(),
-                        port,
-                    }),
-            );
+            b = b.http_client(http_client(Some(crate::sinks::http::EgressResolver {
+                policy: policy.clone(),
+                port,
+            })));
         }
     }
     Ok(aws_sdk_eventbridge::Client::from_conf(b.build()))
