@@ -21,9 +21,7 @@ use trigger_relay::filter::{EventBudget, Filter, FilterSet};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[allow(dead_code)] // the load bench uses the rest
-#[path = "load/payloads.rs"]
-mod payloads;
+use trigger_relay_testkit::payloads;
 
 /// Native Change Account Updated example input (ISC docs), ~2.2 KB.
 const NCAU: &str = r#"{

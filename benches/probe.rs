@@ -1,6 +1,6 @@
 //! `cargo bench --bench probe`: the ingress's JSON check (`trigger_relay::ingress::probe`) per body, against
 //! serde_json doing the same job (its `IgnoredAny` probe, which the ingress used before; the oracle of
-//! `tests/it/probe.rs`), over the load bench's bodies (ISC's examples grown to 0.5–8 KB). Reported as a ratio
+//! the probe's tests, `trigger_relay_testkit::probe_oracle`), over the load bench's bodies (ISC's examples grown to 0.5–8 KB). Reported as a ratio
 //! measured in the same run; the best of several rounds, so a noisy neighbour costs rounds, not the result. The
 //! baseline is the oracle's verdict, which also copies the two ids into `String`s: tens of nanoseconds of its
 //! ~2.3 µs per body, so the ratio flatters the probe by about 1%.
@@ -8,13 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)] // the load bench uses the rest
-#[path = "load/payloads.rs"]
-mod payloads;
-
-#[allow(dead_code)] // only the verdict is used here; the tests use the rest
-#[path = "../tests/it/support/probe_oracle.rs"]
-mod probe_oracle;
+use trigger_relay_testkit::{payloads, probe_oracle};
 
 /// Nanoseconds per body: the best round of `rounds`, each a pass over every body `reps` times.
 fn measure(bodies: &[String], rounds: usize, reps: usize, f: impl Fn(&str) -> bool) -> f64 {

@@ -17,7 +17,16 @@ fuzz_target!(|data: &[u8]| {
         let plain = inward(IpAddr::V4(v4)).is_some();
         for v6 in [
             v4.to_ipv6_mapped(),
-            Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, u16::from_be_bytes([data[0], data[1]]), u16::from_be_bytes([data[2], data[3]])),
+            Ipv6Addr::new(
+                0x64,
+                0xff9b,
+                0,
+                0,
+                0,
+                0,
+                u16::from_be_bytes([data[0], data[1]]),
+                u16::from_be_bytes([data[2], data[3]]),
+            ),
         ] {
             assert_eq!(inward(IpAddr::V6(v6)).is_some(), plain, "{v4} vs {v6}");
         }

@@ -37,7 +37,13 @@ fuzz_target!(|data: &[u8]| {
     let members: Vec<Option<Filter>> = text
         .lines()
         .take(50)
-        .filter_map(|l| if l.trim().is_empty() { Some(None) } else { Filter::compile(l).ok().map(Some) })
+        .filter_map(|l| {
+            if l.trim().is_empty() {
+                Some(None)
+            } else {
+                Filter::compile(l).ok().map(Some)
+            }
+        })
         .collect();
     let mut set = FilterSet::new();
     for m in &members {
@@ -45,8 +51,14 @@ fuzz_target!(|data: &[u8]| {
     }
     // The set on the part of the payload it reads (`FilterSet::parse`), each filter alone on the whole.
     let projected = set.parse(PAYLOAD.as_bytes()).expect("the payload parses");
-    let verdicts = set.evaluate(&projected, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+    let verdicts = set.evaluate(
+        &projected,
+        &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
+    );
     for (i, m) in members.iter().enumerate() {
-        assert_eq!(verdicts.get(i).cloned(), m.as_ref().map(|f| f.evaluate(doc)));
+        assert_eq!(
+            verdicts.get(i).cloned(),
+            m.as_ref().map(|f| f.evaluate(doc))
+        );
     }
 });

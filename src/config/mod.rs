@@ -330,3 +330,6 @@ impl ErrorSink for Errors {
         self.push(path, message)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@
 //! in loops on local variables: about 40% less per body than serde_json (`cargo bench --bench probe`). simd-json
 //! (it builds a tape of the whole document first) and jiter were both slower than serde_json for this job.
 //! serde_json is still used where it is the right tool: a key or an id that contains an escape is decoded by it,
-//! and the differential tests (`tests/it/probe.rs`, `fuzz/fuzz_targets/json_probe.rs`) hold this pass to
+//! and the differential tests (`probe/tests.rs`, `fuzz/fuzz_targets/json_probe.rs`) hold this pass to
 //! serde_json's verdict on every input.
 //!
 //! What it accepts is what serde_json accepted before it: any JSON value inside the object (nesting is not
@@ -412,3 +412,6 @@ fn skip_value(b: &[u8], mut i: usize, nest: &mut Vec<bool>) -> Result<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

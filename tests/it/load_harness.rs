@@ -2,15 +2,12 @@
 //! process, the DISCARD sink and a real Kafka broker. No timing is asserted: only that every row is there and
 //! measured something.
 
-#[path = "../../benches/load/harness.rs"]
-mod harness;
-#[path = "../../benches/load/payloads.rs"]
-mod payloads;
+use trigger_relay_testkit::load as harness;
 
 #[test]
 fn short_mode_produces_every_row() {
     let _measured = crate::support::MEASURED.blocking_lock();
-    let mut opts = harness::Options::from_env();
+    let mut opts = harness::Options::from_env(env!("CARGO_BIN_EXE_trigger-relay"));
     opts.short = true;
     opts.connections = 16;
     opts.scenarios = vec!["blackhole".into(), "kafka-delivered".into()];

@@ -34,7 +34,6 @@ mod load_harness;
 mod monitoring;
 mod nats;
 mod nats_auth;
-mod probe;
 mod rate_limit;
 mod reliability;
 mod replay;

@@ -41,7 +41,12 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
     };
     let (de, db) = sm.depth("discard", &cap);
     let (queue, mut rx) = trigger_relay::pipeline::queue::bounded("discard", cap, de, db);
-    rt.spawn(async move { while rx.recv().await.is_some() {} });
+    rt.spawn(async move {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 64).await > 0 {
+            batch.clear();
+        }
+    });
     let routes = [
         ("plain", "idn:identity-created", None),
         (

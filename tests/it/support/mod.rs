@@ -2,12 +2,10 @@
 //! reach real brokers (started by `scripts/test`, or by a test itself when it needs to stop one).
 
 pub mod aws;
-pub mod probe_oracle;
 pub mod reliability;
-pub mod toml;
 pub mod webhook;
 
-pub use self::toml::*;
+pub use trigger_relay_testkit::toml::*;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -1,4 +1,5 @@
-//! The load harness behind `cargo bench --bench load` (and, in short mode, `tests/it/load_harness.rs`).
+//! The load harness behind `cargo bench --bench load` (and, in short mode, `tests/it/load_harness.rs`): one
+//! module both reach through this dev-only crate.
 //!
 //! - The relay runs as its own process (the binary Cargo built for this profile), pinned with `taskset` to the
 //!   last core when the machine has two or more, so its peak RSS and CPU seconds come from `/proc/<pid>`.
@@ -13,31 +14,30 @@
 //!   request with its own `_metadata.invocationId` (so JetStream's duplicate window never drops one).
 //!
 //! Nothing here asserts timings: the harness measures and reports.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-// A sibling module both in the bench (`benches/load/main.rs`) and in `tests/it/load_harness.rs`.
-use super::payloads::{shared_path_filters, typical_filters, Payloads, MIX};
+use crate::payloads::{shared_path_filters, typical_filters, Payloads, MIX};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-/// The relay binary Cargo built next to this bench or test (release for `cargo bench`, debug for `cargo test`).
-pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_trigger-relay");
+/// The relay binary [`run`] starts, from [`Options::relay_bin`] (set once per process).
+static RELAY_BIN: OnceLock<String> = OnceLock::new();
 
 /// The relay binary to run: `$TRIGGER_RELAY_BENCH_RELAY` (another build, for a before/after comparison in
-/// one sitting), else [`RELAY_BIN`].
+/// one sitting), else the one the caller named in [`Options::from_env`].
 pub fn relay_bin() -> String {
-    std::env::var("TRIGGER_RELAY_BENCH_RELAY").unwrap_or_else(|_| RELAY_BIN.to_string())
+    std::env::var("TRIGGER_RELAY_BENCH_RELAY")
+        .unwrap_or_else(|_| RELAY_BIN.get().cloned().unwrap_or_default())
 }
 
 /// The relay's default `linger_ms` (src/sinks/kafka/config.rs), used by the direct producers of the Kafka rows
@@ -63,6 +63,9 @@ pub const SCENARIOS: &[&str] = &[
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The relay binary Cargo built next to the bench or test (`env!("CARGO_BIN_EXE_trigger-relay")` there:
+    /// release for `cargo bench`, debug for `cargo test`).
+    pub relay_bin: String,
     /// A few seconds per scenario: proves the harness works, measures nothing worth keeping.
     pub short: bool,
     /// Scenario names (or prefixes, `kafka` selects both Kafka scenarios); empty = all.
@@ -83,9 +86,10 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_env() -> Self {
+    pub fn from_env(relay_bin: &str) -> Self {
         let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
         Self {
+            relay_bin: relay_bin.to_string(),
             short: false,
             scenarios: Vec::new(),
             connections: 64,
@@ -1293,6 +1297,7 @@ fn progress(msg: &str) {
 /// Run the selected scenarios; a scenario that cannot run (broker missing, relay not starting) is an error,
 /// unless `skip_missing_brokers` was asked for.
 pub fn run(opts: &Options) -> Result<Report, String> {
+    RELAY_BIN.get_or_init(|| opts.relay_bin.clone());
     let pins = pinning();
     let mix = Arc::new(Payloads::new(MIX));
     let (min, max) = mix.sizes();
@@ -1682,9 +1687,9 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Where the table goes: `$TRIGGER_RELAY_BENCH_OUT`, else `target/load-bench.md`.
+/// Where the table goes: `$TRIGGER_RELAY_BENCH_OUT`, else the repository's `target/load-bench.md`.
 pub fn out_path() -> PathBuf {
     std::env::var_os("TRIGGER_RELAY_BENCH_OUT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/load-bench.md"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/load-bench.md"))
 }

@@ -1,13 +1,26 @@
-//! The ingress's body probe (`trigger_relay::ingress::probe`, the one pass that checks a body is a JSON object
-//! and reads `_metadata`) against serde_json's verdict: hand-picked cases, then generated documents and
-//! mutations of them. The same check runs unbounded in the `json_probe` fuzz target.
+//! The body probe against serde_json's verdict (`trigger_relay_testkit::probe_oracle`): hand-picked cases,
+//! then generated documents and mutations of them. The same check runs unbounded in the `json_probe` fuzz
+//! target.
 
-use crate::support;
+use std::borrow::Cow;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use support::probe_oracle::assert_agree;
-use trigger_relay::ingress::probe::probe;
+
+use super::probe;
+
+/// This build's probe held to serde_json's verdict on `body`.
+fn assert_agree(body: &str) {
+    let ours = probe(body)
+        .map(|m| {
+            (
+                m.trigger_id.map(Cow::into_owned),
+                m.invocation_id.map(Cow::into_owned),
+            )
+        })
+        .map_err(|e| (e.what.to_string(), e.offset));
+    trigger_relay_testkit::probe_oracle::assert_agrees_with(body, ours);
+}
 
 /// `Some((triggerId, invocationId))`: accepted with these ids; `None`: refused.
 type Verdict<'a> = Option<(Option<&'a str>, Option<&'a str>)>;

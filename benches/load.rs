@@ -1,11 +1,10 @@
 //! `cargo bench --bench load [-- --short] [-- --scenario NAME]...`: load benches of the relay against baselines
 //! measured in the same run. `scripts/bench` starts the brokers and runs this. See BENCHMARKS.md.
 
-mod harness;
-mod payloads;
+use trigger_relay_testkit::load as harness;
 
 fn main() {
-    let mut opts = harness::Options::from_env();
+    let mut opts = harness::Options::from_env(env!("CARGO_BIN_EXE_trigger-relay"));
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {

@@ -70,8 +70,13 @@ impl Payloads {
         self.nonce
     }
 
+    /// How many templates (triggers × sizes); never zero, `new` builds at least one per size.
     pub fn len(&self) -> usize {
         self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
     }
 
     pub fn mean_size(&self) -> usize {

@@ -1,12 +1,13 @@
 //! The TOML the tests start relays from, in parts: a sink, a subscription, an API token, each written once
 //! here rather than as the same lines in every test. A part ends with a newline, so parts join by `format!`
 //! or `+`; keys written after a table's part (`filter = …`, `ackMode = …`) belong to that table.
+//! Shared by the integration tests (`tests/it/support` re-exports it) and the config's unit tests.
 
 /// The trigger most tests post.
 pub const CREATED: &str = "idn:identity-created";
 
 /// The head of a config whose relay takes events without ingress auth and answers as `ack` says (`"accepted"`
-/// or `"delivered"`): [`super::OPEN_ACCEPTED`] and [`super::OPEN_DELIVERED`] for any mode.
+/// or `"delivered"`): the integration tests' `OPEN_ACCEPTED` and `OPEN_DELIVERED` for any mode.
 pub fn open(ack: &str) -> String {
     format!("[ingress.auth]\nnone = true\n[delivery]\nack = \"{ack}\"\n")
 }
