@@ -21,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use trigger_relay::api::apply_patch;
 use trigger_relay::Config;
 
-/// The current subscriptions (shared with `tests/it/fuzz_regressions.rs`).
+/// The current subscriptions (shared with `src/api/patch/tests.rs`).
 const CONFIG: &str = include_str!("../../tests/fixtures/json_patch.toml");
 
 fn config() -> &'static Config {

@@ -129,3 +129,6 @@ fn json_len(v: &Value) -> usize {
     let _ = serde_json::to_writer(&mut c, v);
     c.0
 }
+
+#[cfg(test)]
+mod tests;

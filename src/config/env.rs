@@ -141,3 +141,6 @@ pub(super) fn env_allow_list(value: &toml::Value, errors: &mut Errors) -> EnvCon
     }
     allow
 }
+
+#[cfg(test)]
+mod tests;

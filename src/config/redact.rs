@@ -30,3 +30,6 @@ fn redact_json(v: serde_json::Value) -> Option<serde_json::Value> {
         other => other,
     })
 }
+
+#[cfg(test)]
+mod tests;

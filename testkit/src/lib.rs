@@ -6,6 +6,7 @@
 //! - [`payloads`]: ISC's example invocations grown to 0.5–8 KB, and the filter sets of the filter benches.
 //! - [`load`]: the load harness (`cargo bench --bench load`; short mode in `tests/it/load_harness.rs`).
 //! - [`probe_oracle`]: serde_json's verdict that the ingress's body probe is held to.
+//! - [`secrets`]: a config holding every kind of secret, and the check that a text shows none of them.
 //! - [`toml`]: the parts (a sink, a subscription, a token) tests write configs from.
 
 // `unsafe` only in `load`, for four libc calls a bench needs (pin a thread to a core, read a thread's CPU
@@ -15,4 +16,5 @@
 pub mod load;
 pub mod payloads;
 pub mod probe_oracle;
+pub mod secrets;
 pub mod toml;
