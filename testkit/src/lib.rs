@@ -1,5 +1,5 @@
 //! Dev-only code that more than one of trigger-relay's test targets needs: the integration tests
-//! (`tests/it`), the benches (`benches/`) and the fuzz targets (`fuzz/`). It exists so they share modules by a
+//! (`tests/it`), the library's unit tests, the benches (`benches/`) and the fuzz targets (`fuzz/`). It exists so they share modules by a
 //! dependency instead of including each other's files by `#[path]`; nothing here is part of the relay, and the
 //! relay's own build never compiles it (it is a dev-dependency only).
 //!
