@@ -39,7 +39,7 @@ type = "HTTP"
 httpConfig = { url = "https://hook.example/y", httpAuthenticationType = "BEARER_TOKEN", bearerTokenAuthConfig = { bearerToken = "hook-bearer-666" } }
 "#;
 
-/// The values of every secret in [`ALL_SECRETS`] once interpolated with [`env`].
+/// The values of every secret in [`ALL_SECRETS`] once interpolated with [`env()`].
 pub const SECRET_VALUES: &[&str] = &[
     "tok-111-0123456789abcdef0123456789",
     "basic-222",
