@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// What the pipeline core may import: modules that import nothing of the relay's themselves.
-const PIPELINE_MAY_USE: &[&str] = &["error", "filter", "keypath", "model", "status"];
+/// What the pipeline core may import: the leaves, modules that import nothing of the relay's but each other
+/// (`filter` uses `json`'s scanner).
+const PIPELINE_MAY_USE: &[&str] = &["error", "filter", "json", "keypath", "model", "status"];
 
 /// Every `.rs` file under `dir`.
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -132,7 +133,12 @@ fn the_pipeline_core_imports_only_leaves() {
         .collect();
     assert!(above.is_empty(), "the pipeline imports {above:?}");
     for leaf in PIPELINE_MAY_USE {
-        let reached: Vec<&String> = edges.get(*leaf).into_iter().flatten().collect();
+        let reached: Vec<&String> = edges
+            .get(*leaf)
+            .into_iter()
+            .flatten()
+            .filter(|m| !PIPELINE_MAY_USE.contains(&m.as_str()))
+            .collect();
         assert!(
             reached.is_empty(),
             "`{leaf}` is meant to be a leaf, and imports {reached:?}"

@@ -15,6 +15,7 @@ pub(crate) mod error;
 pub mod filter;
 pub mod ingress;
 pub mod isc;
+pub(crate) mod json;
 pub(crate) mod keypath;
 pub mod model;
 pub mod pipeline;

@@ -26,18 +26,28 @@
 //!
 //! # One verdict on the body
 //!
-//! Members left out are still read by serde_json (`deserialize_any` into a visitor that keeps nothing), so a body
-//! the whole parse refuses (nesting past 128, a number out of range, a lone surrogate) is refused here too, with
-//! serde_json's own message: whether an event is accepted does not depend on which fields the filters read.
+//! The parse is the relay's own (`Projector`, on `crate::json`'s scanner): it builds the members the needs name
+//! and skips the rest sixteen bytes at a time. What it skips is still checked as serde_json's whole parse checks
+//! it (`AsSerdeJson`: a skipped string with an escape is decoded, a number that could be out of range is read,
+//! the depth is counted), so a body the whole parse refuses (nesting past 128, a number out of range, a lone
+//! surrogate) is not accepted here either: whether an event is accepted does not depend on which fields the
+//! filters read. Whenever the projection is not sure (any refusal, nesting past 100), it hands the body to
+//! serde_json's whole parse, whose verdict and message are then the answer, and whose whole document has the
+//! same filter verdicts. A property test (`props.rs`, `the_projection_refuses_what_the_whole_parse_refuses`)
+//! holds the two to the same refusals and messages on generated texts with those edge cases in them.
 //! What differs is the step budget: a smaller document takes fewer steps, so a filter that ran out of steps on
 //! the whole document may get a verdict on its projection.
+//!
+//! Why not serde_json's own deserializer with a visitor that keeps only the named members (the first version):
+//! its `deserialize_any` over what is skipped decodes every string and validates its UTF-8 again, which was
+//! about a third of a filtered event's cost (BENCHMARKS.md, "Eighth look").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
+
+use crate::json;
 
 use super::parser::{Func, Operand, Param, Path, Pred, Seg, SegKind};
 use super::Filter;
@@ -107,10 +117,20 @@ impl Needs {
         if self.all {
             return serde_json::from_slice(body);
         }
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let v = Project(self).deserialize(&mut de)?;
-        de.end()?;
-        Ok(v)
+        let projected = std::str::from_utf8(body).ok().and_then(|src| {
+            let mut p = Projector {
+                src,
+                b: body,
+                nest: Vec::new(),
+            };
+            let (v, end) = p.value(self, 0, 0).ok()?;
+            (json::skip_ws(body, end) == body.len()).then_some(v)
+        });
+        // Not sure (module doc): serde_json's whole parse decides, and what it builds has the same verdicts.
+        match projected {
+            Some(v) => Ok(v),
+            None => serde_json::from_slice(body),
+        }
     }
 }
 
@@ -215,8 +235,175 @@ fn pred(p: &Pred, root: &mut Needs) -> Needs {
     }
 }
 
-/// Builds a node of the projected document from the body (module doc).
-struct Project<'n>(&'n Needs);
+/// The projecting parse: builds the members `needs` names and checks the rest as serde_json's whole parse
+/// would, without building it (`crate::json`). `None` when it cannot be sure of that verdict (an error, or
+/// nesting deeper than [`MAX_DEPTH`]): the caller then asks serde_json.
+struct Projector<'a> {
+    src: &'a str,
+    b: &'a [u8],
+    /// Scratch for the skips' open containers.
+    nest: Vec<bool>,
+}
+
+/// Deeper than this, the projection leaves the verdict to serde_json (whose limit is 128 levels, counted from
+/// the root, which a skip that starts below the root does not see).
+const MAX_DEPTH: usize = 100;
+
+/// What serde_json's whole parse checks that the grammar does not, on what a projection skips: escapes decoded
+/// (a lone surrogate is refused), numbers in range, the nesting.
+struct AsSerdeJson {
+    /// The depth the skip starts at.
+    base: usize,
+}
+
+/// Any refusal here sends the body to serde_json for its own verdict and message.
+const UNSURE: crate::json::ScanError = crate::json::ScanError {
+    offset: 0,
+    what: "left to serde_json",
+};
+
+impl json::Check for AsSerdeJson {
+    fn escaped(&mut self, _: usize, text: &[u8]) -> json::Result<()> {
+        serde_json::from_slice::<String>(text).map_err(|_| UNSURE)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn number(&mut self, _: usize, text: &[u8]) -> json::Result<()> {
+        // An integer of up to 18 digits fits an i64 or u64: only longer ones, fractions and exponents can be out
+        // of range.
+        if text.len() <= 18 && text.iter().all(|&c| c.is_ascii_digit() || c == b'-') {
+            return Ok(());
+        }
+        serde_json::from_slice::<Value>(text).map_err(|_| UNSURE)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn nested(&mut self, _: usize, depth: usize) -> json::Result<()> {
+        if self.base + depth > MAX_DEPTH {
+            return Err(UNSURE);
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Projector<'a> {
+    /// The value at `i` (whitespace first) projected by `needs`, at nesting `depth`: the value and the index
+    /// after it.
+    fn value(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+        let b = self.b;
+        let i = json::skip_ws(b, i);
+        match b.get(i) {
+            // A whole subtree read (a primitive is built below, as it is either way).
+            Some(b'{' | b'[') if needs.all => {
+                let end = self.skip(i, depth)?;
+                let v = serde_json::from_str(&self.src[i..end]).map_err(|_| UNSURE)?;
+                Ok((v, end))
+            }
+            Some(b'"') => {
+                let (s, end) = self.string(i)?;
+                Ok((Value::String(s.into_owned()), end))
+            }
+            Some(b'{') => self.object(needs, i, depth + 1),
+            Some(b'[') => self.array(needs, i, depth + 1),
+            Some(b't') => Ok((Value::Bool(true), json::scan_literal(b, i, b"true")?)),
+            Some(b'f') => Ok((Value::Bool(false), json::scan_literal(b, i, b"false")?)),
+            Some(b'n') => Ok((Value::Null, json::scan_literal(b, i, b"null")?)),
+            Some(b'-' | b'0'..=b'9') => {
+                let end = json::scan_number(b, i)?;
+                // As serde_json makes it (`-0` is a float, a long integer a float or out of range).
+                let v = serde_json::from_str(&self.src[i..end]).map_err(|_| UNSURE)?;
+                Ok((v, end))
+            }
+            _ => Err(UNSURE),
+        }
+    }
+
+    /// A value nobody reads, from `i`: checked, not built.
+    fn skip(&mut self, i: usize, depth: usize) -> json::Result<usize> {
+        self.nest.clear();
+        json::skip_value(self.b, i, &mut self.nest, &mut AsSerdeJson { base: depth })
+    }
+
+    /// The string at `i` (its quote), decoded as serde_json decodes it.
+    fn string(&self, i: usize) -> json::Result<(Cow<'a, str>, usize)> {
+        let (end, escaped) = json::scan_string(self.b, i)?;
+        if !escaped {
+            return Ok((Cow::Borrowed(&self.src[i + 1..end - 1]), end));
+        }
+        let s = serde_json::from_str::<String>(&self.src[i..end]).map_err(|_| UNSURE)?;
+        Ok((Cow::Owned(s), end))
+    }
+
+    fn object(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+        if depth > MAX_DEPTH {
+            return Err(UNSURE);
+        }
+        let b = self.b;
+        let mut out = Map::new();
+        let mut i = json::skip_ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return Ok((Value::Object(out), i + 1));
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return Err(UNSURE);
+            }
+            let (key, after) = self.string(i)?;
+            i = json::skip_ws(b, after);
+            if b.get(i) != Some(&b':') {
+                return Err(UNSURE);
+            }
+            i += 1;
+            // A linear look (a node's needs name a few members): cheaper than the map's ordered compares.
+            let key_len = key.len();
+            let named = needs
+                .keys
+                .iter()
+                .find(|(k, _)| k.len() == key_len && k.as_ref() == key.as_ref())
+                .map(|(_, n)| n);
+            match named {
+                Some(n) => {
+                    let (v, end) = self.value(n, i, depth)?;
+                    // A key given twice: the last one wins, as in serde_json's `Value`.
+                    out.insert(key.into_owned(), v);
+                    i = end;
+                }
+                None => i = self.skip(i, depth)?,
+            }
+            i = json::skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = json::skip_ws(b, i + 1),
+                Some(b'}') => return Ok((Value::Object(out), i + 1)),
+                _ => return Err(UNSURE),
+            }
+        }
+    }
+
+    fn array(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+        if depth > MAX_DEPTH {
+            return Err(UNSURE);
+        }
+        let b = self.b;
+        let each = needs.elems.as_deref().unwrap_or(&NOTHING);
+        let mut out = Vec::new();
+        let mut i = json::skip_ws(b, i + 1);
+        if b.get(i) == Some(&b']') {
+            return Ok((Value::Array(out), i + 1));
+        }
+        loop {
+            let (v, end) = self.value(each, i, depth)?;
+            out.push(v);
+            i = json::skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b']') => return Ok((Value::Array(out), i + 1)),
+                _ => return Err(UNSURE),
+            }
+        }
+    }
+}
 
 /// What each array element needs when the node says nothing of them.
 static NOTHING: Needs = Needs {
@@ -224,172 +411,6 @@ static NOTHING: Needs = Needs {
     keys: BTreeMap::new(),
     elems: None,
 };
-
-impl<'de> DeserializeSeed<'de> for Project<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if self.0.all {
-            Value::deserialize(d)
-        } else {
-            d.deserialize_any(self)
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for Project<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    // Primitives as `serde_json::Value`'s own visitor makes them.
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        self.deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let each = self.0.elems.as_deref().unwrap_or(&NOTHING);
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(Project(each))? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key_seed(Member(self.0))? {
-            match key {
-                Some((name, needs)) => {
-                    let v = map.next_value_seed(Project(needs))?;
-                    out.insert(name, v);
-                }
-                None => {
-                    map.next_value::<Checked>()?;
-                }
-            }
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// An object member's name: kept (with what is read of it) when the needs name it, else `None`.
-struct Member<'n>(&'n Needs);
-
-impl<'de, 'n> DeserializeSeed<'de> for Member<'n> {
-    type Value = Option<(String, &'n Needs)>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, 'n> Visitor<'de> for Member<'n> {
-    type Value = Option<(String, &'n Needs)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object member's name")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.keys.get(v).map(|n| (v.to_owned(), n)))
-    }
-}
-
-/// A value nothing reads, checked as the whole parse would check it and then dropped: serde_json's
-/// `deserialize_any` decodes every string's escapes, every number and counts the nesting, where `IgnoredAny`
-/// (its `deserialize_ignored_any`) only skips the grammar.
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Checked)
-    }
-}
-
-impl<'de> Visitor<'de> for Checked {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_none<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
-        Checked::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-}
 
 #[cfg(test)]
 mod tests {

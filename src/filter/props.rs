@@ -305,6 +305,110 @@ proptest! {
     }
 }
 
+/// Values whose text serde_json's whole parse reads differently from its grammar (a lone surrogate, numbers out
+/// of range, `-0`, a long integer), or that the grammar refuses.
+const EDGE_VALUES: &[&str] = &[
+    r#""\ud800""#,
+    r#""\ud83d\ude00""#,
+    r#""a\u00e9\n""#,
+    r#""\q""#,
+    r#""Sales""#,
+    "1e400",
+    "-1e400",
+    "1.5e3",
+    "-0",
+    "99999999999999999999",
+    "-999999999999999999",
+    "0.1",
+    "01",
+    "tru",
+    "null",
+    "[]",
+    "{}",
+];
+
+/// Keys of generated texts: the names `arb_filter` reads, one of them escaped (`n\u0061me` is `name`).
+const EDGE_KEYS: &[&str] = &[
+    r#""a""#,
+    r#""b""#,
+    r#""k""#,
+    r#""v""#,
+    r#""id""#,
+    r#""name""#,
+    r#""changes""#,
+    r#""x""#,
+    r#""n\u0061me""#,
+];
+
+/// JSON texts built from [`EDGE_VALUES`], generated values and containers, some nested near or past serde_json's
+/// 128 levels, with whitespace between tokens.
+fn arb_json_text() -> impl Strategy<Value = String> {
+    let leaf =
+        prop_oneof![
+            prop::sample::select(EDGE_VALUES).prop_map(str::to_string),
+            arb_json().prop_map(|v| v.to_string()),
+            prop::sample::select(&[95usize, 120, 125, 126, 127, 128, 130][..])
+                .prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n))),
+        ];
+    let ws = prop::sample::select(&["", " ", "\n  "][..]);
+    leaf.prop_recursive(4, 32, 5, move |inner| {
+        prop_oneof![
+            prop::collection::vec((inner.clone(), ws.clone()), 0..5).prop_map(|v| {
+                let items: Vec<String> = v.into_iter().map(|(t, w)| format!("{w}{t}{w}")).collect();
+                format!("[{}]", items.join(","))
+            }),
+            prop::collection::vec((prop::sample::select(EDGE_KEYS), inner, ws.clone()), 0..5)
+                .prop_map(|v| {
+                    let items: Vec<String> = v
+                        .into_iter()
+                        .map(|(k, t, w)| format!("{w}{k}{w}:{w}{t}"))
+                        .collect();
+                    format!("{{{}}}", items.join(","))
+                }),
+        ]
+    })
+}
+
+/// Stray pieces spliced into a text: each one breaks the grammar somewhere, or not.
+const JSON_PIECES: &[&str] = &[
+    "\"", "\\", "[", "]", "{", "}", ",", ":", " ", "\u{1}", "\u{feff}", "é", "0",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 4096,
+        max_global_rejects: 1 << 16,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The projection refuses exactly the texts serde_json's whole parse refuses, with its message, and where
+    /// both read a text, a filter's verdict on what it reads is its verdict on the whole. The texts: generated
+    /// ones (`arb_json_text`) or ISC's example-like document, with stray pieces spliced in now and then.
+    #[test]
+    fn the_projection_refuses_what_the_whole_parse_refuses(
+        expr in arb_filter(),
+        text in prop_oneof![Just(sample_doc().to_string()), arb_json_text()],
+        edits in prop::collection::vec((any::<Index>(), prop::sample::select(JSON_PIECES)), 0..2),
+    ) {
+        let f = Filter::compile(&expr).unwrap();
+        let needs = Needs::of(&f);
+        prop_assume!(!needs.is_everything());
+        let mut text = text;
+        for (at, piece) in &edits {
+            let cuts: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+            text.insert_str(cuts[at.index(cuts.len())], piece);
+        }
+        let whole = serde_json::from_str::<Value>(&text);
+        let projected = needs.parse(text.as_bytes());
+        match (&whole, &projected) {
+            (Err(w), Err(p)) => prop_assert_eq!(w.to_string(), p.to_string()),
+            (Ok(w), Ok(p)) => prop_assert_eq!(f.evaluate(p), f.evaluate(w), "`{}` on {} read as {}", expr, text, p),
+            _ => prop_assert!(false, "{} read as {:?}, whole: {:?}", text, projected, whole),
+        }
+    }
+}
+
 /// Filter shapes for the equality index (`V` is replaced by a literal).
 const INDEXED: &[&str] = &[
     "$[?($.identity.name == 'V')]",

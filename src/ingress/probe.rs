@@ -3,11 +3,9 @@
 //!
 //! Why not serde_json: this pass runs on every request, and serde_json's ignore path (`IgnoredAny` into a
 //! borrowed struct) was the largest user-space cost of the relay (54% of its user-space instructions in the
-//! blackhole bench, BENCHMARKS.md). Skipping strings is most of the work (80% of the bytes of ISC's examples),
-//! and here it looks at sixteen bytes at a time (`wide`: SSE2 on x86-64, NEON on aarch64, no unsafe code here),
-//! in loops on local variables: about 40% less per body than serde_json (`cargo bench --bench probe`). simd-json
-//! (it builds a tape of the whole document first) and jiter were both slower than serde_json for this job.
-//! serde_json is still used where it is the right tool: a key or an id that contains an escape is decoded by it,
+//! blackhole bench, BENCHMARKS.md). The scanning itself is `crate::json` (shared with the filters' projection):
+//! about 40% less per body than serde_json (`cargo bench --bench probe`). serde_json is still used where it is
+//! the right tool: a key or an id that contains an escape is decoded by it,
 //! and the differential tests (`probe/tests.rs`, `fuzz/fuzz_targets/json_probe.rs`) hold this pass to
 //! serde_json's verdict on every input.
 //!
@@ -17,9 +15,8 @@
 //! derive also took `_metadata` as an array of its fields; this pass refuses it.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use wide::u8x16;
+use crate::json::{scan_literal, scan_string, skip_ws, Grammar};
 
 /// What `_metadata` says (a field is `None` when it is absent or `null`).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,19 +26,7 @@ pub struct Metadata<'a> {
 }
 
 /// Why a body is not accepted, and the byte offset where that was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeError {
-    pub offset: usize,
-    pub what: &'static str,
-}
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.what, self.offset)
-    }
-}
-
-impl std::error::Error for ProbeError {}
+pub use crate::json::ScanError as ProbeError;
 
 type Result<T> = std::result::Result<T, ProbeError>;
 
@@ -71,7 +56,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn fail<T>(&self, what: &'static str) -> Result<T> {
-        error(self.i, what)
+        crate::json::error(self.i, what)
     }
 
     #[inline(always)]
@@ -215,201 +200,9 @@ impl<'a> Parser<'a> {
     /// Skip one value of any kind, iteratively (no recursion, whatever the nesting).
     fn skip_value(&mut self) -> Result<()> {
         self.nest.clear();
-        let end = skip_value(self.b, self.i, &mut self.nest)?;
+        let end = crate::json::skip_value(self.b, self.i, &mut self.nest, &mut Grammar)?;
         self.i = end;
         Ok(())
-    }
-}
-
-fn error<T>(offset: usize, what: &'static str) -> Result<T> {
-    Err(ProbeError { offset, what })
-}
-
-#[inline(always)]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// The string at `b[start]` (its opening quote): the index after its closing quote, and whether it had an escape.
-/// The hot loop of the probe: sixteen bytes per step (one SSE2 or NEON compare per class), locals only.
-#[inline(always)]
-fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool)> {
-    let mut i = start + 1;
-    let mut escaped = false;
-    loop {
-        // To the next `"`, `\` or control character (the body is valid UTF-8: bytes >= 0x80 never match). The
-        // last 15 bytes of the body go one at a time, through the match below.
-        while let Some(chunk) = b.get(i..i + 16) {
-            let hits = special(chunk.try_into().expect("16 bytes"));
-            if hits != 0 {
-                i += hits.trailing_zeros() as usize;
-                break;
-            }
-            i += 16;
-        }
-        match b.get(i) {
-            Some(b'"') => return Ok((i + 1, escaped)),
-            Some(b'\\') => {
-                escaped = true;
-                match b.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                    Some(b'u') => {
-                        let hex = b.get(i + 2..i + 6);
-                        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                            return error(i, "invalid \\u escape");
-                        }
-                        i += 6;
-                    }
-                    _ => return error(i, "invalid escape"),
-                }
-            }
-            Some(&c) if c < 0x20 => return error(i, "control character in a string"),
-            Some(_) => i += 1,
-            None => return error(i, "unterminated string"),
-        }
-    }
-}
-
-/// One bit per byte of `chunk` (lowest bit first) that ends a run of plain string content: `"`, `\` or a
-/// control character (below 0x20: `min(c, 0x1f) == c`).
-#[inline(always)]
-fn special(chunk: [u8; 16]) -> u32 {
-    let v = u8x16::new(chunk);
-    let quote = v.simd_eq(u8x16::splat(b'"'));
-    let backslash = v.simd_eq(u8x16::splat(b'\\'));
-    let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
-    (quote | backslash | control).to_bitmask()
-}
-
-/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `b[i]`: the index after it.
-#[inline]
-fn scan_number(b: &[u8], mut i: usize) -> Result<usize> {
-    let digits = |mut i: usize| {
-        while let Some(b'0'..=b'9') = b.get(i) {
-            i += 1;
-        }
-        i
-    };
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-    }
-    match b.get(i) {
-        Some(b'0') => {
-            i += 1;
-            if let Some(b'0'..=b'9') = b.get(i) {
-                return error(i, "invalid number (leading zero)");
-            }
-        }
-        Some(b'1'..=b'9') => i = digits(i + 1),
-        _ => return error(i, "invalid number"),
-    }
-    if b.get(i) == Some(&b'.') {
-        let end = digits(i + 1);
-        if end == i + 1 {
-            return error(end, "invalid number (no digit after `.`)");
-        }
-        i = end;
-    }
-    if let Some(b'e' | b'E') = b.get(i) {
-        i += 1;
-        if let Some(b'+' | b'-') = b.get(i) {
-            i += 1;
-        }
-        let end = digits(i);
-        if end == i {
-            return error(end, "invalid number (no digit in the exponent)");
-        }
-        i = end;
-    }
-    Ok(i)
-}
-
-#[inline]
-fn scan_literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
-    if b.get(i..i + word.len()) == Some(word) {
-        Ok(i + word.len())
-    } else {
-        error(i, "expected a value")
-    }
-}
-
-/// A key being skipped and its `:`, from `b[i]` (whitespace first): the index after the `:`.
-#[inline(always)]
-fn scan_key(b: &[u8], i: usize) -> Result<usize> {
-    let i = skip_ws(b, i);
-    if b.get(i) != Some(&b'"') {
-        return error(i, "expected a key");
-    }
-    let (i, _) = scan_string(b, i)?;
-    let i = skip_ws(b, i);
-    if b.get(i) != Some(&b':') {
-        return error(i, "expected `:` after a key");
-    }
-    Ok(i + 1)
-}
-
-/// One value of any kind from `b[i]` (whitespace first), iteratively: the index after it. `nest` holds the open
-/// containers (`true` for an object); it comes in empty.
-fn skip_value(b: &[u8], mut i: usize, nest: &mut Vec<bool>) -> Result<usize> {
-    loop {
-        // A value.
-        i = skip_ws(b, i);
-        match b.get(i) {
-            Some(b'"') => i = scan_string(b, i)?.0,
-            Some(b'{') => {
-                i = skip_ws(b, i + 1);
-                if b.get(i) == Some(&b'}') {
-                    i += 1;
-                } else {
-                    nest.push(true);
-                    i = scan_key(b, i)?;
-                    continue;
-                }
-            }
-            Some(b'[') => {
-                i = skip_ws(b, i + 1);
-                if b.get(i) == Some(&b']') {
-                    i += 1;
-                } else {
-                    nest.push(false);
-                    continue;
-                }
-            }
-            Some(b't') => i = scan_literal(b, i, b"true")?,
-            Some(b'f') => i = scan_literal(b, i, b"false")?,
-            Some(b'n') => i = scan_literal(b, i, b"null")?,
-            Some(b'-' | b'0'..=b'9') => i = scan_number(b, i)?,
-            _ => return error(i, "expected a value"),
-        }
-        // After a value: close what ends here, up to the next value or the end of the outermost one.
-        loop {
-            let Some(&object) = nest.last() else {
-                return Ok(i);
-            };
-            i = skip_ws(b, i);
-            match b.get(i) {
-                Some(b',') => {
-                    i += 1;
-                    if object {
-                        i = scan_key(b, i)?;
-                    }
-                    break;
-                }
-                Some(b'}') if object => {
-                    i += 1;
-                    nest.pop();
-                }
-                Some(b']') if !object => {
-                    i += 1;
-                    nest.pop();
-                }
-                _ if object => return error(i, "expected `,` or `}`"),
-                _ => return error(i, "expected `,` or `]`"),
-            }
-        }
     }
 }
 
