@@ -80,10 +80,11 @@ fn settle(
     now: std::time::Instant,
     inflight: &FuturesUnordered<Pending>,
 ) -> bool {
-    match (&outcome, d.route.dead_letter.clone()) {
+    match (&outcome, &d.route.dead_letter) {
         // A replay (`trigger-relay replay`) that fails again is not written a second time: its original is
         // still in the dead letter (a replay never deletes), and the replay reports the failure itself.
         (Err(e), Some(dl)) if *e != SinkError::ShutDown && d.event.replay_of.is_none() => {
+            let dl = dl.clone();
             inflight.push(Box::pin(async move {
                 let Err(e) = &outcome else { unreachable!() };
                 dl.write(&d, e).await;
