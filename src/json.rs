@@ -34,18 +34,18 @@ impl fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-pub type Result<T> = std::result::Result<T, ScanError>;
+pub(crate) type Result<T> = std::result::Result<T, ScanError>;
 
 /// What a skip checks beyond the grammar: called with each string that has an escape (quotes included), each
 /// number's text, and the nesting depth of each container opened (counted from where the skip started).
-pub trait Check {
+pub(crate) trait Check {
     fn escaped(&mut self, offset: usize, text: &[u8]) -> Result<()>;
     fn number(&mut self, offset: usize, text: &[u8]) -> Result<()>;
     fn nested(&mut self, offset: usize, depth: usize) -> Result<()>;
 }
 
 /// The grammar only (serde_json's `IgnoredAny`): what the ingress's probe checks.
-pub struct Grammar;
+pub(crate) struct Grammar;
 
 impl Check for Grammar {
     #[inline(always)]
@@ -64,12 +64,12 @@ impl Check for Grammar {
     }
 }
 
-pub fn error<T>(offset: usize, what: &'static str) -> Result<T> {
+pub(crate) fn error<T>(offset: usize, what: &'static str) -> Result<T> {
     Err(ScanError { offset, what })
 }
 
 #[inline(always)]
-pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
         i += 1;
     }
@@ -79,7 +79,7 @@ pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// The string at `b[start]` (its opening quote): the index after its closing quote, and whether it had an escape.
 /// The hot loop of both passes: sixteen bytes per step (one SSE2 or NEON compare per class), locals only.
 #[inline(always)]
-pub fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool)> {
+pub(crate) fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool)> {
     let mut i = start + 1;
     let mut escaped = false;
     loop {
@@ -129,7 +129,7 @@ fn special(chunk: [u8; 16]) -> u32 {
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `b[i]`: the index after it.
 #[inline]
-pub fn scan_number(b: &[u8], mut i: usize) -> Result<usize> {
+pub(crate) fn scan_number(b: &[u8], mut i: usize) -> Result<usize> {
     let digits = |mut i: usize| {
         while let Some(b'0'..=b'9') = b.get(i) {
             i += 1;
@@ -171,7 +171,7 @@ pub fn scan_number(b: &[u8], mut i: usize) -> Result<usize> {
 }
 
 #[inline]
-pub fn scan_literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
+pub(crate) fn scan_literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
     if b.get(i..i + word.len()) == Some(word) {
         Ok(i + word.len())
     } else {
@@ -206,7 +206,7 @@ fn scan_key(b: &[u8], i: usize, check: &mut impl Check) -> Result<usize> {
 
 /// One value of any kind from `b[i]` (whitespace first), iteratively (no recursion, whatever the nesting): the
 /// index after it. `nest` holds the open containers (`true` for an object); it comes in empty.
-pub fn skip_value(
+pub(crate) fn skip_value(
     b: &[u8],
     mut i: usize,
     nest: &mut Vec<bool>,
