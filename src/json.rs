@@ -15,6 +15,7 @@
 //! [`Check`] that looks at the escaped strings, the numbers and the depth on the way: those are rare, so they
 //! cost nothing on the common path.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use wide::u8x16;
@@ -39,9 +40,9 @@ pub(crate) type Result<T> = std::result::Result<T, ScanError>;
 /// What a skip checks beyond the grammar: called with each string that has an escape (quotes included), each
 /// number's text, and the nesting depth of each container opened (counted from where the skip started).
 pub(crate) trait Check {
-    fn escaped(&mut self, offset: usize, text: &[u8]) -> Result<()>;
-    fn number(&mut self, offset: usize, text: &[u8]) -> Result<()>;
-    fn nested(&mut self, offset: usize, depth: usize) -> Result<()>;
+    fn escaped(&mut self, text: &[u8]) -> Result<()>;
+    fn number(&mut self, text: &[u8]) -> Result<()>;
+    fn nested(&mut self, depth: usize) -> Result<()>;
 }
 
 /// The grammar only (serde_json's `IgnoredAny`): what the ingress's probe checks.
@@ -49,17 +50,17 @@ pub(crate) struct Grammar;
 
 impl Check for Grammar {
     #[inline(always)]
-    fn escaped(&mut self, _: usize, _: &[u8]) -> Result<()> {
+    fn escaped(&mut self, _: &[u8]) -> Result<()> {
         Ok(())
     }
 
     #[inline(always)]
-    fn number(&mut self, _: usize, _: &[u8]) -> Result<()> {
+    fn number(&mut self, _: &[u8]) -> Result<()> {
         Ok(())
     }
 
     #[inline(always)]
-    fn nested(&mut self, _: usize, _: usize) -> Result<()> {
+    fn nested(&mut self, _: usize) -> Result<()> {
         Ok(())
     }
 }
@@ -170,6 +171,19 @@ pub(crate) fn scan_number(b: &[u8], mut i: usize) -> Result<usize> {
     Ok(i)
 }
 
+/// The string at `src[i]` (its opening quote) as its value, and the index after it: borrowed when it has no
+/// escape, else decoded by serde_json (which refuses a lone surrogate, as its whole parse does).
+pub(crate) fn string_value(src: &str, i: usize) -> Result<(Cow<'_, str>, usize)> {
+    let (end, escaped) = scan_string(src.as_bytes(), i)?;
+    if !escaped {
+        return Ok((Cow::Borrowed(&src[i + 1..end - 1]), end));
+    }
+    match serde_json::from_str::<String>(&src[i..end]) {
+        Ok(s) => Ok((Cow::Owned(s), end)),
+        Err(_) => error(i, "invalid escape in a string"),
+    }
+}
+
 #[inline]
 pub(crate) fn scan_literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
     if b.get(i..i + word.len()) == Some(word) {
@@ -184,7 +198,7 @@ pub(crate) fn scan_literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<us
 fn skip_string(b: &[u8], i: usize, check: &mut impl Check) -> Result<usize> {
     let (end, escaped) = scan_string(b, i)?;
     if escaped {
-        check.escaped(i, &b[i..end])?;
+        check.escaped(&b[i..end])?;
     }
     Ok(end)
 }
@@ -218,7 +232,7 @@ pub(crate) fn skip_value(
         match b.get(i) {
             Some(b'"') => i = skip_string(b, i, check)?,
             Some(b'{') => {
-                check.nested(i, nest.len() + 1)?;
+                check.nested(nest.len() + 1)?;
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(&b'}') {
                     i += 1;
@@ -229,7 +243,7 @@ pub(crate) fn skip_value(
                 }
             }
             Some(b'[') => {
-                check.nested(i, nest.len() + 1)?;
+                check.nested(nest.len() + 1)?;
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(&b']') {
                     i += 1;
@@ -243,7 +257,7 @@ pub(crate) fn skip_value(
             Some(b'n') => i = scan_literal(b, i, b"null")?,
             Some(b'-' | b'0'..=b'9') => {
                 let end = scan_number(b, i)?;
-                check.number(i, &b[i..end])?;
+                check.number(&b[i..end])?;
                 i = end;
             }
             _ => return error(i, "expected a value"),

@@ -42,7 +42,6 @@
 //! its `deserialize_any` over what is skipped decodes every string and validates its UTF-8 again, which was
 //! about a third of a filtered event's cost (BENCHMARKS.md, "Eighth look").
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -263,13 +262,13 @@ const UNSURE: crate::json::ScanError = crate::json::ScanError {
 };
 
 impl json::Check for AsSerdeJson {
-    fn escaped(&mut self, _: usize, text: &[u8]) -> json::Result<()> {
+    fn escaped(&mut self, text: &[u8]) -> json::Result<()> {
         serde_json::from_slice::<String>(text).map_err(|_| UNSURE)?;
         Ok(())
     }
 
     #[inline]
-    fn number(&mut self, _: usize, text: &[u8]) -> json::Result<()> {
+    fn number(&mut self, text: &[u8]) -> json::Result<()> {
         // An integer of up to 18 digits fits an i64 or u64: only longer ones, fractions and exponents can be out
         // of range.
         if text.len() <= 18 && text.iter().all(|&c| c.is_ascii_digit() || c == b'-') {
@@ -280,7 +279,7 @@ impl json::Check for AsSerdeJson {
     }
 
     #[inline]
-    fn nested(&mut self, _: usize, depth: usize) -> json::Result<()> {
+    fn nested(&mut self, depth: usize) -> json::Result<()> {
         if self.base + depth > MAX_DEPTH {
             return Err(UNSURE);
         }
@@ -302,7 +301,7 @@ impl<'a> Projector<'a> {
                 Ok((v, end))
             }
             Some(b'"') => {
-                let (s, end) = self.string(i)?;
+                let (s, end) = json::string_value(self.src, i)?;
                 Ok((Value::String(s.into_owned()), end))
             }
             Some(b'{') => self.object(needs, i, depth + 1),
@@ -326,16 +325,6 @@ impl<'a> Projector<'a> {
         json::skip_value(self.b, i, &mut self.nest, &mut AsSerdeJson { base: depth })
     }
 
-    /// The string at `i` (its quote), decoded as serde_json decodes it.
-    fn string(&self, i: usize) -> json::Result<(Cow<'a, str>, usize)> {
-        let (end, escaped) = json::scan_string(self.b, i)?;
-        if !escaped {
-            return Ok((Cow::Borrowed(&self.src[i + 1..end - 1]), end));
-        }
-        let s = serde_json::from_str::<String>(&self.src[i..end]).map_err(|_| UNSURE)?;
-        Ok((Cow::Owned(s), end))
-    }
-
     fn object(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
         if depth > MAX_DEPTH {
             return Err(UNSURE);
@@ -350,7 +339,7 @@ impl<'a> Projector<'a> {
             if b.get(i) != Some(&b'"') {
                 return Err(UNSURE);
             }
-            let (key, after) = self.string(i)?;
+            let (key, after) = json::string_value(self.src, i)?;
             i = json::skip_ws(b, after);
             if b.get(i) != Some(&b':') {
                 return Err(UNSURE);

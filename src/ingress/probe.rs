@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::{scan_literal, scan_string, skip_ws, Grammar};
+use crate::json::{scan_literal, skip_ws, Grammar};
 
 /// What `_metadata` says (a field is `None` when it is absent or `null`).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -167,29 +167,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A string whose value is needed: borrowed when it has no escape, else decoded by serde_json (which also
-    /// refuses a lone surrogate, as it did before this pass existed).
+    /// A string whose value is needed (`crate::json::string_value`: serde_json decodes it when it has an
+    /// escape, and refuses a lone surrogate, as it did before this pass existed).
     fn string_value(&mut self) -> Result<Cow<'a, str>> {
-        let start = self.i;
-        let escaped = self.string()?;
-        if !escaped {
-            return Ok(Cow::Borrowed(&self.src[start + 1..self.i - 1]));
-        }
-        match serde_json::from_str::<String>(&self.src[start..self.i]) {
-            Ok(s) => Ok(Cow::Owned(s)),
-            Err(_) => Err(ProbeError {
-                offset: start,
-                what: "invalid escape in a string",
-            }),
-        }
-    }
-
-    /// Skip one string (at its opening quote); tells whether it had an escape.
-    #[inline]
-    fn string(&mut self) -> Result<bool> {
-        let (end, escaped) = scan_string(self.b, self.i)?;
+        let (s, end) = crate::json::string_value(self.src, self.i)?;
         self.i = end;
-        Ok(escaped)
+        Ok(s)
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<()> {
