@@ -249,14 +249,17 @@ impl TriggerRoutes {
         // Only what the filters read, unless a route reads more (`reads_whole`) or the filters read everything:
         // the same verdicts and the same refusals either way (`filter::Needs`).
         let whole = self.reads_whole || self.filters.needs().is_everything();
-        let doc: serde_json::Value = if whole {
-            serde_json::from_slice(body)
-        } else {
-            self.filters.parse(body)
-        }
-        .map_err(|e| e.to_string())?;
         let mut budget = EventBudget::new(self.filters.distinct());
-        let verdicts = self.filters.evaluate(&doc, &mut budget);
+        let (verdicts, doc) = if whole {
+            let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            (self.filters.evaluate(&doc, &mut budget), Some(doc))
+        } else {
+            let verdicts = self
+                .filters
+                .evaluate_body(body, &mut budget)
+                .map_err(|e| e.to_string())?;
+            (verdicts, None)
+        };
         let mut exhausted = false;
         let routes = self
             .routes
@@ -290,9 +293,6 @@ impl TriggerRoutes {
         if exhausted {
             self.budget_exhausted.inc();
         }
-        Ok(Selected {
-            routes,
-            json: whole.then_some(doc),
-        })
+        Ok(Selected { routes, json: doc })
     }
 }

@@ -1,7 +1,8 @@
 //! Fuzz the set evaluator against the per-filter evaluator: the input is filters, one per line; a line that
 //! is a repeat of an earlier one or empty (a route without a filter) makes the set share work. Each member's
 //! verdict in the set, evaluated on the part of the payload the set reads (`FilterSet::parse`), must be its
-//! filter's own verdict alone on the whole of the fixed ISC payload of the `filter` target.
+//! filter's own verdict alone on the whole of the fixed ISC payload of the `filter` target, and so must its
+//! verdict from `FilterSet::evaluate_body` (the router's way: the index alone on a borrowed parse where it can).
 //!
 //! Run (from this directory): `cargo fuzz run filter_set corpus/filter_set seeds/filter -- -dict=filter.dict -max_total_time=60`
 
@@ -55,10 +56,16 @@ fuzz_target!(|data: &[u8]| {
         &projected,
         &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
     );
+    // And as the router asks (`evaluate_body`: the index alone on a borrowed parse when it covers the set).
+    let direct = set
+        .evaluate_body(
+            PAYLOAD.as_bytes(),
+            &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
+        )
+        .expect("the payload parses");
     for (i, m) in members.iter().enumerate() {
-        assert_eq!(
-            verdicts.get(i).cloned(),
-            m.as_ref().map(|f| f.evaluate(doc))
-        );
+        let alone = m.as_ref().map(|f| f.evaluate(doc));
+        assert_eq!(verdicts.get(i).cloned(), alone);
+        assert_eq!(direct.get(i).cloned(), alone);
     }
 });

@@ -194,6 +194,27 @@ pub(crate) fn evaluate_limited(
     (verdict, cx.steps.min(cx.limit))
 }
 
+/// Predicate `pred` tested on `item`, an element of an array that a filter's `[?(…)]` segment at index
+/// `depth - 1` walks (so recursion is counted from where the walker would be), within `limit` steps: the
+/// element's verdict and the steps it took. For the filter set's index, which tests the rest of a conjunction
+/// only on the elements its first test selects; `pred` must read nothing through `$` (the element is the root
+/// here).
+pub(crate) fn accept_limited(
+    pred: &Pred,
+    item: &Value,
+    depth: u32,
+    limit: u64,
+) -> (Result<bool, EvalError>, u64) {
+    let mut cx = Cx::with_limit(item, limit);
+    cx.depth = depth;
+    let verdict = match accept(pred, item, &mut cx) {
+        Ok(b) => Ok(b),
+        Err(Fail::NotFound) => Ok(false),
+        Err(Fail::Soft(e) | Fail::Hard(e)) => Err(e),
+    };
+    (verdict, cx.steps.min(cx.limit))
+}
+
 // ---------------------------------------------------------------------------
 // Path walking
 // ---------------------------------------------------------------------------
@@ -202,23 +223,6 @@ pub(crate) fn evaluate_limited(
 /// it selects, if any (every way of not finding it is the same "undefined"
 /// for such a path).
 #[inline]
-/// The value a simple path (`.name`, `['name']`, `[n]` only) selects from `v`, without a step budget (a
-/// simple path is at most 128 segments): for the filter set's index, which reads one path for many filters.
-pub(crate) fn resolve_plain<'a>(p: &Path, mut v: &'a Value) -> Option<&'a Value> {
-    for seg in &p.segs {
-        v = match (&seg.kind, v) {
-            (SegKind::Prop(n), Value::Object(m)) => m.get(&**n)?,
-            (SegKind::Index(k), Value::Array(a)) => {
-                let k = i64::from(*k);
-                let eff = if k < 0 { a.len() as i64 + k } else { k };
-                a.get(usize::try_from(eff).ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(v)
-}
-
 fn resolve_simple<'a>(p: &'a Path, mut v: &'a Value, cx: &mut Cx<'a>) -> R<Option<&'a Value>> {
     for seg in &p.segs {
         cx.step()?;

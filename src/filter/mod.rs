@@ -190,6 +190,16 @@ impl EventBudget {
     pub(crate) fn skip(&mut self) {
         self.filters = self.filters.saturating_sub(1);
     }
+
+    /// The next filter's share: an equal part of what is left.
+    pub(crate) fn share(&self) -> u64 {
+        self.remaining / self.filters.max(1) as u64
+    }
+
+    /// `used` steps were taken for the next filter (which is then counted by [`skip`](Self::skip)).
+    pub(crate) fn spend(&mut self, used: u64) {
+        self.remaining -= used.min(self.remaining);
+    }
 }
 
 /// A compiled filter. Cheap to clone (the compiled form is shared);
@@ -361,10 +371,9 @@ impl Filter {
         doc: &serde_json::Value,
         budget: &mut EventBudget,
     ) -> Result<bool, EvalError> {
-        let share = budget.remaining / budget.filters.max(1) as u64;
-        let (verdict, used) = eval::evaluate_limited(&self.path, doc, share);
-        budget.remaining -= used.min(budget.remaining);
-        budget.filters = budget.filters.saturating_sub(1);
+        let (verdict, used) = eval::evaluate_limited(&self.path, doc, budget.share());
+        budget.spend(used);
+        budget.skip();
         verdict
     }
 }

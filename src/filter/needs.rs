@@ -116,20 +116,51 @@ impl Needs {
         if self.all {
             return serde_json::from_slice(body);
         }
-        let projected = std::str::from_utf8(body).ok().and_then(|src| {
-            let mut p = Projector {
-                src,
-                b: body,
-                nest: Vec::new(),
-            };
-            let (v, end) = p.value(self, 0, 0).ok()?;
-            (json::skip_ws(body, end) == body.len()).then_some(v)
-        });
+        let projected = self.project(body, Owned::default()).map(|(v, _)| v);
         // Not sure (module doc): serde_json's whole parse decides, and what it builds has the same verdicts.
         match projected {
             Some(v) => Ok(v),
             None => serde_json::from_slice(body),
         }
+    }
+}
+
+/// Whether predicate `p` reads nothing through `$` (so it can be tested on a node alone).
+pub(crate) fn reads_only_its_node(p: &Pred) -> bool {
+    let mut root = Needs::default();
+    pred(p, &mut root);
+    root == Needs::default()
+}
+
+impl Needs {
+    /// What the filter set's index reads for a test of `q` (a simple path, read as a value): from each element
+    /// of the array at the simple path `array`, or from the root when `array` is empty.
+    pub(crate) fn of_index(array: &[Seg], q: &Path) -> Needs {
+        let mut root = Needs::default();
+        let at_q = path(q, End::Value, &mut root);
+        let mut n = if array.is_empty() {
+            at_q
+        } else {
+            Needs {
+                elems: Some(Box::new(at_q)),
+                ..Needs::default()
+            }
+        };
+        for seg in array.iter().rev() {
+            n = match &seg.kind {
+                SegKind::Prop(k) => Needs {
+                    keys: BTreeMap::from([(k.clone(), n)]),
+                    ..Needs::default()
+                },
+                SegKind::Index(_) => Needs {
+                    elems: Some(Box::new(n)),
+                    ..Needs::default()
+                },
+                _ => Needs::everything(),
+            };
+        }
+        root.merge(n);
+        root
     }
 }
 
@@ -234,14 +265,276 @@ fn pred(p: &Pred, root: &mut Needs) -> Needs {
     }
 }
 
+/// What the projecting parse builds, node by node: a `serde_json::Value` for the evaluator ([`Owned`]), or a
+/// [`Doc`] that borrows from the body for the filter set's index. Containers are built in order
+/// (`begin_*`, then their members or items, then `end_*`), so a builder keeps a stack of the open ones.
+trait Build<'a> {
+    type Node;
+    fn string(&mut self, s: std::borrow::Cow<'a, str>) -> Self::Node;
+    /// A number's text, as the scanner found it (not yet checked for range).
+    fn number(&mut self, text: &'a str) -> json::Result<Self::Node>;
+    fn literal(&mut self, v: Value) -> Self::Node;
+    /// A container read whole, already checked as serde_json's parse checks it.
+    fn whole(&mut self, text: &'a str) -> json::Result<Self::Node>;
+    fn begin_object(&mut self);
+    fn begin_array(&mut self);
+    fn member(&mut self, key: std::borrow::Cow<'a, str>, v: Self::Node);
+    fn item(&mut self, v: Self::Node);
+    /// The innermost open container ends: `text` is all of it.
+    fn end_object(&mut self, text: &'a str) -> Self::Node;
+    fn end_array(&mut self, text: &'a str) -> Self::Node;
+}
+
+/// Builds a `serde_json::Value`.
+#[derive(Default)]
+struct Owned {
+    /// The open objects and arrays (`Map::new` and `Vec::new` do not allocate).
+    objects: Vec<Map<String, Value>>,
+    arrays: Vec<Vec<Value>>,
+}
+
+impl<'a> Build<'a> for Owned {
+    type Node = Value;
+
+    fn string(&mut self, s: std::borrow::Cow<'a, str>) -> Value {
+        Value::String(s.into_owned())
+    }
+
+    fn number(&mut self, text: &'a str) -> json::Result<Value> {
+        // As serde_json makes it (`-0` is a float, a long integer a float or out of range).
+        serde_json::from_str(text).map_err(|_| UNSURE)
+    }
+
+    fn literal(&mut self, v: Value) -> Value {
+        v
+    }
+
+    fn whole(&mut self, text: &'a str) -> json::Result<Value> {
+        serde_json::from_str(text).map_err(|_| UNSURE)
+    }
+
+    fn begin_object(&mut self) {
+        self.objects.push(Map::new());
+    }
+
+    fn begin_array(&mut self) {
+        self.arrays.push(Vec::new());
+    }
+
+    fn member(&mut self, key: std::borrow::Cow<'a, str>, v: Value) {
+        if let Some(m) = self.objects.last_mut() {
+            // A key given twice: the last one wins, as in serde_json's `Value`.
+            m.insert(key.into_owned(), v);
+        }
+    }
+
+    fn item(&mut self, v: Value) {
+        if let Some(a) = self.arrays.last_mut() {
+            a.push(v);
+        }
+    }
+
+    fn end_object(&mut self, _: &'a str) -> Value {
+        Value::Object(self.objects.pop().unwrap_or_default())
+    }
+
+    fn end_array(&mut self, _: &'a str) -> Value {
+        Value::Array(self.arrays.pop().unwrap_or_default())
+    }
+}
+
+/// The part of a body its filters read, borrowed from the body: what the filter set's index decides on
+/// (`set.rs`) without building a `serde_json::Value`. Strings are slices of the body (unless they have an
+/// escape), containers ranges of two flat tables, every node keeps its text (for the few elements the index
+/// then evaluates a predicate on). Numbers, booleans, `null` and containers read whole are only
+/// [`Node::Other`]: the index decides on strings, objects and arrays, and leaves anything else to the evaluator.
+#[derive(Debug, Default)]
+pub(crate) struct Doc<'a> {
+    nodes: Vec<Node<'a>>,
+    members: Vec<(std::borrow::Cow<'a, str>, u32)>,
+    items: Vec<u32>,
+}
+
+#[derive(Debug)]
+enum Node<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Other,
+    /// `members[from..to]`, and the object's text.
+    Obj(u32, u32, &'a str),
+    Arr(u32, u32, &'a str),
+}
+
+/// A node of a [`Doc`].
+#[derive(Clone, Copy)]
+pub(crate) struct DocRef<'d, 'a> {
+    doc: &'d Doc<'a>,
+    node: u32,
+}
+
+impl<'d, 'a> DocRef<'d, 'a> {
+    fn node(self) -> &'d Node<'a> {
+        &self.doc.nodes[self.node as usize]
+    }
+
+    /// The member `key` (the last one, when the key is given twice, as serde_json's `Value` keeps).
+    pub(crate) fn get(self, key: &str) -> Option<Self> {
+        let Node::Obj(from, to, _) = *self.node() else {
+            return None;
+        };
+        self.doc.members[from as usize..to as usize]
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|&(_, node)| DocRef { node, ..self })
+    }
+
+    /// The elements, when this is an array.
+    pub(crate) fn elements(self) -> Option<impl ExactSizeIterator<Item = Self>> {
+        let Node::Arr(from, to, _) = *self.node() else {
+            return None;
+        };
+        let doc = self.doc;
+        Some(
+            doc.items[from as usize..to as usize]
+                .iter()
+                .map(move |&node| DocRef { doc, node }),
+        )
+    }
+
+    pub(crate) fn as_str(self) -> Option<&'d str> {
+        match self.node() {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_object(self) -> bool {
+        matches!(self.node(), Node::Obj(..))
+    }
+
+    /// An object's or array's text (`None` for anything else).
+    pub(crate) fn text(self) -> Option<&'a str> {
+        match *self.node() {
+            Node::Obj(_, _, t) | Node::Arr(_, _, t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Doc<'a> {
+    /// The top-level value.
+    pub(crate) fn root(&self) -> DocRef<'_, 'a> {
+        DocRef {
+            doc: self,
+            node: (self.nodes.len() - 1) as u32,
+        }
+    }
+}
+
+/// Builds a [`Doc`].
+#[derive(Default)]
+struct Borrowed<'a> {
+    doc: Doc<'a>,
+    /// The members and items of the open containers, and where each open one starts in them.
+    members: Vec<(std::borrow::Cow<'a, str>, u32)>,
+    items: Vec<u32>,
+    open: Vec<(usize, usize)>,
+}
+
+impl<'a> Borrowed<'a> {
+    fn push(&mut self, n: Node<'a>) -> u32 {
+        self.doc.nodes.push(n);
+        (self.doc.nodes.len() - 1) as u32
+    }
+}
+
+impl<'a> Build<'a> for Borrowed<'a> {
+    type Node = u32;
+
+    fn string(&mut self, s: std::borrow::Cow<'a, str>) -> u32 {
+        self.push(Node::Str(s))
+    }
+
+    fn number(&mut self, text: &'a str) -> json::Result<u32> {
+        json::Check::number(&mut AsSerdeJson { base: 0 }, text.as_bytes())?;
+        Ok(self.push(Node::Other))
+    }
+
+    fn literal(&mut self, _: Value) -> u32 {
+        self.push(Node::Other)
+    }
+
+    fn whole(&mut self, _: &'a str) -> json::Result<u32> {
+        Ok(self.push(Node::Other))
+    }
+
+    fn begin_object(&mut self) {
+        self.open.push((self.members.len(), self.items.len()));
+    }
+
+    fn begin_array(&mut self) {
+        self.begin_object();
+    }
+
+    fn member(&mut self, key: std::borrow::Cow<'a, str>, v: u32) {
+        self.members.push((key, v));
+    }
+
+    fn item(&mut self, v: u32) {
+        self.items.push(v);
+    }
+
+    fn end_object(&mut self, text: &'a str) -> u32 {
+        let (m, _) = self.open.pop().unwrap_or_default();
+        let from = self.doc.members.len() as u32;
+        self.doc.members.extend(self.members.drain(m..));
+        let to = self.doc.members.len() as u32;
+        self.push(Node::Obj(from, to, text))
+    }
+
+    fn end_array(&mut self, text: &'a str) -> u32 {
+        let (_, i) = self.open.pop().unwrap_or_default();
+        let from = self.doc.items.len() as u32;
+        self.doc.items.extend(self.items.drain(i..));
+        let to = self.doc.items.len() as u32;
+        self.push(Node::Arr(from, to, text))
+    }
+}
+
+impl Needs {
+    /// The part of `body` these needs read, borrowed ([`Doc`]): `None` when the projection is not sure of the
+    /// whole parse's verdict (module doc), or when the needs are everything.
+    pub(crate) fn parse_borrowed<'a>(&self, body: &'a [u8]) -> Option<Doc<'a>> {
+        if self.all {
+            return None;
+        }
+        let (_, b) = self.project(body, Borrowed::default())?;
+        Some(b.doc)
+    }
+
+    /// Run the projecting parse with builder `b`: `None` when it is not sure (module doc).
+    fn project<'a, B: Build<'a>>(&self, body: &'a [u8], build: B) -> Option<(B::Node, B)> {
+        let src = std::str::from_utf8(body).ok()?;
+        let mut p = Projector {
+            src,
+            b: body,
+            nest: Vec::new(),
+            build,
+        };
+        let (v, end) = p.value(self, 0, 0).ok()?;
+        (json::skip_ws(body, end) == body.len()).then_some((v, p.build))
+    }
+}
+
 /// The projecting parse: builds the members `needs` names and checks the rest as serde_json's whole parse
 /// would, without building it (`crate::json`). `None` when it cannot be sure of that verdict (an error, or
 /// nesting deeper than [`MAX_DEPTH`]): the caller then asks serde_json.
-struct Projector<'a> {
+struct Projector<'a, B> {
     src: &'a str,
     b: &'a [u8],
     /// Scratch for the skips' open containers.
     nest: Vec<bool>,
+    build: B,
 }
 
 /// Deeper than this, the projection leaves the verdict to serde_json (whose limit is 128 levels, counted from
@@ -287,33 +580,39 @@ impl json::Check for AsSerdeJson {
     }
 }
 
-impl<'a> Projector<'a> {
+impl<'a, B: Build<'a>> Projector<'a, B> {
     /// The value at `i` (whitespace first) projected by `needs`, at nesting `depth`: the value and the index
     /// after it.
-    fn value(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+    fn value(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(B::Node, usize)> {
         let b = self.b;
         let i = json::skip_ws(b, i);
         match b.get(i) {
             // A whole subtree read (a primitive is built below, as it is either way).
             Some(b'{' | b'[') if needs.all => {
                 let end = self.skip(i, depth)?;
-                let v = serde_json::from_str(&self.src[i..end]).map_err(|_| UNSURE)?;
-                Ok((v, end))
+                Ok((self.build.whole(&self.src[i..end])?, end))
             }
             Some(b'"') => {
                 let (s, end) = json::string_value(self.src, i)?;
-                Ok((Value::String(s.into_owned()), end))
+                Ok((self.build.string(s), end))
             }
             Some(b'{') => self.object(needs, i, depth + 1),
             Some(b'[') => self.array(needs, i, depth + 1),
-            Some(b't') => Ok((Value::Bool(true), json::scan_literal(b, i, b"true")?)),
-            Some(b'f') => Ok((Value::Bool(false), json::scan_literal(b, i, b"false")?)),
-            Some(b'n') => Ok((Value::Null, json::scan_literal(b, i, b"null")?)),
+            Some(b't') => Ok((
+                self.build.literal(Value::Bool(true)),
+                json::scan_literal(b, i, b"true")?,
+            )),
+            Some(b'f') => Ok((
+                self.build.literal(Value::Bool(false)),
+                json::scan_literal(b, i, b"false")?,
+            )),
+            Some(b'n') => Ok((
+                self.build.literal(Value::Null),
+                json::scan_literal(b, i, b"null")?,
+            )),
             Some(b'-' | b'0'..=b'9') => {
                 let end = json::scan_number(b, i)?;
-                // As serde_json makes it (`-0` is a float, a long integer a float or out of range).
-                let v = serde_json::from_str(&self.src[i..end]).map_err(|_| UNSURE)?;
-                Ok((v, end))
+                Ok((self.build.number(&self.src[i..end])?, end))
             }
             _ => Err(UNSURE),
         }
@@ -325,15 +624,20 @@ impl<'a> Projector<'a> {
         json::skip_value(self.b, i, &mut self.nest, &mut AsSerdeJson { base: depth })
     }
 
-    fn object(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+    fn object(
+        &mut self,
+        needs: &Needs,
+        start: usize,
+        depth: usize,
+    ) -> json::Result<(B::Node, usize)> {
         if depth > MAX_DEPTH {
             return Err(UNSURE);
         }
         let b = self.b;
-        let mut out = Map::new();
-        let mut i = json::skip_ws(b, i + 1);
+        self.build.begin_object();
+        let mut i = json::skip_ws(b, start + 1);
         if b.get(i) == Some(&b'}') {
-            return Ok((Value::Object(out), i + 1));
+            return Ok((self.build.end_object(&self.src[start..i + 1]), i + 1));
         }
         loop {
             if b.get(i) != Some(&b'"') {
@@ -355,8 +659,7 @@ impl<'a> Projector<'a> {
             match named {
                 Some(n) => {
                     let (v, end) = self.value(n, i, depth)?;
-                    // A key given twice: the last one wins, as in serde_json's `Value`.
-                    out.insert(key.into_owned(), v);
+                    self.build.member(key, v);
                     i = end;
                 }
                 None => i = self.skip(i, depth)?,
@@ -364,30 +667,35 @@ impl<'a> Projector<'a> {
             i = json::skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i = json::skip_ws(b, i + 1),
-                Some(b'}') => return Ok((Value::Object(out), i + 1)),
+                Some(b'}') => return Ok((self.build.end_object(&self.src[start..i + 1]), i + 1)),
                 _ => return Err(UNSURE),
             }
         }
     }
 
-    fn array(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(Value, usize)> {
+    fn array(
+        &mut self,
+        needs: &Needs,
+        start: usize,
+        depth: usize,
+    ) -> json::Result<(B::Node, usize)> {
         if depth > MAX_DEPTH {
             return Err(UNSURE);
         }
         let b = self.b;
         let each = needs.elems.as_deref().unwrap_or(&NOTHING);
-        let mut out = Vec::new();
-        let mut i = json::skip_ws(b, i + 1);
+        self.build.begin_array();
+        let mut i = json::skip_ws(b, start + 1);
         if b.get(i) == Some(&b']') {
-            return Ok((Value::Array(out), i + 1));
+            return Ok((self.build.end_array(&self.src[start..i + 1]), i + 1));
         }
         loop {
             let (v, end) = self.value(each, i, depth)?;
-            out.push(v);
+            self.build.item(v);
             i = json::skip_ws(b, end);
             match b.get(i) {
                 Some(b',') => i += 1,
-                Some(b']') => return Ok((Value::Array(out), i + 1)),
+                Some(b']') => return Ok((self.build.end_array(&self.src[start..i + 1]), i + 1)),
                 _ => return Err(UNSURE),
             }
         }

@@ -242,10 +242,14 @@ proptest! {
         }
         prop_assert_eq!(set.len(), members.len());
         // On the part of the body the set reads (`needs.rs`), against each filter alone on the whole document.
-        let projected = set.parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        let body = serde_json::to_vec(&doc).unwrap();
+        let projected = set.parse(&body).unwrap();
         let verdicts = set.evaluate(&projected, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+        // And the way the router asks (`evaluate_body`: the index on the borrowed parse where it decides all).
+        let direct = set.evaluate_body(&body, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct())).unwrap();
         for (i, m) in members.iter().enumerate() {
             prop_assert_eq!(verdicts.get(i).cloned(), m.map(|f| f.evaluate(&doc)), "member {} `{:?}`", i, m.map(Filter::source));
+            prop_assert_eq!(direct.get(i).cloned(), m.map(|f| f.evaluate(&doc)), "member {} `{:?}` (evaluate_body)", i, m.map(Filter::source));
         }
     }
 
@@ -265,10 +269,13 @@ proptest! {
         for m in &members {
             set.push(Some(m));
         }
-        let projected = set.parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        let body = serde_json::to_vec(&doc).unwrap();
+        let projected = set.parse(&body).unwrap();
         let verdicts = set.evaluate(&projected, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()));
+        let direct = set.evaluate_body(&body, &mut EventBudget::with_steps(u64::MAX / 4, set.distinct())).unwrap();
         for (i, m) in members.iter().enumerate() {
             prop_assert_eq!(verdicts.get(i).cloned(), Some(m.evaluate(&doc)), "`{}` on {}", m.source(), doc);
+            prop_assert_eq!(direct.get(i).cloned(), Some(m.evaluate(&doc)), "`{}` on {} (evaluate_body)", m.source(), doc);
         }
     }
 
@@ -412,11 +419,21 @@ const INDEXED: &[&str] = &[
     "$.changes[?(@.attribute == 'V')].newValue",
     "$.changes[0][?(@.attribute == 'V')]",
     "$.changes[?($.identity.name == 'V')]",
+    "$.changes[?(@.attribute in ['V', 'b'])]",
+    "$.changes[?(@.attribute in ['V', 1])]",
+    "$[?($.identity.name in ['V', 'x'])]",
+    "$.changes[?(@.attribute == 'V' && @.newValue =~ /a.*/i)]",
+    "$.changes[?(@.attribute in ['V'] && @.newValue == 'b' && !@.oldValue)]",
+    "$.changes[?(@.attribute == 'V' && @.newValue empty false)]",
+    "$.changes[?(@.attribute == 'V' && @.newValue in ['a', ['b']])]",
+    "$.changes[?(@.newValue == 'a' && @.attribute == 'V')]",
+    "$.changes[?(@.attribute == 'V' && $.identity.id)]",
+    "$.changes[?(@.attribute == 'V' || @.newValue == 'a')]",
 ];
 const LITERALS: &[&str] = &["a", "b", "A", "", "é", "1"];
 
-/// Documents whose `identity.name` and `changes[*].attribute` are strings from [`LITERALS`], other types, or
-/// absent.
+/// Documents whose `identity.name` and `changes[*].attribute` (and `newValue`, `oldValue`) are strings from
+/// [`LITERALS`], other types, or absent.
 fn arb_indexed_doc() -> impl Strategy<Value = Value> {
     let text = prop::sample::select(LITERALS).prop_map(|s| json!(s));
     let value = prop_oneof![
@@ -427,10 +444,11 @@ fn arb_indexed_doc() -> impl Strategy<Value = Value> {
         1 => Just(json!({"a": 1})),
     ];
     let element = prop_oneof![
-        6 => (prop::option::of(value.clone()), prop::option::of(value.clone())).prop_map(|(a, n)| {
+        6 => (prop::option::of(value.clone()), prop::option::of(value.clone()), prop::option::weighted(0.2, value.clone())).prop_map(|(a, n, o)| {
             let mut m = Map::new();
             if let Some(a) = a { m.insert("attribute".into(), a); }
             if let Some(n) = n { m.insert("newValue".into(), n); }
+            if let Some(o) = o { m.insert("oldValue".into(), o); }
             Value::Object(m)
         }),
         1 => Just(json!("attribute")),
