@@ -508,7 +508,17 @@ impl Needs {
         if self.all {
             return None;
         }
-        let (_, b) = self.project(body, Borrowed::default())?;
+        // About one node per 24 bytes of ISC's events: room for most without growing.
+        let n = body.len() / 24;
+        let build = Borrowed {
+            doc: Doc {
+                nodes: Vec::with_capacity(n),
+                members: Vec::with_capacity(n),
+                items: Vec::with_capacity(n / 2),
+            },
+            ..Borrowed::default()
+        };
+        let (_, b) = self.project(body, build)?;
         Some(b.doc)
     }
 

@@ -73,7 +73,7 @@ enum Key {
 struct Group {
     key: Key,
     /// Literal → the members (indexes into `members`) whose test it passes.
-    by_literal: HashMap<Box<str>, Vec<u32>>,
+    by_literal: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>,
     members: Vec<Member>,
     /// The walker's recursion depth where it tests an element (`A`'s segments and the filter's own, as
     /// `eval.rs` counts them), for a member's `rest`.
@@ -224,7 +224,7 @@ impl FilterSet {
                             None => {
                                 self.groups.push(Group {
                                     key,
-                                    by_literal: HashMap::new(),
+                                    by_literal: HashMap::default(),
                                     members: Vec::new(),
                                     depth,
                                 });
