@@ -38,6 +38,10 @@
 //! What differs is the step budget: a smaller document takes fewer steps, so a filter that ran out of steps on
 //! the whole document may get a verdict on its projection.
 //!
+//! The same walk builds either a `serde_json::Value` (for the evaluator) or a [`Doc`] that borrows from the body
+//! (for the filter set's index, which reads only members, elements and strings): the projector is generic over
+//! its `Build`er, so what it checks and what it refuses are the same for both.
+//!
 //! Why not serde_json's own deserializer with a visitor that keeps only the named members (the first version):
 //! its `deserialize_any` over what is skipped decodes every string and validates its UTF-8 again, which was
 //! about a third of a filtered event's cost (BENCHMARKS.md, "Eighth look").

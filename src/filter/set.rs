@@ -1,7 +1,7 @@
 //! The filters of one trigger, evaluated as a set: what the ingress runs once per event for all of a trigger's
 //! subscriptions, so that fan-out to many filtered subscriptions costs what their *distinct* filters cost.
 //!
-//! Two sharing rules:
+//! The sharing rules:
 //! - **Identical filters once.** Filters with the same source text are evaluated once per event, and every
 //!   subscription that has it gets that one verdict (ISC's documentation and real tenants repeat filters: ten
 //!   subscriptions of `$[?($.identity.name == "…")]` for ten teams). The event's [`EventBudget`] is shared among
@@ -17,8 +17,22 @@
 //!   to an array of objects whose Q is a string or absent); anything else (a number, `null`, a missing P, an
 //!   element that is not an object) evaluates every member as before.
 //!
+//!   The test may also be `Q in ['a', 'b']` with string literals only (Jayway's `in` of a string in a list of
+//!   strings is string equality with one of them: each literal points at the filter). And it may be the first
+//!   part of a conjunction, `$.A[?(@.Q == 'lit' && R…)]`: the index passes the elements whose Q is a literal,
+//!   and R is evaluated on those elements alone (R may read nothing through `$`). Jayway's `&&` evaluates its
+//!   parts in order and stops at the first false one, so where the test fails, the per-filter evaluator does not
+//!   evaluate R either: nothing R could raise there is lost. On the elements it passes, R is evaluated as
+//!   the walker would (every element, an error on a later one fails the filter after a match).
+//!
 //! - **Only what the filters read is parsed.** The set keeps the union of its filters' [`Needs`]: per event
 //!   [`FilterSet::parse`] builds a document holding only the members their paths can reach (`needs.rs`).
+//! - **No tree at all where the index decides every filter.** When every distinct filter is in a group,
+//!   [`FilterSet::evaluate_body`] (the router's way in) parses the body into `needs::Doc`, which borrows the
+//!   strings the groups read from the body, and the groups decide on it; the elements a conjunction's rest is
+//!   tested on are parsed from their text. The 50 typical filters of the load bench are all of these shapes.
+//!   Where a group cannot decide there (a number where it compares strings), the projection and the evaluator
+//!   run as above, with the budget as it was.
 //!
 //! The contract every later sharing rule (common path prefixes, hash-indexed equality) must keep: the verdict of
 //! each member is the verdict [`Filter::evaluate_in`] gives alone, including its errors (fail closed). A
