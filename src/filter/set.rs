@@ -166,15 +166,12 @@ fn indexable(f: &Filter) -> Option<(Key, Member, u32, Needs)> {
     };
     // `T && R…`: the index answers T; R is evaluated only where T passes. Jayway's `&&` stops at the first
     // false part, so R is never evaluated where T fails: nothing R could raise is lost.
+    // R stays a conjunction (of one part, perhaps) so that its parts are evaluated at the recursion depth the
+    // whole `&&` gives them.
     let (test, rest) = match &**pred {
-        Pred::And(v) if v.len() >= 2 && !before.is_empty() => (
-            &v[0],
-            Some(if v.len() == 2 {
-                v[1].clone()
-            } else {
-                Pred::And(v[1..].to_vec())
-            }),
-        ),
+        Pred::And(v) if v.len() >= 2 && !before.is_empty() => {
+            (&v[0], Some(Pred::And(v[1..].to_vec())))
+        }
         p => (p, None),
     };
     let (q, literals) = literal_test(test)?;
