@@ -490,19 +490,22 @@ impl<'a> Build<'a> for Borrowed<'a> {
 
     fn end_object(&mut self, text: &'a str) -> u32 {
         let (m, _) = self.open.pop().unwrap_or_default();
-        let from = self.doc.members.len() as u32;
-        self.doc.members.extend(self.members.drain(m..));
-        let to = self.doc.members.len() as u32;
+        let (from, to) = moved(&mut self.members, m, &mut self.doc.members);
         self.push(Node::Obj(from, to, text))
     }
 
     fn end_array(&mut self, text: &'a str) -> u32 {
         let (_, i) = self.open.pop().unwrap_or_default();
-        let from = self.doc.items.len() as u32;
-        self.doc.items.extend(self.items.drain(i..));
-        let to = self.doc.items.len() as u32;
+        let (from, to) = moved(&mut self.items, i, &mut self.doc.items);
         self.push(Node::Arr(from, to, text))
     }
+}
+
+/// Move `open[start..]` (a closing container's members or items) to the end of `table`: where they are now.
+fn moved<T>(open: &mut Vec<T>, start: usize, table: &mut Vec<T>) -> (u32, u32) {
+    let from = table.len() as u32;
+    table.extend(open.drain(start..));
+    (from, table.len() as u32)
 }
 
 impl Needs {
