@@ -554,6 +554,9 @@ struct Projector<'a, B> {
     build: B,
 }
 
+/// A node built, and the index after its text.
+type Built<N> = json::Result<(N, usize)>;
+
 /// Deeper than this, the projection leaves the verdict to serde_json (whose limit is 128 levels, counted from
 /// the root, which a skip that starts below the root does not see).
 const MAX_DEPTH: usize = 100;
@@ -600,7 +603,7 @@ impl json::Check for AsSerdeJson {
 impl<'a, B: Build<'a>> Projector<'a, B> {
     /// The value at `i` (whitespace first) projected by `needs`, at nesting `depth`: the value and the index
     /// after it.
-    fn value(&mut self, needs: &Needs, i: usize, depth: usize) -> json::Result<(B::Node, usize)> {
+    fn value(&mut self, needs: &Needs, i: usize, depth: usize) -> Built<B::Node> {
         let b = self.b;
         let i = json::skip_ws(b, i);
         match b.get(i) {
@@ -641,18 +644,18 @@ impl<'a, B: Build<'a>> Projector<'a, B> {
         json::skip_value(self.b, i, &mut self.nest, &mut AsSerdeJson { base: depth })
     }
 
-    fn object(
-        &mut self,
-        needs: &Needs,
-        start: usize,
-        depth: usize,
-    ) -> json::Result<(B::Node, usize)> {
+    /// A container opens at `start`, at nesting `depth`: where its first member or item may start.
+    fn open(&self, start: usize, depth: usize) -> json::Result<usize> {
         if depth > MAX_DEPTH {
             return Err(UNSURE);
         }
+        Ok(json::skip_ws(self.b, start + 1))
+    }
+
+    fn object(&mut self, needs: &Needs, start: usize, depth: usize) -> Built<B::Node> {
         let b = self.b;
+        let mut i = self.open(start, depth)?;
         self.build.begin_object();
-        let mut i = json::skip_ws(b, start + 1);
         if b.get(i) == Some(&b'}') {
             return Ok((self.build.end_object(&self.src[start..i + 1]), i + 1));
         }
@@ -690,19 +693,11 @@ impl<'a, B: Build<'a>> Projector<'a, B> {
         }
     }
 
-    fn array(
-        &mut self,
-        needs: &Needs,
-        start: usize,
-        depth: usize,
-    ) -> json::Result<(B::Node, usize)> {
-        if depth > MAX_DEPTH {
-            return Err(UNSURE);
-        }
+    fn array(&mut self, needs: &Needs, start: usize, depth: usize) -> Built<B::Node> {
         let b = self.b;
         let each = needs.elems.as_deref().unwrap_or(&NOTHING);
+        let mut i = self.open(start, depth)?;
         self.build.begin_array();
-        let mut i = json::skip_ws(b, start + 1);
         if b.get(i) == Some(&b']') {
             return Ok((self.build.end_array(&self.src[start..i + 1]), i + 1));
         }
