@@ -93,13 +93,17 @@ fn check(cases: &[(&str, &str, bool)]) {
                     set.push(member);
                 }
                 let verdicts = set.evaluate(&d, &mut EventBudget::new(set.distinct()));
-                if verdicts.get(0) != Some(&got)
-                    || verdicts.get(1).is_some()
-                    || verdicts.get(2) != Some(&got)
-                {
-                    failures.push(format!(
-                        "#{i} `{expr}`: the filter set's verdict differs from {got:?}"
-                    ));
+                // And as the router asks, from the body (the index on a borrowed parse where it covers the set).
+                let body = serde_json::to_vec(&d).unwrap();
+                let direct = set
+                    .evaluate_body(&body, &mut EventBudget::new(set.distinct()))
+                    .unwrap();
+                for v in [&verdicts, &direct] {
+                    if v.get(0) != Some(&got) || v.get(1).is_some() || v.get(2) != Some(&got) {
+                        failures.push(format!(
+                            "#{i} `{expr}`: the filter set's verdict differs from {got:?}"
+                        ));
+                    }
                 }
             }
         }
@@ -1072,14 +1076,27 @@ fn jayway_corpus_as_filter_sets() {
             &payload,
             &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
         );
+        let direct = set
+            .evaluate_body(
+                payloads[reference].as_bytes(),
+                &mut EventBudget::with_steps(u64::MAX / 4, set.distinct()),
+            )
+            .unwrap();
         for (i, m) in members.iter().enumerate() {
             match m {
-                None => assert!(verdicts.get(i).is_none()),
+                None => assert!(verdicts.get(i).is_none() && direct.get(i).is_none()),
                 Some(f) => {
+                    let alone = f.evaluate(&payload);
                     assert_eq!(
                         verdicts.get(i),
-                        Some(&f.evaluate(&payload)),
+                        Some(&alone),
                         "`{}` on {reference}",
+                        f.source()
+                    );
+                    assert_eq!(
+                        direct.get(i),
+                        Some(&alone),
+                        "`{}` on {reference} (evaluate_body)",
                         f.source()
                     );
                     checked += 1;
