@@ -185,8 +185,8 @@ const DASH_NAMES: Names = Names {
 /// The headers of `d` on `binding`: the relay's own (`trigger-id`, `subscription-id`, `content-type`,
 /// `invocation-id`, `test`, `replay` and `replay-of`), the W3C trace context, and the CloudEvents attributes in binary mode.
 pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
-    let e = &d.event;
-    let ce = d.route.envelope.as_deref();
+    let e = &d.event();
+    let ce = d.route().envelope.as_deref();
     let mut h: Vec<Header<'_>> = Vec::with_capacity(
         if ce.is_some() { 16 } else { 7 } + if e.replay_of.is_some() { 2 } else { 0 },
     );
@@ -197,7 +197,7 @@ pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
         Binding::Nats | Binding::Http => percent_encode(Cow::Borrowed(v)),
     };
     h.push(("trigger-id", enc(&e.trigger_id)));
-    h.push(("subscription-id", enc(&d.route.subscription_id)));
+    h.push(("subscription-id", enc(&d.route().subscription_id)));
     let structured = ce.is_some_and(|c| c.structured);
     h.push((
         "content-type",
@@ -265,9 +265,11 @@ pub fn payload(d: &Delivery) -> Bytes {
         // Given back by the sink after it released the event's body (see `Delivery::restore_body`).
         return sent.clone();
     }
-    match &d.route.envelope {
-        Some(c) if c.structured => d.event.structured_envelope(c, || structured(&d.event, c)),
-        _ => d.event.body.clone(),
+    match &d.route().envelope {
+        Some(c) if c.structured => d
+            .event()
+            .structured_envelope(c, || structured(d.event(), c)),
+        _ => d.event().body.clone(),
     }
 }
 

@@ -28,7 +28,9 @@ pub struct TriggerRoutes {
     /// `trigger_relay_ingress_requests_total{trigger=id, status="200"}`.
     pub accepted: IntCounter,
     pub info: Arc<TriggerInfo>,
-    pub routes: Vec<RouteEntry>,
+    /// Shared with the deliveries, which index it ([`crate::pipeline::Share`]): a table swapped out lives on
+    /// until its last delivery is done.
+    pub routes: Arc<Vec<RouteEntry>>,
     /// The routes' filters, in route order, identical ones evaluated once per event (`filter::set`).
     filters: crate::filter::FilterSet,
     /// `trigger_relay_filter_budget_exhausted_total`.
@@ -42,10 +44,10 @@ pub struct TriggerRoutes {
     reads_whole: bool,
 }
 
-/// What [`TriggerRoutes::select`] found: the matched routes, and the whole parsed body when a route reads more of
-/// it than its filter.
-pub struct Selected<'a> {
-    pub routes: Vec<&'a RouteEntry>,
+/// What [`TriggerRoutes::select`] found: the matched routes (indices into [`TriggerRoutes::routes`], in order),
+/// and the whole parsed body when a route reads more of it than its filter.
+pub struct Selected {
+    pub routes: Vec<usize>,
     pub json: Option<serde_json::Value>,
 }
 
@@ -165,7 +167,12 @@ impl Router {
             },
             subscription_id: spec.subscription_id.as_str().into(),
             subscription_name: spec.subscription_name.as_str().into(),
-            sink: spec.sink.as_str().into(),
+            // The queue's own name when it is this sink's (always, from `routes`): every route of a sink then
+            // holds one `Arc`, which `Finishing` compares by pointer.
+            sink: match queue.name_arc() {
+                n if **n == *spec.sink => n.clone(),
+                _ => spec.sink.as_str().into(),
+            },
             target: spec.target,
             ack: spec.ack,
             filter: spec.filter,
@@ -184,7 +191,7 @@ impl Router {
                     .requests
                     .with_label_values(&[spec.trigger_id.as_str(), "200"]),
                 info,
-                routes: Vec::new(),
+                routes: Arc::new(Vec::new()),
                 filters: crate::filter::FilterSet::new(),
                 budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
@@ -194,7 +201,8 @@ impl Router {
         entry.reads_whole |=
             route.envelope.as_ref().is_some_and(|c| c.subject.is_some()) || spec_reads_payload;
         entry.needs_json |= route.filter.is_some() || entry.reads_whole;
-        entry.routes.push(RouteEntry {
+        // Not shared yet (the table is being built), so this does not copy.
+        Arc::make_mut(&mut entry.routes).push(RouteEntry {
             route: Arc::new(route),
             queue,
         });
@@ -235,14 +243,14 @@ impl TriggerRoutes {
     /// filter would drop and a key pointer would miss. A filter that errors on a readable body fails closed, as
     /// ISC's does, counted and logged with `tracking_id`. The filters share one [`EventBudget`] per event, so the
     /// time one event can hold this task is bounded whatever the trigger's subscriptions hold.
-    pub fn select<'a>(
-        &'a self,
+    pub fn select(
+        &self,
         body: &[u8],
         tracking_id: &crate::error::TrackingId,
-    ) -> Result<Selected<'a>, String> {
+    ) -> Result<Selected, String> {
         if !self.needs_json {
             return Ok(Selected {
-                routes: self.routes.iter().collect(),
+                routes: (0..self.routes.len()).collect(),
                 json: None,
             });
         }
@@ -288,7 +296,7 @@ impl TriggerRoutes {
                     }
                 }
             })
-            .map(|(_, r)| r)
+            .map(|(i, _)| i)
             .collect();
         if exhausted {
             self.budget_exhausted.inc();

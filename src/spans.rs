@@ -263,21 +263,21 @@ impl crate::pipeline::SpanExporter for Spans {
 
     /// The `publish` span of a finished delivery.
     fn publish(&self, d: &Delivery, outcome: &Outcome) {
-        let (Some(parent_id), Some(own)) = (d.event.span_id, d.span) else {
+        let (Some(parent_id), Some(own)) = (d.event().span_id, d.span) else {
             return;
         };
-        let parent = parent_context(&d.event, parent_id);
+        let parent = parent_context(d.event(), parent_id);
         let end = SystemTime::now();
         let mut span = self.tracer.build_with_context(
-            SpanBuilder::from_name(format!("publish {}", d.route.sink))
+            SpanBuilder::from_name(format!("publish {}", d.route().sink))
                 .with_kind(SpanKind::Producer)
                 .with_span_id(SpanId::from(own.id))
                 .with_start_time(own.started)
                 .with_attributes([
-                    KeyValue::new("trigger_relay.sink", d.route.sink.to_string()),
+                    KeyValue::new("trigger_relay.sink", d.route().sink.to_string()),
                     KeyValue::new(
                         "trigger_relay.subscription_id",
-                        d.route.subscription_id.to_string(),
+                        d.route().subscription_id.to_string(),
                     ),
                     KeyValue::new("trigger_relay.attempts", i64::from(d.attempts)),
                 ]),

@@ -31,8 +31,7 @@ use hyper::body::Incoming;
 use crate::envelope::TraceContext;
 use crate::error::{ApiError, TrackingId};
 use crate::model::AckMode;
-use crate::pipeline::RouteEntry;
-use crate::pipeline::{Delivery, Event, Outcome};
+use crate::pipeline::{Delivery, Event, Outcome, RouteEntry, Routes, Share};
 use crate::router::{Lookup, Router};
 use crate::sinks::SinkError;
 
@@ -381,10 +380,11 @@ async fn deliver(
         return Ok(None);
     }
     // All or nothing: reserve room in every matched queue before handing anything over, once per queue.
-    let groups = by_queue(selected);
+    let table = &routes.routes;
+    let groups = by_queue(selected, table);
     let mut reservations = Vec::with_capacity(groups.len());
     for group in &groups {
-        let queue = &group[0].queue;
+        let queue = &table[group[0]].queue;
         match queue.try_reserve_many(group.len(), body.len()) {
             Ok(r) => reservations.push(r),
             Err(full) => {
@@ -406,7 +406,7 @@ async fn deliver(
     if let Some(trace) = TraceContext::from_request(&req.headers) {
         event.trace = trace;
     }
-    let spans = groups[0][0].route.spans.clone();
+    let spans = table[groups[0][0]].route.spans.clone();
     if spans.is_some() {
         event.span_id = Some(crate::pipeline::new_span_id());
         if !event.trace.remote {
@@ -427,20 +427,19 @@ async fn deliver(
         })
     };
     for (group, reservation) in groups.into_iter().zip(reservations) {
+        // One share per queue: the event, the table its deliveries index, their reservation.
+        let share = Share::new(event.clone(), Routes::Table(table.clone()), reservation);
+        let queue = &table[group[0]].queue;
         // Refused only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
         handed_over &= match group.as_slice() {
-            [entry] => Delivery::enqueue(event.clone(), entry, ack(entry), reservation),
-            [first, ..] => {
+            [i] => Delivery::enqueue_one(queue, Delivery::new(share, *i, ack(&table[*i]))),
+            _ => {
                 let deliveries = group
                     .iter()
-                    .map(|entry| {
-                        let (route, a) = (entry.route.clone(), ack(entry));
-                        Delivery::new(event.clone(), route, a, reservation.clone())
-                    })
+                    .map(|&i| Delivery::new(share.clone(), i, ack(&table[i])))
                     .collect();
-                Delivery::enqueue_group(&first.queue, deliveries)
+                Delivery::enqueue_group(queue, deliveries)
             }
-            [] => true,
         };
     }
     if let (Some(spans), Some(enqueued)) = (spans, enqueue_began) {
@@ -464,17 +463,19 @@ async fn deliver(
     Ok(Some(routes.accepted.clone()))
 }
 
-/// The matched routes by sink queue, in route order within each: the deliveries of one event to one queue share
-/// one reservation and one channel item. One route (the common case) costs no further allocation.
-fn by_queue(selected: Vec<&RouteEntry>) -> Vec<Vec<&RouteEntry>> {
+/// The matched routes (indices into `table`) by sink queue, in route order within each: the deliveries of one
+/// event to one queue share one reservation and one channel item. One route (the common case) costs no further
+/// allocation.
+fn by_queue(selected: Vec<usize>, table: &[RouteEntry]) -> Vec<Vec<usize>> {
     if selected.len() == 1 {
         return vec![selected];
     }
-    let mut groups: Vec<Vec<&RouteEntry>> = Vec::new();
-    for entry in selected {
-        match groups.iter_mut().find(|g| g[0].queue.same(&entry.queue)) {
-            Some(g) => g.push(entry),
-            None => groups.push(vec![entry]),
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in selected {
+        let queue = &table[i].queue;
+        match groups.iter_mut().find(|g| table[g[0]].queue.same(queue)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
         }
     }
     groups

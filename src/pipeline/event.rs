@@ -8,6 +8,9 @@
 //! reservation, which now counts the client's copy, and gets the message back from the client if it fails
 //! ([`Delivery::restore_body`]) for its dead letter.
 //!
+//! The deliveries of one event to one queue hold one [`Share`]: the event, the routing table they index and
+//! their common reservation. A fan-out costs one reference count per delivery, not three.
+//!
 //! A delivery is finished exactly once. One that is dropped without [`Delivery::finish`] (a sink task
 //! abandoned at the end of the shutdown grace period, a worker that panicked, a queue dropped with events
 //! still in it) finishes itself as [`SinkError::ShutDown`] in its `Drop`: it is counted, logged with its
@@ -19,7 +22,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{CloudEvents, Queue, Reservation, Route, RouteEntry, SinkError, TraceContext};
+use super::{
+    CloudEvents, Finishing, Queue, Reservation, Route, RouteEntry, SinkError, TraceContext,
+};
 use crate::error::TrackingId;
 use crate::status::{InvocationKind, Status, StatusLog};
 
@@ -134,15 +139,44 @@ pub struct DeliverySpan {
 /// How a delivery ended, as the ingress sees it in `delivered` mode.
 pub type Outcome = Result<(), SinkError>;
 
+/// The routes a [`Share`]'s deliveries go to: one (a single hand-over) or the trigger's routing table, which
+/// the deliveries index. Holding the table (one reference count per share) is what spares a fan-out one
+/// reference count per delivery.
+#[derive(Debug)]
+pub enum Routes {
+    One(Arc<Route>),
+    Table(Arc<Vec<RouteEntry>>),
+}
+
+/// What the deliveries of one event to one queue share: the event, their routes, and the queue room they hold
+/// together (released when the last of them is done). A fan-out to 50 subscriptions of one sink makes one
+/// `Share` and 50 deliveries holding it: one atomic reference count each, instead of one for the event, one
+/// for the route and one for the reservation (BENCHMARKS.md, "fan-out, fifth step").
+#[derive(Debug)]
+pub struct Share {
+    event: Arc<Event>,
+    routes: Routes,
+    reservation: Reservation,
+}
+
+impl Share {
+    pub fn new(event: Arc<Event>, routes: Routes, reservation: Reservation) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            routes,
+            reservation,
+        })
+    }
+}
+
 /// An event on its way to one subscription's destination.
 #[derive(Debug)]
 pub struct Delivery {
-    pub event: Arc<Event>,
-    pub route: Arc<Route>,
+    share: Arc<Share>,
+    /// This delivery's route in `share.routes` (0 for [`Routes::One`]).
+    index: u32,
     /// Present when the ingress waits for this delivery (`delivered` mode).
     pub ack: Option<oneshot::Sender<Outcome>>,
-    /// Frees the queue's event and byte capacity when the delivery is done (dropped).
-    pub reservation: Reservation,
     /// Send attempts so far (sinks that retry count them; dead letters report them).
     pub attempts: u32,
     /// This delivery's `publish` span (its id and start), while spans are exported.
@@ -155,31 +189,41 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(
-        event: Arc<Event>,
-        route: Arc<Route>,
-        ack: Option<oneshot::Sender<Outcome>>,
-        reservation: Reservation,
-    ) -> Self {
-        let span = route.spans.as_ref().map(|_| DeliverySpan {
-            id: super::new_span_id(),
-            started: SystemTime::now(),
-        });
-        let d = Self {
-            event,
-            route,
+    /// The delivery of `share`'s event to its route number `index` (0 for [`Routes::One`]). `index` must be a
+    /// route of the share: the ingress takes it from the table the share holds.
+    pub fn new(share: Arc<Share>, index: usize, ack: Option<oneshot::Sender<Outcome>>) -> Self {
+        let mut d = Self {
+            share,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             ack,
-            reservation,
             attempts: 0,
-            span,
+            span: None,
             sent: None,
             finished: false,
         };
+        let route = d.route();
+        d.span = route.spans.as_ref().map(|_| DeliverySpan {
+            id: super::new_span_id(),
+            started: SystemTime::now(),
+        });
         // Listed from the moment it starts, as ISC lists an invocation in flight.
-        if let Some(log) = &d.route.statuses {
+        if let Some(log) = &d.route().statuses {
             log.record(d.status(None, None));
         }
         d
+    }
+
+    /// The event being delivered.
+    pub fn event(&self) -> &Arc<Event> {
+        &self.share.event
+    }
+
+    /// The subscription it is delivered for.
+    pub fn route(&self) -> &Arc<Route> {
+        match &self.share.routes {
+            Routes::One(r) => r,
+            Routes::Table(t) => &t[self.index as usize].route,
+        }
     }
 
     /// The one hand-over of an event to a route's sink queue, for the ingress, the API's test invocations and
@@ -193,10 +237,13 @@ impl Delivery {
         ack: Option<oneshot::Sender<Outcome>>,
         reservation: Reservation,
     ) -> bool {
-        match entry
-            .queue
-            .send(Self::new(event, entry.route.clone(), ack, reservation))
-        {
+        let share = Share::new(event, Routes::One(entry.route.clone()), reservation);
+        Self::enqueue_one(&entry.queue, Self::new(share, 0, ack))
+    }
+
+    /// Queue one delivery made for `queue` (its share holds room there). `false` as for `enqueue`, refused.
+    pub fn enqueue_one(queue: &Queue, d: Delivery) -> bool {
+        match queue.send(d) {
             Ok(()) => true,
             Err(unsent) => {
                 unsent.refuse();
@@ -220,10 +267,15 @@ impl Delivery {
     /// Let go of the event's body (and its parsed JSON and envelopes, when no other delivery holds the event)
     /// once the sink's client holds its own copy of the message. The reservation stays until the delivery
     /// finishes: the queue's byte capacity then counts the client's copy. Kept when the subscription records
-    /// invocation statuses: the finished status carries the input (and the status log holds it anyway).
+    /// invocation statuses: the finished status carries the input (and the status log holds it anyway), and
+    /// while other deliveries of the event to this queue are unfinished (several subscriptions on one sink):
+    /// their [`Share`] holds the body until the last of them is done (RELIABILITY.md, "memory").
     pub fn release_body(&mut self) {
-        if self.route.statuses.is_none() && !self.event.body.is_empty() {
-            self.event = Arc::new(self.event.with_body(Bytes::new()));
+        if self.route().statuses.is_some() || self.event().body.is_empty() {
+            return;
+        }
+        if let Some(share) = Arc::get_mut(&mut self.share) {
+            share.event = Arc::new(share.event.with_body(Bytes::new()));
         }
     }
 
@@ -231,52 +283,61 @@ impl Delivery {
     /// [`Delivery::release_body`]: the event's body again (none or binary CloudEvents mode, where the message is
     /// the body), or in structured mode the envelope as sent ([`Delivery::sent`]).
     pub fn restore_body(&mut self, message: Bytes) {
-        if self.route.envelope.as_ref().is_some_and(|c| c.structured) {
+        if self.route().envelope.as_ref().is_some_and(|c| c.structured) {
             self.sent = Some(message);
-        } else if self.event.body.is_empty() {
-            self.event = Arc::new(self.event.with_body(message));
+        } else if self.event().body.is_empty() {
+            // Released, so this delivery held the share alone, and still does (nothing else takes it).
+            if let Some(share) = Arc::get_mut(&mut self.share) {
+                share.event = Arc::new(share.event.with_body(message));
+            }
         }
     }
 
     /// This delivery's invocation status: in flight (`completed` `None`) or finished.
     fn status(&self, completed: Option<SystemTime>, error: Option<String>) -> Status {
-        let (kind, content) = match &self.event.test {
+        let (kind, content) = match &self.event().test {
             Some(c) => (InvocationKind::Test, c.clone()),
             None => (InvocationKind::RealTime, serde_json::json!({})),
         };
         Status {
             id: self
-                .event
+                .event()
                 .invocation_id
                 .as_deref()
-                .map_or_else(|| self.event.tracking_id.to_string(), str::to_string),
-            trigger_id: self.event.trigger_id.clone(),
-            subscription_id: self.route.subscription_id.clone(),
-            subscription_name: self.route.subscription_name.clone(),
+                .map_or_else(|| self.event().tracking_id.to_string(), str::to_string),
+            trigger_id: self.event().trigger_id.clone(),
+            subscription_id: self.route().subscription_id.clone(),
+            subscription_name: self.route().subscription_name.clone(),
             kind,
-            created: self.event.received_at,
+            created: self.event().received_at,
             completed,
-            input: StatusLog::keepable(&self.event.body),
+            input: StatusLog::keepable(&self.event().body),
             content_json: content,
             error,
         }
     }
 
     /// Finish this delivery: count it, tell a waiting ingress, release its queue capacity.
-    pub fn finish(self, outcome: Outcome) {
-        self.finish_at(outcome, Instant::now());
+    pub fn finish(mut self, outcome: Outcome) {
+        self.complete(outcome, Instant::now());
     }
 
-    /// [`finish`](Self::finish) with the time it finished, read once by a sink for a batch that finished together.
-    pub fn finish_at(mut self, outcome: Outcome, now: Instant) {
-        self.complete(outcome, now);
+    /// [`finish`](Self::finish) for one of the deliveries a sink finished together: the time, the event's
+    /// latency and the latency histogram's update are shared with the others ([`Finishing`]).
+    pub fn finish_in(mut self, outcome: Outcome, finishing: &mut Finishing) {
+        self.finished = true;
+        let route = self.route();
+        route
+            .metrics
+            .record_in(&outcome, self.event().received, &route.sink, finishing);
+        self.report(outcome);
     }
 
     /// The ingress could not hand this delivery over (the sink is stopped) and answers the request with an
     /// error itself: nothing was accepted, so nothing is counted as lost.
     pub fn refuse(mut self) {
         self.finished = true;
-        if let Some(log) = &self.route.statuses {
+        if let Some(log) = &self.route().statuses {
             log.record(self.status(
                 Some(SystemTime::now()),
                 Some("not accepted: the relay is shutting down".into()),
@@ -286,27 +347,32 @@ impl Delivery {
 
     fn complete(&mut self, outcome: Outcome, now: Instant) {
         self.finished = true;
-        let latency = now.saturating_duration_since(self.event.received);
-        self.route.metrics.record(&outcome, latency);
-        if let Some(spans) = &self.route.spans {
+        let latency = now.saturating_duration_since(self.event().received);
+        self.route().metrics.record(&outcome, latency);
+        self.report(outcome);
+    }
+
+    /// What every finish does after counting: the span, the log line of a failure, the status, the answer.
+    fn report(&mut self, outcome: Outcome) {
+        if let Some(spans) = &self.route().spans {
             spans.publish(self, &outcome);
         }
         if let Err(e) = &outcome {
             if *e == SinkError::ShutDown {
-                self.reservation.mark_lost();
+                self.share.reservation.mark_lost();
             }
             tracing::warn!(
-                tracking_id = %self.event.tracking_id,
-                trace_id = %self.event.trace.trace_id_hex(),
-                subscription = %self.route.subscription_id,
-                trigger = %self.event.trigger_id,
-                invocation_id = self.event.invocation_id.as_deref().unwrap_or(""),
+                tracking_id = %self.event().tracking_id,
+                trace_id = %self.event().trace.trace_id_hex(),
+                subscription = %self.route().subscription_id,
+                trigger = %self.event().trigger_id,
+                invocation_id = self.event().invocation_id.as_deref().unwrap_or(""),
                 attempts = self.attempts,
                 error = %e,
                 "event not delivered"
             );
         }
-        if let Some(log) = &self.route.statuses {
+        if let Some(log) = &self.route().statuses {
             log.record(self.status(
                 Some(SystemTime::now()),
                 outcome.as_ref().err().map(|e| e.to_string()),

@@ -14,8 +14,8 @@ pub mod route;
 mod target;
 mod trace;
 
-pub use event::{Delivery, DeliverySpan, Event, Outcome};
-pub use metrics::RouteMetrics;
+pub use event::{Delivery, DeliverySpan, Event, Outcome, Routes, Share};
+pub use metrics::{Finishing, RouteMetrics};
 pub use queue::{Queue, QueueConfig, QueueFull, QueueReceiver, QueueStats, Reservation};
 pub use route::{CloudEvents, DeadLetterWriter, FilterCounters, Route, RouteEntry, SpanExporter};
 pub use target::{EventBridgeTarget, SinkError, Target};

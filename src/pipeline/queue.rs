@@ -241,6 +241,11 @@ impl Queue {
         &self.stats.name
     }
 
+    /// The name, shared (routes of this sink hold it as their `sink`).
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.stats.name
+    }
+
     pub fn stats(&self) -> QueueStats {
         self.stats.clone()
     }
@@ -322,15 +327,21 @@ impl Unsent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{Event, FilterCounters, Route, RouteMetrics, Target};
+    use crate::pipeline::{
+        Event, FilterCounters, Finishing, Route, RouteMetrics, Routes, Share, SinkError, Target,
+    };
     use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
     fn route() -> Arc<Route> {
+        route_on("discard")
+    }
+
+    fn route_on(sink: &str) -> Arc<Route> {
         let counter = || IntCounter::new("c", "c").unwrap();
         Arc::new(Route {
             subscription_id: "s".into(),
             subscription_name: "s".into(),
-            sink: "discard".into(),
+            sink: sink.into(),
             target: Target::Discard,
             ack: crate::model::AckMode::Accepted,
             filter: None,
@@ -393,20 +404,20 @@ mod tests {
 
         let r = q.try_reserve_many(3, 100).unwrap();
         assert_eq!(stats.outstanding_events(), 3);
-        let e = event(1);
+        let share = Share::new(event(1), Routes::One(route()), r);
         let group = (0..3)
-            .map(|_| Delivery::new(e.clone(), route(), None, r.clone()))
+            .map(|_| Delivery::new(share.clone(), 0, None))
             .collect();
-        drop(r);
+        drop(share);
         assert!(Delivery::enqueue_group(&q, group));
         let single = q.try_reserve(100).unwrap();
-        q.send(Delivery::new(event(2), route(), None, single))
-            .unwrap();
+        let share = Share::new(event(2), Routes::One(route()), single);
+        q.send(Delivery::new(share, 0, None)).unwrap();
 
         let mut buf = Vec::new();
         assert_eq!(rx.recv_many(&mut buf, 2).await, 2);
         assert_eq!(rx.recv_many(&mut buf, 2).await, 2);
-        let bodies: Vec<u8> = buf.iter().map(|d| d.event.body[0]).collect();
+        let bodies: Vec<u8> = buf.iter().map(|d| d.event().body[0]).collect();
         assert_eq!(
             bodies,
             [1, 1, 1, 2],
@@ -436,13 +447,72 @@ mod tests {
         let stats = q.stats();
         let r = q.try_reserve_many(2, 100).unwrap();
         drop(rx);
-        let e = event(1);
+        let share = Share::new(event(1), Routes::One(route()), r);
         let group = (0..2)
-            .map(|_| Delivery::new(e.clone(), route(), None, r.clone()))
+            .map(|_| Delivery::new(share.clone(), 0, None))
             .collect();
-        drop(r);
+        drop(share);
         assert!(!Delivery::enqueue_group(&q, group));
         assert_eq!(stats.outstanding_events(), 0);
         assert_eq!(stats.lost_events(), 0);
+    }
+
+    /// Deliveries finished together: each success counted at once, the latencies added to the sink's histogram
+    /// in one update (`flush`), a failure not observed; another sink's delivery is observed into its own.
+    #[tokio::test]
+    async fn deliveries_finished_together_count_each_latency_once() {
+        let (q, _rx) = queue(10, 4096);
+        let (r, other) = (route(), route_on("other"));
+        let share = Share::new(
+            event(1),
+            Routes::One(r.clone()),
+            q.try_reserve_many(3, 100).unwrap(),
+        );
+        let mut finishing = Finishing::new(std::time::Instant::now());
+        Delivery::new(share.clone(), 0, None).finish_in(Ok(()), &mut finishing);
+        Delivery::new(share.clone(), 0, None).finish_in(Ok(()), &mut finishing);
+        let failed = Err(SinkError::Rejected("no".into()));
+        Delivery::new(share, 0, None).finish_in(failed, &mut finishing);
+        let elsewhere = Share::new(
+            event(2),
+            Routes::One(other.clone()),
+            q.try_reserve(100).unwrap(),
+        );
+        Delivery::new(elsewhere, 0, None).finish_in(Ok(()), &mut finishing);
+        assert_eq!(r.metrics.sent.get(), 2);
+        assert_eq!(
+            r.metrics.latency.get_sample_count(),
+            0,
+            "not before the flush"
+        );
+        assert_eq!(other.metrics.latency.get_sample_count(), 1);
+        finishing.flush();
+        assert_eq!(r.metrics.latency.get_sample_count(), 2);
+        assert_eq!(q.stats().outstanding_events(), 0);
+    }
+
+    /// A delivery lets go of the body only when it holds its share alone: a group's body stays until the
+    /// last of its deliveries can release it.
+    #[tokio::test]
+    async fn a_shared_body_is_released_by_the_last_delivery_holding_it() {
+        let (q, _rx) = queue(10, 4096);
+        let share = Share::new(
+            event(1),
+            Routes::One(route()),
+            q.try_reserve_many(2, 100).unwrap(),
+        );
+        let (mut a, b) = (
+            Delivery::new(share.clone(), 0, None),
+            Delivery::new(share, 0, None),
+        );
+        a.release_body();
+        assert_eq!(a.event().body.len(), 100, "b still holds the share");
+        b.finish(Ok(()));
+        a.release_body();
+        assert!(a.event().body.is_empty());
+        a.restore_body(bytes::Bytes::from_static(b"back"));
+        assert_eq!(&a.event().body[..], b"back");
+        a.finish(Ok(()));
+        assert_eq!(q.stats().outstanding_events(), 0);
     }
 }

@@ -59,10 +59,10 @@ fn dead_letter_headers<'a>(
     h.extend([
         (
             "subscription-name",
-            Cow::Borrowed(&*d.route.subscription_name),
+            Cow::Borrowed(&*d.route().subscription_name),
         ),
-        ("tracking-id", Cow::Owned(d.event.tracking_id.to_string())),
-        ("dead-letter-sink", Cow::Borrowed(&*d.route.sink)),
+        ("tracking-id", Cow::Owned(d.event().tracking_id.to_string())),
+        ("dead-letter-sink", Cow::Borrowed(&*d.route().sink)),
         ("dead-letter-reason", Cow::Borrowed(e.reason())),
         ("dead-letter-attempts", Cow::Owned(d.attempts.to_string())),
         ("dead-letter-error", Cow::Owned(e.to_string())),
@@ -141,20 +141,20 @@ impl DeadLetter {
         let result = tokio::time::timeout(WRITE_TIMEOUT, self.send(d, e))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())));
-        d.route.metrics.dead_letter(result.is_ok());
+        d.route().metrics.dead_letter(result.is_ok());
         match result {
             Ok(()) => tracing::warn!(
-                tracking_id = %d.event.tracking_id,
-                trace_id = %d.event.trace.trace_id_hex(),
-                subscription = %d.route.subscription_id,
+                tracking_id = %d.event().tracking_id,
+                trace_id = %d.event().trace.trace_id_hex(),
+                subscription = %d.route().subscription_id,
                 dead_letter = ?self,
                 error = %e,
                 "event written to the dead letter"
             ),
             Err(why) => tracing::error!(
-                tracking_id = %d.event.tracking_id,
-                trace_id = %d.event.trace.trace_id_hex(),
-                subscription = %d.route.subscription_id,
+                tracking_id = %d.event().tracking_id,
+                trace_id = %d.event().trace.trace_id_hex(),
+                subscription = %d.route().subscription_id,
                 dead_letter = ?self,
                 error = %e,
                 dead_letter_error = %why,
@@ -179,7 +179,7 @@ impl DeadLetter {
                 }
                 let mut record: FutureRecord<'_, [u8], [u8]> =
                     FutureRecord::to(topic).payload(&body[..]).headers(headers);
-                if let Some(id) = &d.event.invocation_id {
+                if let Some(id) = &d.event().invocation_id {
                     record = record.key(id.as_bytes());
                 }
                 producer

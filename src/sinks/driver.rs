@@ -21,7 +21,7 @@ use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::queue::QueueReceiver;
-use crate::pipeline::{Delivery, Outcome};
+use crate::pipeline::{Delivery, Finishing, Outcome};
 use crate::sinks::{SinkError, SinkWorker};
 
 /// Deliveries finished by one in-flight send, each with its outcome.
@@ -77,13 +77,13 @@ type Pending = Pin<Box<dyn Future<Output = Step> + Send>>;
 fn settle(
     d: Delivery,
     outcome: Outcome,
-    now: std::time::Instant,
+    finishing: &mut Finishing,
     inflight: &FuturesUnordered<Pending>,
 ) -> bool {
-    match (&outcome, &d.route.dead_letter) {
+    match (&outcome, &d.route().dead_letter) {
         // A replay (`trigger-relay replay`) that fails again is not written a second time: its original is
         // still in the dead letter (a replay never deletes), and the replay reports the failure itself.
-        (Err(e), Some(dl)) if *e != SinkError::ShutDown && d.event.replay_of.is_none() => {
+        (Err(e), Some(dl)) if *e != SinkError::ShutDown && d.event().replay_of.is_none() => {
             let dl = dl.clone();
             inflight.push(Box::pin(async move {
                 let Err(e) = &outcome else { unreachable!() };
@@ -93,7 +93,7 @@ fn settle(
             false
         }
         _ => {
-            d.finish_at(outcome, now);
+            d.finish_in(outcome, finishing);
             true
         }
     }
@@ -110,6 +110,7 @@ impl<T: Transport> SinkWorker for Driver<T> {
             let linger = self.transport.linger();
             let max = self.transport.max_in_flight().max(1);
             let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+            let mut finishing = Finishing::new(std::time::Instant::now());
             let mut outstanding = 0usize;
             let mut buf = Vec::with_capacity(take);
             let mut open = true;
@@ -123,13 +124,15 @@ impl<T: Transport> SinkWorker for Driver<T> {
                     _ = stop.cancelled() => break true,
                     Some(step) = inflight.next(), if !inflight.is_empty() => match step {
                         Step::Sent(done) => {
-                            // One clock read for what finished together (a batch's answer).
-                            let now = std::time::Instant::now();
+                            // One clock read and one histogram update for what finished together (a
+                            // send's answer).
+                            finishing.restart(std::time::Instant::now());
                             for (d, outcome) in done {
-                                if settle(d, outcome, now, &inflight) {
+                                if settle(d, outcome, &mut finishing, &inflight) {
                                     outstanding -= 1;
                                 }
                             }
+                            finishing.flush();
                         }
                         Step::DeadLettered(d, outcome) => {
                             d.finish(outcome);

@@ -73,7 +73,7 @@ impl EventBridgeSink {
 
 /// AWS's size of an entry: Source + DetailType + Detail (+ Resources, which the relay does not send).
 fn entry_size(t: &EventBridgeTarget, d: &Delivery) -> usize {
-    t.source.len() + d.event.trigger_id.len() + d.event.body.len()
+    t.source.len() + d.event().trigger_id.len() + d.event().body.len()
 }
 
 /// Entry error codes worth sending again.
@@ -143,7 +143,7 @@ impl EventBridgeSink {
         t: &EventBridgeTarget,
         batch: &[Delivery],
     ) -> Result<EntryResults, CallError> {
-        let detail = |d: &Delivery| String::from_utf8_lossy(&d.event.body).into_owned();
+        let detail = |d: &Delivery| String::from_utf8_lossy(&d.event().body).into_owned();
         fn results<'a>(
             n: usize,
             failed: i32,
@@ -170,13 +170,13 @@ impl EventBridgeSink {
                     .map(|d| {
                         PutEventsRequestEntry::builder()
                             .source(&t.source)
-                            .detail_type(&*d.event.trigger_id)
+                            .detail_type(&*d.event().trigger_id)
                             .detail(detail(d))
                             .event_bus_name(&t.bus)
                             .trace_header(
-                                d.event
+                                d.event()
                                     .trace
-                                    .xray_with(d.span.map_or(d.event.trace.parent_id, |s| s.id)),
+                                    .xray_with(d.span.map_or(d.event().trace.parent_id, |s| s.id)),
                             )
                             .build()
                     })
@@ -201,7 +201,7 @@ impl EventBridgeSink {
                     .map(|d| {
                         PutPartnerEventsRequestEntry::builder()
                             .source(&t.source)
-                            .detail_type(&*d.event.trigger_id)
+                            .detail_type(&*d.event().trigger_id)
                             .detail(detail(d))
                             .build()
                     })
@@ -289,7 +289,7 @@ impl EventBridgeSink {
                 // Each event keeps its own deadline: received + delivery_timeout_ms.
                 let wait = backoff.wait(None);
                 for (d, e) in again {
-                    if !Backoff::fits(wait, d.event.received + delivery_timeout) {
+                    if !Backoff::fits(wait, d.event().received + delivery_timeout) {
                         done.push((d, Err(SinkError::TimedOut(e.to_string()))));
                     } else {
                         batch.push(d);
@@ -320,7 +320,7 @@ impl Transport for EventBridgeSink {
         let mut groups: HashMap<GroupKey, (EventBridgeTarget, Vec<Delivery>, usize)> =
             HashMap::new();
         for d in batch {
-            let Target::EventBridge(t) = &d.route.target else {
+            let Target::EventBridge(t) = &d.route().target else {
                 let e = Err(SinkError::Rejected(
                     "not an EventBridge subscription".into(),
                 ));

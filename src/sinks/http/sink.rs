@@ -187,11 +187,11 @@ impl HttpSink {
         let client = self.client.clone();
         let via = self.via.clone();
         let timeout = self.request_timeout;
-        let deadline = d.event.received + self.delivery_timeout;
+        let deadline = d.event().received + self.delivery_timeout;
         let max_after = self.max_retry_after;
         let retries = self.retries.clone();
         Box::pin(async move {
-            let Target::Http { uri, auth } = &d.route.target else {
+            let Target::Http { uri, auth } = &d.route().target else {
                 let e = Err(SinkError::Rejected("not an HTTP subscription".into()));
                 return vec![(d, e)];
             };
@@ -210,7 +210,7 @@ impl HttpSink {
                     return vec![(d, Err(SinkError::TimedOut(err.to_string())))];
                 }
                 retries.inc();
-                tracing::debug!(tracking_id = %d.event.tracking_id, error = %err, wait_ms = wait.as_millis() as u64, "webhook attempt failed; retrying");
+                tracing::debug!(tracking_id = %d.event().tracking_id, error = %err, wait_ms = wait.as_millis() as u64, "webhook attempt failed; retrying");
                 backoff.sleep(wait).await;
             }
         })

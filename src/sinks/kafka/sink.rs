@@ -108,7 +108,7 @@ impl KafkaSink {
     /// counted by the delivery's queue reservation until the report. A failed report gives the record back
     /// ([`OwnedMessage`]), and its payload goes back on the delivery for the dead letter.
     async fn produce(&self, mut d: Delivery) -> InFlight {
-        let route = d.route.clone();
+        let route = d.route().clone();
         let Target::Kafka { topic, key } = &route.target else {
             return done(
                 d,
@@ -118,11 +118,11 @@ impl KafkaSink {
         let key_bytes: Option<Vec<u8>> = match key {
             KafkaKey::None => None,
             KafkaKey::InvocationId => d
-                .event
+                .event()
                 .invocation_id
                 .as_ref()
                 .map(|s| s.as_bytes().to_vec()),
-            KafkaKey::Pointer(p) => d.event.json().and_then(|v| {
+            KafkaKey::Pointer(p) => d.event().json().and_then(|v| {
                 v.pointer(p).map(|k| match k {
                     serde_json::Value::String(s) => s.clone().into_bytes(),
                     other => other.to_string().into_bytes(),

@@ -101,13 +101,14 @@ impl NatsSink {
     fn jetstream(&self, mut d: Delivery) -> InFlight {
         let js = self.js.clone();
         let retries = self.retries.clone();
-        let deadline = d.event.received + self.delivery_timeout;
+        let deadline = d.event().received + self.delivery_timeout;
         Box::pin(async move {
+            let route = d.route().clone();
             let Target::Nats {
                 subject,
                 expected_stream,
                 ..
-            } = &d.route.target
+            } = &route.target
             else {
                 return vec![(
                     d,
@@ -120,7 +121,7 @@ impl NatsSink {
                 let mut msg = PublishMessage::build()
                     .payload(crate::envelope::payload(&d))
                     .headers(headers(&d));
-                if let Some(id) = &d.event.invocation_id {
+                if let Some(id) = &d.event().invocation_id {
                     msg = msg.message_id(&**id);
                 }
                 if let Some(s) = expected_stream {
@@ -153,7 +154,7 @@ impl NatsSink {
         let mut failed = Vec::new();
         for mut d in batch {
             d.attempts = 1;
-            let Target::Nats { subject, .. } = &d.route.target else {
+            let Target::Nats { subject, .. } = &d.route().target else {
                 failed.push((
                     d,
                     Err(SinkError::Rejected("not a NATS subscription".into())),
@@ -177,7 +178,7 @@ impl NatsSink {
             }
             let deadline = sent
                 .iter()
-                .map(|d| d.event.received)
+                .map(|d| d.event().received)
                 .min()
                 .unwrap_or_else(Instant::now)
                 + delivery_timeout;
@@ -206,7 +207,7 @@ impl Transport for NatsSink {
             let mut out = Vec::new();
             let mut core = Vec::new();
             for d in batch {
-                match d.route.target {
+                match d.route().target {
                     Target::Nats {
                         jetstream: true, ..
                     } => out.push(self.jetstream(d)),

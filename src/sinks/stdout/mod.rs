@@ -70,12 +70,12 @@ impl SinkWorker for StdoutSink {
                 text.clear();
                 for d in &buf {
                     let event: serde_json::Value =
-                        serde_json::from_slice(&d.event.body).unwrap_or_default();
+                        serde_json::from_slice(&d.event().body).unwrap_or_default();
                     let line = Line {
-                        subscription_id: &d.route.subscription_id,
-                        subscription_name: &d.route.subscription_name,
-                        trigger_id: &d.event.trigger_id,
-                        invocation_id: d.event.invocation_id.as_deref(),
+                        subscription_id: &d.route().subscription_id,
+                        subscription_name: &d.route().subscription_name,
+                        trigger_id: &d.event().trigger_id,
+                        invocation_id: d.event().invocation_id.as_deref(),
                         event: &event,
                     };
                     let _ = serde_json::to_writer(&mut text, &line);
