@@ -185,7 +185,7 @@ const DASH_NAMES: Names = Names {
 /// The headers of `d` on `binding`: the relay's own (`trigger-id`, `subscription-id`, `content-type`,
 /// `invocation-id`, `test`, `replay` and `replay-of`), the W3C trace context, and the CloudEvents attributes in binary mode.
 pub fn headers<'a>(d: &'a Delivery, binding: Binding) -> Vec<Header<'a>> {
-    let e = &d.event();
+    let e = d.event();
     let ce = d.route().envelope.as_deref();
     let mut h: Vec<Header<'_>> = Vec::with_capacity(
         if ce.is_some() { 16 } else { 7 } + if e.replay_of.is_some() { 2 } else { 0 },

@@ -269,7 +269,8 @@ impl Delivery {
     /// finishes: the queue's byte capacity then counts the client's copy. Kept when the subscription records
     /// invocation statuses: the finished status carries the input (and the status log holds it anyway), and
     /// while other deliveries of the event to this queue are unfinished (several subscriptions on one sink):
-    /// their [`Share`] holds the body until the last of them is done (RELIABILITY.md, "memory").
+    /// their [`Share`] holds the body until the last of them is done (ARCHITECTURE.md, "One copy per in-flight
+    /// record").
     pub fn release_body(&mut self) {
         if self.route().statuses.is_some() || self.event().body.is_empty() {
             return;
