@@ -28,9 +28,10 @@ pub struct TriggerRoutes {
     /// `trigger_relay_ingress_requests_total{trigger=id, status="200"}`.
     pub accepted: IntCounter,
     pub info: Arc<TriggerInfo>,
-    /// Shared with the deliveries, which index it ([`crate::pipeline::Share`]): a table swapped out lives on
-    /// until its last delivery is done.
-    pub routes: Arc<Vec<RouteEntry>>,
+    pub routes: Vec<RouteEntry>,
+    /// The routes alone, in the same order: shared with the deliveries, which index it
+    /// ([`crate::pipeline::Share`]). It holds no queue, so a delivery keeps no sender of any queue open.
+    pub table: Arc<Vec<Arc<Route>>>,
     /// The routes' filters, in route order, identical ones evaluated once per event (`filter::set`).
     filters: crate::filter::FilterSet,
     /// `trigger_relay_filter_budget_exhausted_total`.
@@ -191,7 +192,8 @@ impl Router {
                     .requests
                     .with_label_values(&[spec.trigger_id.as_str(), "200"]),
                 info,
-                routes: Arc::new(Vec::new()),
+                routes: Vec::new(),
+                table: Arc::new(Vec::new()),
                 filters: crate::filter::FilterSet::new(),
                 budget_exhausted: metrics.budget_exhausted.clone(),
                 needs_json: false,
@@ -201,11 +203,10 @@ impl Router {
         entry.reads_whole |=
             route.envelope.as_ref().is_some_and(|c| c.subject.is_some()) || spec_reads_payload;
         entry.needs_json |= route.filter.is_some() || entry.reads_whole;
+        let route = Arc::new(route);
         // Not shared yet (the table is being built), so this does not copy.
-        Arc::make_mut(&mut entry.routes).push(RouteEntry {
-            route: Arc::new(route),
-            queue,
-        });
+        Arc::make_mut(&mut entry.table).push(route.clone());
+        entry.routes.push(RouteEntry { route, queue });
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -428,7 +428,11 @@ async fn deliver(
     };
     for (group, reservation) in groups.into_iter().zip(reservations) {
         // One share per queue: the event, the table its deliveries index, their reservation.
-        let share = Share::new(event.clone(), Routes::Table(table.clone()), reservation);
+        let share = Share::new(
+            event.clone(),
+            Routes::Table(routes.table.clone()),
+            reservation,
+        );
         let queue = &table[group[0]].queue;
         // Refused only when the sink worker is gone (shutdown, or a worker that failed): not accepted.
         handed_over &= match group.as_slice() {

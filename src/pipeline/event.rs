@@ -8,7 +8,7 @@
 //! reservation, which now counts the client's copy, and gets the message back from the client if it fails
 //! ([`Delivery::restore_body`]) for its dead letter.
 //!
-//! The deliveries of one event to one queue hold one [`Share`]: the event, the routing table they index and
+//! The deliveries of one event to one queue hold one [`Share`]: the event, the trigger's routes they index and
 //! their common reservation. A fan-out costs one reference count per delivery, not three.
 //!
 //! A delivery is finished exactly once. One that is dropped without [`Delivery::finish`] (a sink task
@@ -139,13 +139,14 @@ pub struct DeliverySpan {
 /// How a delivery ended, as the ingress sees it in `delivered` mode.
 pub type Outcome = Result<(), SinkError>;
 
-/// The routes a [`Share`]'s deliveries go to: one (a single hand-over) or the trigger's routing table, which
-/// the deliveries index. Holding the table (one reference count per share) is what spares a fan-out one
-/// reference count per delivery.
+/// The routes a [`Share`]'s deliveries go to: one (a single hand-over) or the trigger's routes
+/// (`router::TriggerRoutes::table`), which the deliveries index. Holding the table (one reference count per
+/// share) is what spares a fan-out one reference count per delivery. It holds routes only, no queue sender, so
+/// a delivery never keeps a queue's channel open.
 #[derive(Debug)]
 pub enum Routes {
     One(Arc<Route>),
-    Table(Arc<Vec<RouteEntry>>),
+    Table(Arc<Vec<Arc<Route>>>),
 }
 
 /// What the deliveries of one event to one queue share: the event, their routes, and the queue room they hold
@@ -222,7 +223,7 @@ impl Delivery {
     pub fn route(&self) -> &Arc<Route> {
         match &self.share.routes {
             Routes::One(r) => r,
-            Routes::Table(t) => &t[self.index as usize].route,
+            Routes::Table(t) => &t[self.index as usize],
         }
     }
 
