@@ -207,6 +207,7 @@ impl Relay {
                 api_on,
                 sinks: &mut sinks,
                 connections: &mut connections,
+                event_overhead: kind.event_overhead_bytes(),
             };
             kind.start(ctx).await?;
         }

@@ -112,8 +112,13 @@ options = { "no.such.property" = "x" }
     check(
         "[ingress]\nmax_body_bytes = 2000000\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\n[sinks.kafka.k.queue]\nmax_bytes = 1048576\n",
         &[
-            "sinks.kafka.k.queue.max_bytes: must be at least ingress.max_body_bytes (2000000)",
+            "sinks.kafka.k.queue.max_bytes: must be at least 2002048 (ingress.max_body_bytes 2000000 + 2048, what each event costs this kind besides its body)",
         ],
+    );
+    // A Kafka event costs its queue more than its body (`SinkKind::event_overhead_bytes`); a STDOUT one does not.
+    check(
+        "[ingress]\nmax_body_bytes = 1048576\n[sinks.kafka.k]\nbootstrap_servers = \"h:1\"\n[sinks.kafka.k.queue]\nmax_bytes = 1048576\n[sinks.stdout.queue]\nmax_bytes = 1048576\n",
+        &["sinks.kafka.k.queue.max_bytes: must be at least 1050624 (ingress.max_body_bytes 1048576 + 2048"],
     );
 }
 

@@ -5,6 +5,11 @@
 //! channel *and* what is in flight to the broker. Reservation never waits: when either capacity is used up the
 //! ingress answers 503 at once (fail fast), which is the relay's back-pressure on ISC.
 //!
+//! An event's bytes are its body plus the sink kind's fixed cost of holding one event besides its body
+//! (`SinkKind::event_overhead_bytes`: for Kafka, librdkafka's record and headers and the relay's in-flight
+//! state), so `max_bytes` bounds the memory the queue's events hold, not just their bodies: with many small
+//! events the fixed part is most of it.
+//!
 //! Fan-out: the deliveries of one event to one queue (several subscriptions on the same sink) travel as one
 //! channel item and share one reservation of their total, taken once and given back once, when the last of
 //! them is done. The worker still sees deliveries one by one ([`QueueReceiver::recv_many`] splits a group
@@ -94,6 +99,8 @@ pub struct Queue {
 pub struct QueueStats {
     pub name: Arc<str>,
     cap: QueueConfig,
+    /// Bytes each event counts besides its body (the sink kind's, see the module doc).
+    event_overhead: u32,
     shared: Arc<Shared>,
 }
 
@@ -206,10 +213,12 @@ impl Drop for Held {
     }
 }
 
-/// A new queue. The gauges are this sink's depth gauges (see `sinks::metrics`).
+/// A new queue, each event counting its body and `event_overhead` bytes. The gauges are this sink's depth
+/// gauges (see `sinks::metrics`).
 pub fn bounded(
     name: &str,
     cap: QueueConfig,
+    event_overhead: u32,
     depth_events: IntGauge,
     depth_bytes: IntGauge,
 ) -> (Queue, QueueReceiver) {
@@ -226,6 +235,7 @@ pub fn bounded(
             lost: AtomicUsize::new(0),
         }),
         cap,
+        event_overhead,
     };
     (
         Queue { tx, stats },
@@ -260,8 +270,9 @@ impl Queue {
         self.try_reserve_many(1, bytes)
     }
 
-    /// Reserve room for `events` deliveries of `bytes` bytes each (one event to several subscriptions on this
-    /// queue: each is counted, as each may be copied downstream), all or none.
+    /// Reserve room for `events` deliveries of a body of `bytes` bytes each (one event to several subscriptions
+    /// on this queue: each is counted, as each may be copied downstream), all or none. Each counts its body and
+    /// the queue's per-event overhead.
     pub fn try_reserve_many(&self, events: usize, bytes: usize) -> Result<Reservation, QueueFull> {
         if self.tx.is_closed() {
             return Err(QueueFull::Closed);
@@ -269,6 +280,7 @@ impl Queue {
         let events = u32::try_from(events.max(1)).map_err(|_| QueueFull::Events)?;
         let n = u32::try_from(bytes.max(1))
             .ok()
+            .and_then(|b| b.checked_add(self.stats.event_overhead))
             .and_then(|b| b.checked_mul(events))
             .ok_or(QueueFull::Bytes)?;
         let s = &self.stats.shared;
@@ -367,6 +379,14 @@ mod tests {
     }
 
     fn queue(max_events: usize, max_bytes: u64) -> (Queue, QueueReceiver) {
+        queue_with_overhead(max_events, max_bytes, 0)
+    }
+
+    fn queue_with_overhead(
+        max_events: usize,
+        max_bytes: u64,
+        overhead: u32,
+    ) -> (Queue, QueueReceiver) {
         let gauge = || IntGauge::new("g", "g").unwrap();
         bounded(
             "q",
@@ -374,6 +394,7 @@ mod tests {
                 max_events,
                 max_bytes,
             },
+            overhead,
             gauge(),
             gauge(),
         )
@@ -389,6 +410,43 @@ mod tests {
             body,
             std::time::Instant::now(),
         ))
+    }
+
+    /// Each event counts its body and the queue's per-event overhead, a group once per delivery; all of it
+    /// comes back when the reservations drop, and a size that overflows is refused, not wrapped.
+    #[test]
+    fn an_event_counts_its_body_and_the_queue_overhead() {
+        // (overhead, body, deliveries per reservation, max_bytes, reservations that fit)
+        fn check(overhead: u32, body: usize, per: usize, max_bytes: u64, fit: usize) {
+            let case =
+                format!("overhead {overhead}, body {body}, {per} per reservation, {max_bytes} B");
+            let (q, _rx) = queue_with_overhead(1000, max_bytes, overhead);
+            for round in 0..2 {
+                let held: Vec<_> = (0..fit)
+                    .map(|i| {
+                        q.try_reserve_many(per, body).unwrap_or_else(|e| {
+                            panic!("{case}: reservation {i} (round {round}): {e}")
+                        })
+                    })
+                    .collect();
+                assert_eq!(
+                    q.try_reserve_many(per, body).unwrap_err(),
+                    QueueFull::Bytes,
+                    "{case}: one more than {fit} (round {round})"
+                );
+                drop(held);
+            }
+        }
+        check(0, 100, 1, 1024, 10);
+        check(200, 100, 1, 1024, 3);
+        check(200, 100, 3, 2048, 2);
+        check(2048, 0, 1, 4096, 1);
+        check(2048, 1000, 2, 1 << 20, 172);
+        let (q, _rx) = queue_with_overhead(10, 1 << 20, 4096);
+        assert_eq!(
+            q.try_reserve_many(3, u32::MAX as usize - 10).unwrap_err(),
+            QueueFull::Bytes
+        );
     }
 
     /// A fan-out group: reserved all or none, split across batches in order, its room given back once, when the

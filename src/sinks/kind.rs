@@ -6,7 +6,8 @@
 //! What a kind answers:
 //! - its subscription `type` and ISC's name for that type's config field (`kafkaConfig`);
 //! - the checks of its `[sinks.*]` tables and of a subscription's config, with key paths;
-//! - its queues (every queue must hold the largest event the ingress accepts);
+//! - its queues (every queue must hold the largest event the ingress accepts), and what one event costs them
+//!   besides its body;
 //! - how it starts: its metrics, its sinks (queue + worker + readiness), the connections dead letters share;
 //! - the [`Target`] and sink name a subscription resolves to, and whether that destination exists.
 //!
@@ -168,7 +169,7 @@ impl SinkSet {
     pub fn add_connectionless(
         &mut self,
         name: &str,
-        cap: QueueConfig,
+        cap: (QueueConfig, u32),
         worker: Box<dyn SinkWorker>,
         metrics: &SinkMetrics,
     ) {
@@ -178,17 +179,18 @@ impl SinkSet {
         self.add(name, cap, worker, ready, metrics);
     }
 
-    /// A sink whose worker sets `ready` once it has reached its destination.
+    /// A sink whose worker sets `ready` once it has reached its destination. `cap`: the queue's capacity and
+    /// the bytes each event counts besides its body ([`SinkKind::event_overhead_bytes`]).
     pub fn add(
         &mut self,
         name: &str,
-        cap: QueueConfig,
+        (cap, event_overhead): (QueueConfig, u32),
         worker: Box<dyn SinkWorker>,
         ready: Readiness,
         metrics: &SinkMetrics,
     ) {
         let (depth_events, depth_bytes) = metrics.depth(name, &cap);
-        let (q, rx) = queue::bounded(name, cap, depth_events, depth_bytes);
+        let (q, rx) = queue::bounded(name, cap, event_overhead, depth_events, depth_bytes);
         self.queues.insert(name.to_string(), q);
         self.workers
             .push((name.to_string(), worker, rx, ready.clone()));
@@ -211,6 +213,8 @@ pub(crate) struct StartContext<'a> {
     pub api_on: bool,
     pub sinks: &'a mut SinkSet,
     pub connections: &'a mut Connections,
+    /// The kind's [`SinkKind::event_overhead_bytes`], which its queues count per event.
+    pub event_overhead: u32,
 }
 
 impl StartContext<'_> {
@@ -229,6 +233,7 @@ impl StartContext<'_> {
             transport,
             self.sink_metrics.batch(name),
         ));
+        let cap = (cap, self.event_overhead);
         match ready {
             Some(ready) => self.sinks.add(name, cap, worker, ready, self.sink_metrics),
             None => self
@@ -261,6 +266,14 @@ pub(crate) trait SinkKind: Sync {
 
     /// This kind's queues, by key path (`sinks.kafka.main.queue`).
     fn queues(&self, config: &Settings) -> Vec<(String, QueueConfig)>;
+
+    /// What one event costs this kind's queues besides its body, in bytes: what holds it while it is queued
+    /// and in flight (the client's copy of its record, its headers, the relay's state of the send), so a
+    /// queue's `max_bytes` bounds memory rather than bodies. Measured, not derived (BENCHMARKS.md,
+    /// `kafka-memory`); 0 where an event costs little beyond its shared body.
+    fn event_overhead_bytes(&self) -> u32 {
+        0
+    }
 
     /// Check a subscription of this type; `path` is the subscription's (`subscriptions[3]`).
     fn check_subscription(

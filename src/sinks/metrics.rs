@@ -90,7 +90,7 @@ impl SinkMetrics {
             depth_bytes: IntGaugeVec::new(
                 Opts::new(
                     "trigger_relay_queue_depth_bytes",
-                    "Bytes queued or in flight, per sink",
+                    "Bytes queued or in flight, per sink (bodies and each event's fixed cost to the sink)",
                 ),
                 &["sink"],
             )?,

@@ -513,6 +513,7 @@ fn free_port() -> u16 {
 struct RelayProc {
     child: Child,
     ingress: SocketAddr,
+    admin: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -546,6 +547,7 @@ impl RelayProc {
         let mut me = Self {
             child,
             ingress,
+            admin,
             dir,
         };
         me.wait_ready(admin)?;
@@ -554,6 +556,27 @@ impl RelayProc {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The sum of a metric's series on `/metrics` (`None` when the admin listener does not answer).
+    fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|r| r.starts_with([' ', '{']))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
     }
 
     fn log(&self) -> String {
@@ -1515,11 +1538,17 @@ pub fn run(opts: &Options) -> Result<Report, String> {
                 };
                 let mut result = run_load(&load, &mix, pins.map(|p| p.0), || {});
                 let end = usage(relay.pid());
+                let held = relay.metric("trigger_relay_queue_depth_events");
                 broker.resume();
                 drop(relay);
                 drop(broker);
                 let queue_mib = (queue_bytes >> 20) as f64;
                 let shed = result.statuses.get(&503).copied().unwrap_or(0);
+                // Every accepted event is still held (nothing is acknowledged): what each costs beyond its
+                // body, on average, is what the relay's per-event overhead for Kafka must cover.
+                let held = held.unwrap_or(0.0).max(1.0);
+                let grown = (end.hwm_mib - idle.rss_mib) * (1u64 << 20) as f64;
+                let per_event = grown / held - mix.mean_size() as f64;
                 report.rows.push(Row {
                     scenario: "Kafka (accepted), broker stopped: peak RSS".into(),
                     relay: end.hwm_mib - idle.rss_mib,
@@ -1530,10 +1559,11 @@ pub fn run(opts: &Options) -> Result<Report, String> {
                     cpu_us_per_event: 0.0,
                     errors: String::new(),
                     note: format!(
-                        "relay and baseline columns are MiB: peak RSS {:.1} − idle RSS {:.1} vs the queue's byte capacity; ratio = that over capacity; queue full reached: {} (503×{shed}); relay linger_ms {}",
+                        "relay and baseline columns are MiB: peak RSS {:.1} − idle RSS {:.1} vs the queue's byte capacity; ratio = that over capacity; queue full reached: {} (503×{shed}); {held:.0} events held, {per_event:.0} B each beyond a mean body of {} B; relay linger_ms {}",
                         end.hwm_mib,
                         idle.rss_mib,
                         if shed > 0 { "yes" } else { "NO" },
+                        mix.mean_size(),
                         opts.linger_ms()
                     ),
                     skipped: None,

@@ -40,7 +40,7 @@ fn state(rt: &tokio::runtime::Runtime, auth: AuthConfig) -> Arc<IngressState> {
         max_bytes: 1 << 20,
     };
     let (de, db) = sm.depth("discard", &cap);
-    let (queue, mut rx) = trigger_relay::pipeline::queue::bounded("discard", cap, de, db);
+    let (queue, mut rx) = trigger_relay::pipeline::queue::bounded("discard", cap, 0, de, db);
     rt.spawn(async move {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 64).await > 0 {

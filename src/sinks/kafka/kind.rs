@@ -59,6 +59,10 @@ impl SinkKind for Kind {
             .collect()
     }
 
+    fn event_overhead_bytes(&self) -> u32 {
+        super::sink::EVENT_OVERHEAD_BYTES
+    }
+
     fn check_subscription(
         &self,
         config: &Settings,

@@ -25,6 +25,12 @@ pub struct KafkaSink {
     stop: CancellationToken,
 }
 
+/// What one Kafka event costs its queue besides its body (`SinkKind::event_overhead_bytes`): librdkafka's
+/// record and its copies of the headers, the delivery-report channel and the relay's state of the send, until
+/// the report. Measured with the broker stopped (`kafka-memory` in BENCHMARKS.md): peak RSS over the number of
+/// events held, less their bodies.
+pub const EVENT_OVERHEAD_BYTES: u32 = 2048;
+
 impl KafkaSink {
     /// Create the producer (no connection is made yet) and start probing the cluster for readiness.
     pub fn new(

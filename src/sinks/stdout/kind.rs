@@ -47,7 +47,7 @@ impl SinkKind for Kind {
             ctx.sink_metrics.connected.with_label_values(&[SINK]).set(1);
             ctx.sinks.add(
                 SINK,
-                ctx.config.sinks.stdout.queue,
+                (ctx.config.sinks.stdout.queue, ctx.event_overhead),
                 Box::new(worker),
                 ready,
                 ctx.sink_metrics,
