@@ -152,26 +152,23 @@ impl Config {
             kind.check_tables(&self.sink_settings(), &mut errors);
         }
         // An event that can never fit in a queue would be answered 503 forever.
-        let queues = crate::sinks::KINDS.iter().flat_map(|k| {
-            let overhead = k.event_overhead_bytes();
-            k.queues(&self.sink_settings())
-                .into_iter()
-                .map(move |q| (q, overhead))
-        });
-        for ((path, q), overhead) in queues {
-            let max_body = self.ingress.max_body_bytes;
-            if q.max_bytes < max_body + overhead as u64 {
-                let need = match overhead {
-                    0 => format!("ingress.max_body_bytes ({max_body})"),
-                    o => format!(
-                        "{} (ingress.max_body_bytes {max_body} + {o}, what each event costs this kind besides its body)",
-                        max_body + o as u64
-                    ),
-                };
-                errors.push(
-                    format!("{path}.max_bytes"),
-                    format!("must be at least {need}, or the largest events never fit"),
-                );
+        let max_body = self.ingress.max_body_bytes;
+        for kind in crate::sinks::KINDS {
+            let overhead = kind.event_overhead_bytes() as u64;
+            let need = match overhead {
+                0 => format!("ingress.max_body_bytes ({max_body})"),
+                o => format!(
+                    "{} (ingress.max_body_bytes {max_body} + {o}, what each event costs this kind besides its body)",
+                    max_body + o
+                ),
+            };
+            for (path, q) in kind.queues(&self.sink_settings()) {
+                if q.max_bytes < max_body + overhead {
+                    errors.push(
+                        format!("{path}.max_bytes"),
+                        format!("must be at least {need}, or the largest events never fit"),
+                    );
+                }
             }
         }
         api::check(self, &mut errors);
