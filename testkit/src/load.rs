@@ -560,14 +560,7 @@ impl RelayProc {
 
     /// The sum of a metric's series on `/metrics` (`None` when the admin listener does not answer).
     fn metric(&self, name: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let mut s =
-            std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
+        let text = get(self.admin, "/metrics", Duration::from_secs(2))?;
         Some(
             text.lines()
                 .filter(|l| {
@@ -613,20 +606,23 @@ impl Drop for RelayProc {
     }
 }
 
-/// `GET /readyz` answered 200 (a blocking one-shot HTTP/1.0 request, no runtime needed).
+/// `GET /readyz` answered 200.
 fn readyz(admin: SocketAddr) -> bool {
+    get(admin, "/readyz", Duration::from_millis(200))
+        .is_some_and(|r| r.as_bytes().get(9..12) == Some(b"200"))
+}
+
+/// A blocking one-shot HTTP/1.0 `GET` of the admin listener (no runtime needed): the whole response, status
+/// line first, or `None` when it does not connect within `connect` or does not answer.
+fn get(admin: SocketAddr, path: &str, connect: Duration) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: relay\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+    let mut s = std::net::TcpStream::connect_timeout(&admin, connect).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: relay\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Measure the relay under `load`: answered rate, latency, errors, its CPU per answered event and peak RSS.
